@@ -1,0 +1,185 @@
+//! The book: every include resolves, every console session is a checked file,
+//! every checked file is shown, and every session prints what the book says.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use cfs_tests::paths::workspace;
+use cfs_tests::{bail, ensure, plain, root, session, Context, Result};
+use libtest_mimic::Trial;
+use regex::Regex;
+
+fn src() -> PathBuf {
+    workspace().join("book/src")
+}
+
+fn files_with(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(files_with(&path, ext));
+            } else if path.extension().is_some_and(|e| e == ext) {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn pages() -> Vec<PathBuf> {
+    files_with(&src(), "md")
+}
+
+/// `{{#include path[:anchor]}}` directives of a page: (file, anchor).
+fn includes(page: &Path) -> Result<Vec<(PathBuf, Option<String>)>> {
+    let text = fs::read_to_string(page)?;
+    let re =
+        Regex::new(r"\{\{#(?:include|rustdoc_include)\s+([^}:\s]+)(?::([A-Za-z0-9_-]+))?\s*\}\}")?;
+    let dir = page.parent().context("page without directory")?;
+    Ok(re
+        .captures_iter(&text)
+        .map(|c| (dir.join(&c[1]), c.get(2).map(|m| m.as_str().to_string())))
+        .collect())
+}
+
+fn includes_resolve() -> Result<()> {
+    let mut problems = Vec::new();
+    for page in pages() {
+        for (file, anchor) in includes(&page)? {
+            let Ok(text) = fs::read_to_string(&file) else {
+                problems.push(format!(
+                    "{}: missing file {}",
+                    page.display(),
+                    file.display()
+                ));
+                continue;
+            };
+            if let Some(anchor) = anchor {
+                let start = format!("ANCHOR: {anchor}\n");
+                let end = format!("ANCHOR_END: {anchor}\n");
+                if !text.contains(&start) || !text.contains(&end) {
+                    problems.push(format!(
+                        "{}: no anchor {anchor} in {}",
+                        page.display(),
+                        file.display()
+                    ));
+                }
+            }
+        }
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n"));
+    Ok(())
+}
+
+fn links_resolve() -> Result<()> {
+    let re = Regex::new(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")?;
+    let mut problems = Vec::new();
+    for page in pages() {
+        let text = fs::read_to_string(&page)?;
+        for c in re.captures_iter(&text) {
+            let target = &c[1];
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let dir = page.parent().context("page without directory")?;
+            if !dir.join(target).exists() {
+                problems.push(format!("{}: broken link {target}", page.display()));
+            }
+        }
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n"));
+    Ok(())
+}
+
+/// Console blocks in pages must be includes of session files, which the
+/// session tests run: no hand-written transcript can drift from the code.
+fn console_blocks_are_checked_sessions() -> Result<()> {
+    let mut shown = BTreeSet::new();
+    let mut problems = Vec::new();
+    for page in pages() {
+        let text = fs::read_to_string(&page)?;
+        let mut in_console = false;
+        for line in text.lines() {
+            let trimmed = line.trim();
+            if trimmed.starts_with("```console") {
+                in_console = true;
+            } else if in_console && trimmed.starts_with("```") {
+                in_console = false;
+            } else if in_console && !trimmed.starts_with("{{#include sessions/") {
+                problems.push(format!(
+                    "{}: console line not from a session file: {trimmed}",
+                    page.display()
+                ));
+            }
+        }
+        for (file, _) in includes(&page)? {
+            if file.extension().is_some_and(|e| e == "console") {
+                shown.insert(file.canonicalize().unwrap_or(file));
+            }
+        }
+    }
+    for file in files_with(&src().join("sessions"), "console") {
+        if !shown.contains(&file.canonicalize().unwrap_or(file.clone())) {
+            problems.push(format!("{} is not shown in any page", file.display()));
+        }
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n"));
+    Ok(())
+}
+
+fn summary_lists_every_page() -> Result<()> {
+    let summary = fs::read_to_string(src().join("SUMMARY.md"))?;
+    for page in pages() {
+        let rel = page.strip_prefix(src())?.to_string_lossy().into_owned();
+        if rel != "SUMMARY.md" && !summary.contains(&format!("({rel})")) {
+            bail!("{rel} is not in SUMMARY.md");
+        }
+    }
+    Ok(())
+}
+
+/// The diffs of `main.rs` between chapters match the sources.
+fn diffs_are_current() -> Result<()> {
+    let out = std::process::Command::new(workspace().join("scripts/book-diffs"))
+        .arg("--check")
+        .output()
+        .context("failed to run scripts/book-diffs")?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let mut trials = vec![
+        plain("diffs_are_current", diffs_are_current),
+        plain("includes_resolve", includes_resolve),
+        plain("links_resolve", links_resolve),
+        plain(
+            "console_blocks_are_checked_sessions",
+            console_blocks_are_checked_sessions,
+        ),
+        plain("summary_lists_every_page", summary_lists_every_page),
+    ];
+    let sessions: Vec<Trial> = files_with(&src().join("sessions"), "console")
+        .into_iter()
+        .map(|file| {
+            let name = format!(
+                "session::{}",
+                file.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            );
+            root(&name, move || session::check(&file))
+        })
+        .collect();
+    trials.extend(sessions);
+    cfs_tests::main(trials)
+}

@@ -1,0 +1,96 @@
+//! Reading kernel state from `/proc`: namespaces, process trees, states, mounts.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use nix::unistd::Pid;
+
+/// The inode number of a namespace, from the `/proc/<pid>/ns/<kind>` link
+/// (`uts:[4026531838]`). Two processes share a namespace exactly when these
+/// numbers match.
+pub fn ns_inode(pid: &str, kind: &str) -> Result<u64> {
+    let link = format!("/proc/{pid}/ns/{kind}");
+    let target = fs::read_link(&link).with_context(|| format!("failed to read {link}"))?;
+    let text = target.to_string_lossy();
+    text.split(['[', ']'])
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("unexpected namespace link {text}"))
+}
+
+/// The children of a process, from `/proc/<pid>/task/<pid>/children`.
+pub fn children(pid: Pid) -> Vec<Pid> {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// The state letter of a process (`R`, `S`, `Z`, ...) from `/proc/<pid>/stat`.
+pub fn state(pid: &str) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: skip past it.
+    let after = stat.rsplit_once(')')?.1;
+    after.trim_start().chars().next()
+}
+
+/// PIDs (host numbering) of all processes whose `kind` namespace has `inode`.
+pub fn processes_in_ns(kind: &str, inode: u64) -> Vec<String> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.chars().all(|c| c.is_ascii_digit()))
+        .filter(|pid| ns_inode(pid, kind).ok() == Some(inode))
+        .collect()
+}
+
+/// The mount table as a set of `mount point + fs type + source` lines, which
+/// stay the same when nothing was mounted or unmounted (mount IDs may not).
+pub fn mounts() -> Result<BTreeSet<String>> {
+    let text = fs::read_to_string("/proc/self/mountinfo").context("failed to read mountinfo")?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let dash = fields.iter().position(|f| *f == "-")?;
+            Some(format!(
+                "{} {} {}",
+                fields.get(4)?,
+                fields.get(dash + 1)?,
+                fields.get(dash + 2)?
+            ))
+        })
+        .collect())
+}
+
+/// Fails if the mount table differs from `before`, naming the differences.
+pub fn assert_mounts_unchanged(before: &BTreeSet<String>) -> Result<()> {
+    let after = mounts()?;
+    let added: Vec<_> = after.difference(before).collect();
+    let removed: Vec<_> = before.difference(&after).collect();
+    anyhow::ensure!(
+        added.is_empty() && removed.is_empty(),
+        "mount table changed: added {added:?}, removed {removed:?}"
+    );
+    Ok(())
+}
+
+/// The host's hostname, from the kernel.
+pub fn hostname() -> Result<String> {
+    Ok(nix::unistd::gethostname()
+        .context("failed to read hostname")?
+        .to_string_lossy()
+        .into_owned())
+}
+
+/// True when the file exists (for readable assertions).
+pub fn exists(path: impl AsRef<Path>) -> bool {
+    path.as_ref().symlink_metadata().is_ok()
+}

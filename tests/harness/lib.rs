@@ -1,0 +1,85 @@
+//! The test harness shared by every integration test.
+//!
+//! The tests start the chapter binaries as root and then read the kernel's own
+//! account of what happened (`/proc/<pid>/ns/*`, `/proc/<pid>/stat`,
+//! `/proc/self/mountinfo`, cgroup files), not only what the binaries print.
+//!
+//! Tests that need root are declared with [`root`]. Run as a normal user they
+//! are reported as *ignored* with the reason, and a banner says how many were
+//! skipped; with `CI=true` a test that would be skipped fails instead, so CI can
+//! never pass with tests that did not run. Root tests run one at a time, so a
+//! test that compares mount tables or measures CPU time is not disturbed by
+//! another.
+
+use std::process::ExitCode;
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+
+pub mod kernel;
+pub mod paths;
+pub mod run;
+pub mod session;
+
+pub use anyhow::{anyhow, bail, ensure, Context, Result};
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Whether we run under CI (`CI=true`), where skipping a test is a failure.
+pub fn in_ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
+}
+
+const SKIP_REASON: &str = "needs root: run `sudo scripts/test`";
+
+fn to_failed(err: anyhow::Error) -> Failed {
+    Failed::from(format!("{err:#}"))
+}
+
+/// A test that needs root (it creates namespaces, mounts or cgroups).
+pub fn root<F>(name: &str, test: F) -> Trial
+where
+    F: FnOnce() -> Result<()> + Send + 'static,
+{
+    Trial::ignorable_test(name, move || {
+        if !is_root() {
+            if in_ci() {
+                return Err(Failed::from(format!(
+                    "this test {SKIP_REASON}, and CI must not skip tests"
+                )));
+            }
+            return Ok(Completion::ignored_with(SKIP_REASON));
+        }
+        test().map(|()| Completion::Completed).map_err(to_failed)
+    })
+}
+
+/// A test that runs as any user.
+pub fn plain<F>(name: &str, test: F) -> Trial
+where
+    F: FnOnce() -> Result<()> + Send + 'static,
+{
+    Trial::test(name, move || test().map_err(to_failed))
+}
+
+/// The `main` of every integration-test binary: runs the trials one at a time
+/// and says loudly how many were skipped for want of root.
+pub fn main(trials: Vec<Trial>) -> ExitCode {
+    let mut args = Arguments::from_args();
+    if args.test_threads.is_none() {
+        args.test_threads = Some(1);
+    }
+    let conclusion = libtest_mimic::run(&args, trials);
+    if conclusion.num_ignored > 0 {
+        eprintln!(
+            "\nSKIPPED: {} test(s) need root and were not run: run `sudo scripts/test`\n",
+            conclusion.num_ignored
+        );
+        if in_ci() {
+            return ExitCode::FAILURE;
+        }
+    }
+    conclusion.exit_code()
+}

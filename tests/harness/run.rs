@@ -1,0 +1,173 @@
+//! Running the chapter binaries: with a time limit, as root or as `nobody`, in
+//! the foreground or in the background while the test inspects them.
+
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::paths;
+
+/// The default time limit for one command.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a finished command did.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The exit code, or 128 + signal when it was killed (as a shell reports it).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Fails unless the exit code is `code`, showing both streams.
+    pub fn expect_code(&self, code: i32) -> Result<&Self> {
+        if self.code != code {
+            bail!(
+                "expected exit code {code}, got {}\nstdout: {}\nstderr: {}",
+                self.code,
+                self.stdout,
+                self.stderr
+            );
+        }
+        Ok(self)
+    }
+}
+
+/// A `Command` for a chapter binary with arguments.
+pub fn chapter(name: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(paths::bin(name));
+    cmd.args(args);
+    cmd
+}
+
+/// Runs `cmd` to the end with stdin closed, killing it after `timeout`.
+pub fn output_within(mut cmd: Command, timeout: Duration) -> Result<Output> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("failed to start {cmd:?}"))?;
+    collect(child, timeout).with_context(|| format!("while running {cmd:?}"))
+}
+
+/// [`output_within`] with the default time limit.
+pub fn output(cmd: Command) -> Result<Output> {
+    output_within(cmd, TIMEOUT)
+}
+
+/// Runs a chapter binary to the end: `run("ch01-uts", &["--", "true"])`.
+pub fn run(name: &str, args: &[&str]) -> Result<Output> {
+    output(chapter(name, args))
+}
+
+/// Runs `cmd` as the unprivileged user `nobody` (uid and gid 65534).
+pub fn as_nobody(mut cmd: Command) -> Result<Output> {
+    // std drops root's supplementary groups (setgroups) before setuid.
+    cmd.uid(65534).gid(65534);
+    output(cmd)
+}
+
+/// A command started in the background, killed (by its PID) if the test
+/// drops it before it ends.
+pub struct Background {
+    child: Option<Child>,
+}
+
+impl Background {
+    /// Starts `cmd` with piped output.
+    pub fn start(mut cmd: Command) -> Result<Self> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("failed to start {cmd:?}"))?;
+        Ok(Background { child: Some(child) })
+    }
+
+    /// The PID of the process we started.
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0))
+    }
+
+    /// Sends `signal` to the process we started.
+    pub fn signal(&self, signal: Signal) -> Result<()> {
+        kill(self.pid(), signal)
+            .with_context(|| format!("failed to send {signal} to {}", self.pid()))
+    }
+
+    /// Waits for the end, with a time limit.
+    pub fn finish(mut self, timeout: Duration) -> Result<Output> {
+        let child = self.child.take().context("already finished")?;
+        collect(child, timeout)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn collect(mut child: Child, timeout: Duration) -> Result<Output> {
+    let stdout = reader(child.stdout.take());
+    let stderr = reader(child.stderr.take());
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("timed out after {timeout:?}; killed pid {}", child.id());
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(-1);
+    Ok(Output {
+        code,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+fn reader<R: Read + Send + 'static>(stream: Option<R>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut stream) = stream {
+            let mut bytes = Vec::new();
+            let _ = stream.read_to_end(&mut bytes);
+            text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        text
+    })
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most `timeout`.
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("condition not met within {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
