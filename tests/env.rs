@@ -313,7 +313,7 @@ fn doctor_overlay_on_overlay() -> Result<()> {
     let out = output(cmd)?;
     contains(
         check_line(&out, "FAIL", "overlayfs")?,
-        &["(overlayfs) fails", "not on overlay"],
+        &["(overlayfs) fails", "not on an overlay"],
     )?;
     blocks(&out, "ch05-overlay")?;
     assert_mounts_unchanged(&before)
@@ -350,11 +350,18 @@ fn doctor_sysctl_checks() -> Result<()> {
         ("kernel/apparmor_restrict_unprivileged_userns", "1"),
     ])?;
     let out = doctor(&["--proc-sys", path_str(sys.path())?])?;
+    let line = check_line(&out, "warn", "user namespaces")?;
     contains(
-        check_line(&out, "warn", "user namespaces")?,
+        line,
         &["apparmor_restrict_unprivileged_userns=1", "fix: sysctl -w"],
     )?;
     out.expect_code(0)?;
+    // The troubleshooting appendix quotes this line.
+    let page = fs::read_to_string(workspace().join("book/src/troubleshooting.md"))?;
+    ensure!(
+        page.lines().any(|l| l == line),
+        "book/src/troubleshooting.md does not quote doctor's line\n{line}"
+    );
 
     let sys = fake_sysctls(&[
         SECCOMP,
