@@ -599,8 +599,15 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
     // A network namespace of the test's own to run reset in, so that its
     // veths never touch the host's network; made before the snapshot.
     let outer = format!("cfs-o{}n", std::process::id());
+    // The first `ip netns add` on a machine mounts /run/netns (a bind mount
+    // of itself, so that the namespaces' mounts can propagate); undo that too.
+    let netns_dir_mounted = is_mounted(Path::new("/run/netns"))?;
     sh(&format!("ip netns add {outer}"))?;
     mess.cleanup.push(format!("ip netns delete {outer}"));
+    if !netns_dir_mounted {
+        mess.cleanup
+            .push("[ -z \"$(ls -A /run/netns)\" ] && umount /run/netns".to_string());
+    }
     // Not the project's (another name): must survive.
     let other = make_cgroups(&own, &format!("cfs-o{}", std::process::id()))?;
     for dir in &other {
