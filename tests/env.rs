@@ -36,13 +36,17 @@ fn doctor(args: &[&str]) -> Result<Output> {
     output(cmd)
 }
 
-/// The line doctor printed for `check`, which must have `status`.
-fn check_line<'a>(out: &'a Output, status: &str, check: &str) -> Result<&'a str> {
-    let line = out
-        .stdout
+/// The line doctor printed for `check`.
+fn find_line<'a>(out: &'a Output, check: &str) -> Result<&'a str> {
+    out.stdout
         .lines()
         .find(|l| l.get(6..).is_some_and(|rest| rest.starts_with(check)))
-        .with_context(|| format!("no {check} line in\n{}", out.stdout))?;
+        .with_context(|| format!("no {check} line in\n{}", out.stdout))
+}
+
+/// The line doctor printed for `check`, which must have `status`.
+fn check_line<'a>(out: &'a Output, status: &str, check: &str) -> Result<&'a str> {
+    let line = find_line(out, check)?;
     ensure!(
         line.starts_with(&format!("{status:<4}  ")),
         "wanted {status} for {check}, got:\n{line}\nin\n{}",
@@ -106,11 +110,7 @@ fn doctor_passes_here() -> Result<()> {
     let out = doctor(&[])?;
     out.expect_code(0)?;
     for check in CHECKS {
-        let line = out
-            .stdout
-            .lines()
-            .find(|l| l.get(6..).is_some_and(|rest| rest.starts_with(check)))
-            .with_context(|| format!("no {check} line in\n{}", out.stdout))?;
+        let line = find_line(&out, check)?;
         ensure!(
             line.starts_with("ok  ") || line.starts_with("warn"),
             "{check}: {line}"
