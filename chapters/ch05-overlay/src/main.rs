@@ -1,0 +1,241 @@
+//! `ch05-overlay`: chapter 4's runtime, running containers from layered images.
+//!
+//! ```text
+//! sudo ch05-overlay import base base.tar
+//! sudo ch05-overlay import app base.tar app.tar
+//! sudo ch05-overlay -v run --name c1 --add-host db:10.0.0.5 app -- sh
+//! sudo ch05-overlay diff c1
+//! sudo ch05-overlay commit c1 app2
+//! sudo ch05-overlay rm c1
+//! ```
+//!
+//! `run` mounts an overlay of the image's layers, an init layer and a fresh
+//! read-write layer, then runs the command on it as chapter 4 does. The
+//! read-write layer outlives the command until `rm`, so `diff` and `commit`
+//! can read it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use ch01_uts::{cli, process, say, uts};
+use ch02_pid::init;
+use ch03_mount_chroot::rootfs::{self, Root};
+use ch05_overlay::diff;
+use ch05_overlay::init_layer::HostEntry;
+use ch05_overlay::store::{self, Store};
+use clap::{Parser, Subcommand};
+use nix::sched::CloneFlags;
+
+/// Run containers from images made of layers, on overlayfs (chapter 5)
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    common: cli::Common,
+    /// The state directory holding images, layers and containers
+    #[arg(long, value_name = "DIR", default_value = store::DEFAULT_ROOT)]
+    root: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create an image from layer tars (.tar or .tar.gz), bottom layer first
+    Import {
+        name: String,
+        #[arg(required = true, value_name = "TARBALL")]
+        tarballs: Vec<PathBuf>,
+    },
+    /// List the images
+    Images,
+    /// Remove an image, and the layers no other image or container uses
+    Rmi { name: String },
+    /// Run a command in a new container made from an image
+    Run(RunArgs),
+    /// List the paths a container added (A), changed (C) or deleted (D)
+    Diff { id: String },
+    /// Save a container's read-write layer as a new image
+    Commit { id: String, name: String },
+    /// List the containers and their states
+    Ps,
+    /// Remove a container that is not running: unmount it, delete its layers
+    Rm { id: String },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The container's ID (default: 12 random hex digits)
+    #[arg(long, value_name = "ID")]
+    name: Option<String>,
+    #[command(flatten)]
+    uts: cli::Hostname,
+    /// Add a line to the container's /etc/hosts (repeatable), like a Pod's hostAliases
+    #[arg(long, value_name = "NAME:IP")]
+    add_host: Vec<HostEntry>,
+    /// Run a tiny init as PID 1 that reaps zombies and forwards signals; the command becomes PID 2
+    #[arg(long)]
+    init: bool,
+    /// The image to run
+    image: String,
+    #[command(flatten)]
+    command: cli::Command,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::main(&args.common, || {
+        process::require_root()?;
+        let store = Store::open(&args.root)?;
+        dispatch(&store, &args.command)
+    })
+}
+
+// ANCHOR: run
+fn run(store: &Store, args: &RunArgs) -> Result<i32> {
+    let id = match &args.name {
+        Some(name) => name.clone(),
+        None => random_id()?,
+    };
+    let argv = &args.command.argv;
+    let mut container =
+        store.create_container(&id, &args.image, &args.uts.hostname, &args.add_host, argv)?;
+    let dirs = store.dirs(&id);
+    // If the command cannot start, the container is removed again: nothing stays behind.
+    let mounted = store.overlay(&container).and_then(|overlay| {
+        let mounted = overlay.mount(&dirs.merged)?;
+        // The merged directory is mounted and absolute: only the command can be missing.
+        rootfs::validate(&dirs.merged, argv).map_err(|_| {
+            anyhow!("command {} not found in image {}", argv[0], args.image)
+        })?;
+        Ok(mounted)
+    });
+    let mounted = match mounted {
+        Ok(mounted) => mounted,
+        Err(err) => {
+            store.remove_container(&id)?;
+            return Err(err);
+        }
+    };
+    init::block_signals()?;
+    let flags = CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS;
+    let child = process::spawn(flags, || {
+        uts::set_hostname(&args.uts.hostname)?;
+        rootfs::setup(&dirs.merged, Root::PivotRoot)?;
+        if args.init {
+            init::run(argv)
+        } else {
+            process::exec(argv)
+        }
+    })?;
+    container.pid = Some(child.pid().as_raw());
+    container.start_time = store::start_time(child.pid().as_raw());
+    store.save(&container)?;
+    let pid = child.release()?;
+    let code = init::supervise(pid, false)?;
+    container.exit_code = Some(code);
+    store.save(&container)?;
+    // The read-write layer stays for diff and commit; only the mount goes.
+    mounted.unmount()?;
+    Ok(code)
+}
+// ANCHOR_END: run
+
+/// Runs a subcommand; `run` returns the command's exit code, the others 0.
+fn dispatch(store: &Store, command: &Command) -> Result<i32> {
+    match command {
+        Command::Run(args) => return run(store, args),
+        Command::Import { name, tarballs } => {
+            let (image, summaries) = store.import(name, tarballs)?;
+            for summary in &summaries {
+                println!(
+                    "layer {}: {} entries, {} whiteouts, {} opaque directories",
+                    store::short(&summary.digest),
+                    summary.entries,
+                    summary.whiteouts,
+                    summary.opaque
+                );
+            }
+            println!("image {}: {} layers", image.name, image.layers.len());
+        }
+        Command::Images => {
+            println!("{:<16} {:>6} {:>10}  TOP LAYER", "NAME", "LAYERS", "SIZE");
+            for image in store.images()? {
+                let top = image.layers.last().map(String::as_str).unwrap_or("-");
+                println!(
+                    "{:<16} {:>6} {:>10}  {}",
+                    image.name,
+                    image.layers.len(),
+                    human(store.image_size(&image)?),
+                    store::short(top)
+                );
+            }
+        }
+        Command::Rmi { name } => {
+            for layer in store.remove_image(name)? {
+                println!("removed layer {}", store::short(&layer));
+            }
+            println!("removed image {name}");
+        }
+        Command::Diff { id } => {
+            let container = store.container(id)?;
+            let lower = store.lower_layers(&container)?;
+            for change in diff::changes(&store.dirs(id).upper, &lower)? {
+                println!("{change}");
+            }
+        }
+        Command::Commit { id, name } => {
+            let (image, summary) = store.commit(id, name)?;
+            println!(
+                "layer {}: {} entries, {} whiteouts, {} opaque directories, {} init-layer files left out",
+                store::short(&summary.digest),
+                summary.entries,
+                summary.whiteouts,
+                summary.opaque,
+                summary.skipped
+            );
+            println!("image {}: {} layers", image.name, image.layers.len());
+        }
+        Command::Ps => {
+            println!("{:<14} {:<12} {:<34} COMMAND", "ID", "IMAGE", "STATE");
+            for container in store.containers()? {
+                let mut state = store.state(&container).to_string();
+                if store.is_mounted(&container.id)? && !state.starts_with("running") {
+                    state.push_str(", mounted");
+                }
+                println!(
+                    "{:<14} {:<12} {:<34} {}",
+                    container.id,
+                    container.image,
+                    state,
+                    container.command.join(" ")
+                );
+            }
+        }
+        Command::Rm { id } => {
+            store.remove_container(id)?;
+            println!("{id}");
+        }
+    }
+    Ok(0)
+}
+
+/// Twelve random hex digits, as Docker's short container IDs.
+fn random_id() -> Result<String> {
+    let mut bytes = [0u8; 6];
+    let mut urandom = std::fs::File::open("/dev/urandom").context("failed to open /dev/urandom")?;
+    std::io::Read::read_exact(&mut urandom, &mut bytes).context("failed to read /dev/urandom")?;
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    say!("container id {id}");
+    Ok(id)
+}
+
+/// `1.9M`, `740K`: sizes as `du -h` prints them.
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1}M", b as f64 / (1 << 20) as f64),
+        b if b >= 1 << 10 => format!("{}K", b >> 10),
+        b => format!("{b}B"),
+    }
+}
