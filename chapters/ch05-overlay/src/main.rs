@@ -107,7 +107,8 @@ fn run(store: &Store, args: &RunArgs) -> Result<i32> {
         let mounted = overlay.mount(&dirs.merged)?;
         // The merged directory is mounted and absolute: only the command can be missing.
         rootfs::validate(&dirs.merged, argv).map_err(|_| {
-            anyhow!("command {} not found in image {}", argv[0], args.image)
+            let command = argv.first().map(String::as_str).unwrap_or_default();
+            anyhow!("command {command} not found in image {}", args.image)
         })?;
         Ok(mounted)
     });
