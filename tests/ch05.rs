@@ -336,7 +336,7 @@ fn commit_round_trip() -> Result<()> {
         );
     }
 
-    let found: Vec<String> = diff::changes(&ov.upper, &[base.clone()])?
+    let found: Vec<String> = diff::changes(&ov.upper, std::slice::from_ref(&base))?
         .iter()
         .map(ToString::to_string)
         .collect();
@@ -427,7 +427,7 @@ fn corrupt_tars_are_clear_errors() -> Result<()> {
 
 fn copy_on_write_in_containers() -> Result<()> {
     let store = Store::with_images()?;
-    let base = store.layer(&"base", 0)?.join("diff/etc/motd");
+    let base = store.layer("base", 0)?.join("diff/etc/motd");
     let original = fs::read_to_string(&base)?;
     store.ok(&[
         "run",
@@ -466,7 +466,7 @@ fn copy_on_write_in_containers() -> Result<()> {
 fn whiteouts_and_opaque_dirs_survive_commit() -> Result<()> {
     let store = Store::with_images()?;
     // The app image's own layer deletes /etc/rootfs-release.
-    let app = store.layer(&"app", -1)?;
+    let app = store.layer("app", -1)?;
     ensure!(
         is_whiteout(&app.join("diff/etc/rootfs-release")),
         "no whiteout in app"
