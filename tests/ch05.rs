@@ -489,7 +489,7 @@ fn whiteouts_and_opaque_dirs_survive_commit() -> Result<()> {
         "usr/local/bin is not opaque"
     );
     let out = store.ok(&["commit", "c1", "app2"])?;
-    contains(&out, "1 whiteouts, 1 opaque directories")?;
+    contains(&out, "whiteouts 1, opaque directories 1")?;
     let top = store.layer("app2", -1)?;
     let (names, devices) = tar_names(&fs::read(top.join("layer.tar"))?)?;
     ensure!(!devices, "a device in the committed tar: {names:?}");
@@ -551,7 +551,7 @@ fn hosts_and_the_init_layer() -> Result<()> {
     let diff = store.ok(&["diff", "c1"])?;
     contains(&diff, "C /etc/hosts")?;
     let out = store.ok(&["commit", "c1", "app2"])?;
-    contains(&out, "2 init-layer files left out")?;
+    contains(&out, "init-layer files left out 2")?;
     let top = store.layer("app2", -1)?;
     let (names, _) = tar_names(&fs::read(top.join("layer.tar"))?)?;
     ensure!(names.iter().any(|n| n == "etc/kept"), "{names:?}");

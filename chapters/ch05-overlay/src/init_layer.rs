@@ -72,8 +72,7 @@ impl fmt::Display for HostEntry {
 /// The container's `/etc/hosts`: loopback names, its own hostname, then the
 /// `--add-host` entries in the order given.
 pub fn hosts(hostname: &str, extra: &[HostEntry]) -> String {
-    let mut text = String::from("# written by the runtime for this container; edits do not last\n");
-    text.push_str("127.0.0.1\tlocalhost\n");
+    let mut text = String::from("127.0.0.1\tlocalhost\n");
     text.push_str("::1\tlocalhost ip6-localhost ip6-loopback\n");
     text.push_str(&format!("127.0.1.1\t{hostname}\n"));
     for entry in extra {

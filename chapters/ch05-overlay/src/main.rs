@@ -151,14 +151,14 @@ fn dispatch(store: &Store, command: &Command) -> Result<i32> {
             let (image, summaries) = store.import(name, tarballs)?;
             for summary in &summaries {
                 println!(
-                    "layer {}: {} entries, {} whiteouts, {} opaque directories",
+                    "layer {}: entries {}, whiteouts {}, opaque directories {}",
                     store::short(&summary.digest),
                     summary.entries,
                     summary.whiteouts,
                     summary.opaque
                 );
             }
-            println!("image {}: {} layers", image.name, image.layers.len());
+            println!("image {}: {}", image.name, layers(image.layers.len()));
         }
         Command::Images => {
             println!("{:<16} {:>6} {:>10}  TOP LAYER", "NAME", "LAYERS", "SIZE");
@@ -189,14 +189,14 @@ fn dispatch(store: &Store, command: &Command) -> Result<i32> {
         Command::Commit { id, name } => {
             let (image, summary) = store.commit(id, name)?;
             println!(
-                "layer {}: {} entries, {} whiteouts, {} opaque directories, {} init-layer files left out",
+                "layer {}: entries {}, whiteouts {}, opaque directories {}, init-layer files left out {}",
                 store::short(&summary.digest),
                 summary.entries,
                 summary.whiteouts,
                 summary.opaque,
                 summary.skipped
             );
-            println!("image {}: {} layers", image.name, image.layers.len());
+            println!("image {}: {}", image.name, layers(image.layers.len()));
         }
         Command::Ps => {
             println!("{:<14} {:<12} {:<34} COMMAND", "ID", "IMAGE", "STATE");
@@ -230,6 +230,11 @@ fn random_id() -> Result<String> {
     let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     say!("container id {id}");
     Ok(id)
+}
+
+/// `1 layer`, `2 layers`.
+fn layers(n: usize) -> String {
+    format!("{n} layer{}", if n == 1 { "" } else { "s" })
 }
 
 /// `1.9M`, `740K`: sizes as `du -h` prints them.
