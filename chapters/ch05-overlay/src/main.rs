@@ -23,9 +23,11 @@ use ch02_pid::init;
 use ch03_mount_chroot::rootfs::{self, Root};
 use ch05_overlay::diff;
 use ch05_overlay::init_layer::HostEntry;
-use ch05_overlay::store::{self, Store};
+use ch05_overlay::overlay::Mounted;
+use ch05_overlay::store::{self, Container, Store};
 use clap::{Parser, Subcommand};
 use nix::sched::CloneFlags;
+use nix::unistd::Pid;
 
 /// Run containers from images made of layers, on overlayfs (chapter 5)
 #[derive(Debug, Parser)]
@@ -101,29 +103,38 @@ fn run(store: &Store, args: &RunArgs) -> Result<i32> {
     let argv = &args.command.argv;
     let mut container =
         store.create_container(&id, &args.image, &args.uts.hostname, &args.add_host, argv)?;
-    let dirs = store.dirs(&id);
-    // If the command cannot start, the container is removed again: nothing stays behind.
-    let mounted = store.overlay(&container).and_then(|overlay| {
-        let mounted = overlay.mount(&dirs.merged)?;
-        // The merged directory is mounted and absolute: only the command can be missing.
-        rootfs::validate(&dirs.merged, argv).map_err(|_| {
-            let command = argv.first().map(String::as_str).unwrap_or_default();
-            anyhow!("command {command} not found in image {}", args.image)
-        })?;
-        Ok(mounted)
-    });
-    let mounted = match mounted {
-        Ok(mounted) => mounted,
+    // Until the command runs, a failure removes the container again: nothing stays behind.
+    let (mounted, pid) = match start(store, &mut container, args) {
+        Ok(started) => started,
         Err(err) => {
             store.remove_container(&id)?;
             return Err(err);
         }
     };
+    let code = init::supervise(pid, false)?;
+    container.exit_code = Some(code);
+    store.save(&container)?;
+    // The read-write layer stays for diff and commit; only the mount goes.
+    mounted.unmount()?;
+    Ok(code)
+}
+
+/// Mounts the container's overlay and starts the command on it, as chapter 4
+/// does on a plain rootfs. On error the guards unmount and kill what was made.
+fn start(store: &Store, container: &mut Container, args: &RunArgs) -> Result<(Mounted, Pid)> {
+    let argv = &args.command.argv;
+    let merged = store.dirs(&container.id).merged;
+    let mounted = store.overlay(container)?.mount(&merged)?;
+    // The merged directory is mounted and absolute: only the command can be missing.
+    rootfs::validate(&merged, argv).map_err(|_| {
+        let command = argv.first().map(String::as_str).unwrap_or_default();
+        anyhow!("command {command} not found in image {}", container.image)
+    })?;
     init::block_signals()?;
     let flags = CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS;
     let child = process::spawn(flags, || {
-        uts::set_hostname(&args.uts.hostname)?;
-        rootfs::setup(&dirs.merged, Root::PivotRoot)?;
+        uts::set_hostname(&container.hostname)?;
+        rootfs::setup(&merged, Root::PivotRoot)?;
         if args.init {
             init::run(argv)
         } else {
@@ -132,14 +143,8 @@ fn run(store: &Store, args: &RunArgs) -> Result<i32> {
     })?;
     container.pid = Some(child.pid().as_raw());
     container.start_time = store::start_time(child.pid().as_raw());
-    store.save(&container)?;
-    let pid = child.release()?;
-    let code = init::supervise(pid, false)?;
-    container.exit_code = Some(code);
-    store.save(&container)?;
-    // The read-write layer stays for diff and commit; only the mount goes.
-    mounted.unmount()?;
-    Ok(code)
+    store.save(container)?;
+    Ok((mounted, child.release()?))
 }
 // ANCHOR_END: run
 

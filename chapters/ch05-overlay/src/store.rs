@@ -23,7 +23,9 @@
 //! environment) beside its layers, content-addresses the manifest too, and
 //! compresses layers; containerd splits the store into a content store (the
 //! tars) and a snapshotter (the unpacked directories), as the two files of a
-//! layer directory here.
+//! layer directory here. `docker commit` also pauses a running container while
+//! it reads the read-write layer; here a commit of a running container reads
+//! it as it is at that moment.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -183,15 +185,19 @@ pub fn start_time(pid: i32) -> Option<u64> {
 impl Store {
     /// Opens the store at `root`, creating its directories the first time.
     pub fn open(root: &Path) -> Result<Store> {
+        if !root.exists() {
+            fs::create_dir_all(root)
+                .with_context(|| format!("failed to create the store {}", root.display()))?;
+            // The layers hold files for any user in a container; the store is root's.
+            fs::set_permissions(root, fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("failed to set the mode of {}", root.display()))?;
+        }
         for sub in ["images", "layers", "containers"] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).with_context(|| {
                 format!("failed to create the store directory {}", dir.display())
             })?;
         }
-        // Layers hold files for any user in the container, but the store itself is root's.
-        fs::set_permissions(root, fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("failed to set the mode of {}", root.display()))?;
         // overlayfs wants absolute paths.
         let root = root
             .canonicalize()
