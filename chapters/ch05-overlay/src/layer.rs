@@ -55,6 +55,25 @@ pub struct Summary {
     pub skipped: usize,
 }
 
+/// A short form of a digest for messages: `sha256:0123456789ab`.
+pub fn short(digest: &str) -> &str {
+    digest.get(..19).unwrap_or(digest)
+}
+
+impl std::fmt::Display for Summary {
+    /// `layer sha256:0123456789ab: entries 6, whiteouts 1, opaque directories 0`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "layer {}: entries {}, whiteouts {}, opaque directories {}",
+            short(&self.digest),
+            self.entries,
+            self.whiteouts,
+            self.opaque
+        )
+    }
+}
+
 /// Opens a layer tar, plain or gzip-compressed (recognised by its first two
 /// bytes, `1f 8b`, as `tar` itself does).
 pub fn open(path: &Path) -> Result<Box<dyn Read>> {
@@ -415,6 +434,20 @@ mod tests {
         assert_eq!(
             relative(Path::new("/etc/motd")).ok(),
             Some(PathBuf::from("etc/motd"))
+        );
+    }
+
+    #[test]
+    fn summaries_name_the_layer_by_a_short_digest() {
+        let summary = Summary {
+            digest: format!("sha256:{}", "ab".repeat(32)),
+            entries: 6,
+            whiteouts: 1,
+            ..Summary::default()
+        };
+        assert_eq!(
+            summary.to_string(),
+            "layer sha256:abababababab: entries 6, whiteouts 1, opaque directories 0"
         );
     }
 

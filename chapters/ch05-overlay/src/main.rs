@@ -21,10 +21,10 @@ use anyhow::{anyhow, Context, Result};
 use ch01_uts::{cli, process, say, uts};
 use ch02_pid::init;
 use ch03_mount_chroot::rootfs::{self, Root};
-use ch05_overlay::diff;
 use ch05_overlay::init_layer::HostEntry;
 use ch05_overlay::overlay::Mounted;
 use ch05_overlay::store::{self, Container, Store};
+use ch05_overlay::{diff, layer};
 use clap::{Parser, Subcommand};
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
@@ -155,13 +155,7 @@ fn dispatch(store: &Store, command: &Command) -> Result<i32> {
         Command::Import { name, tarballs } => {
             let (image, summaries) = store.import(name, tarballs)?;
             for summary in &summaries {
-                println!(
-                    "layer {}: entries {}, whiteouts {}, opaque directories {}",
-                    store::short(&summary.digest),
-                    summary.entries,
-                    summary.whiteouts,
-                    summary.opaque
-                );
+                println!("{summary}");
             }
             println!("image {}: {}", image.name, layers(image.layers.len()));
         }
@@ -174,13 +168,13 @@ fn dispatch(store: &Store, command: &Command) -> Result<i32> {
                     image.name,
                     image.layers.len(),
                     human(store.image_size(&image)?),
-                    store::short(top)
+                    layer::short(top)
                 );
             }
         }
         Command::Rmi { name } => {
             for layer in store.remove_image(name)? {
-                println!("removed layer {}", store::short(&layer));
+                println!("removed layer {}", layer::short(&layer));
             }
             println!("removed image {name}");
         }
@@ -193,14 +187,7 @@ fn dispatch(store: &Store, command: &Command) -> Result<i32> {
         }
         Command::Commit { id, name } => {
             let (image, summary) = store.commit(id, name)?;
-            println!(
-                "layer {}: entries {}, whiteouts {}, opaque directories {}, init-layer files left out {}",
-                store::short(&summary.digest),
-                summary.entries,
-                summary.whiteouts,
-                summary.opaque,
-                summary.skipped
-            );
+            println!("{summary}, init-layer files left out {}", summary.skipped);
             println!("image {}: {}", image.name, layers(image.layers.len()));
         }
         Command::Ps => {
