@@ -10,13 +10,14 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use cfs_tests::kernel::{assert_mounts_unchanged, children, mounts};
 use cfs_tests::paths::workspace;
-use cfs_tests::run::{chapter, output, wait_for, Background, Output};
+use cfs_tests::run::{as_nobody, chapter, output, wait_for, Background, Output};
 use cfs_tests::{ensure, root, Context, Result};
 use ch05_overlay::overlay::{self, Overlay};
 use ch05_overlay::{diff, layer};
@@ -792,8 +793,25 @@ fn images_share_layers_and_rmi_keeps_what_is_used() -> Result<()> {
     Ok(())
 }
 
+fn not_root_is_a_one_line_error() -> Result<()> {
+    let store = Store::new()?;
+    // nobody could create the store here: only the root check stops it.
+    fs::set_permissions(store.dir.path(), fs::Permissions::from_mode(0o777))?;
+    let out = as_nobody(store.command(&["images"]))?;
+    out.expect_code(1)?;
+    ensure!(
+        out.stderr.trim()
+            == "ch05-overlay: must run as root to create namespaces: run it with sudo",
+        "stderr: {:?}",
+        out.stderr
+    );
+    ensure!(!store.path("").exists(), "the store was created anyway");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     cfs_tests::main(vec![
+        root("not_root_is_a_one_line_error", not_root_is_a_one_line_error),
         root("import_converts_whiteouts", import_converts_whiteouts),
         root("commit_round_trip", commit_round_trip),
         root(
