@@ -333,6 +333,8 @@ impl Hierarchies {
                 });
             }
         }
+        // The order of /proc/self/cgroup is the kernel's; narrate by name.
+        hierarchies.v1.sort_by(|a, b| a.mount.cmp(&b.mount));
         Ok(hierarchies)
     }
 
