@@ -140,7 +140,8 @@ pub fn cgroups_named(name: &str) -> Result<Vec<std::path::PathBuf>> {
 /// The PIDs listed in a cgroup's `cgroup.procs`.
 pub fn cgroup_procs(dir: &Path) -> Result<Vec<Pid>> {
     let path = dir.join("cgroup.procs");
-    let text = fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
     Ok(text
         .split_whitespace()
         .filter_map(|p| p.parse().ok())

@@ -3,8 +3,11 @@
 //! Values are checked while the command line is parsed, so nonsense such as
 //! `--cpus 0` or `--memory 10` is refused before any cgroup or process exists.
 
-use crate::cgroups::{min_memory, Cpus, Limits};
-use crate::units;
+use anyhow::Result;
+use ch01_uts::{narrate, say};
+
+use crate::cgroups::{min_memory, Cgroup, Cpus, Limits};
+use crate::units::{self, format_size};
 
 /// The container's resource limits, shared by this chapter and the ones after it.
 #[derive(Debug, Clone, clap::Args)]
@@ -32,6 +35,46 @@ impl Resources {
             pids: self.pids,
         }
     }
+
+    // ANCHOR: finish
+    /// After the container has ended: says whether the kernel's OOM killer
+    /// struck (its victim was killed by `SIGKILL`, so the runtime exits 137),
+    /// then removes the cgroup, or keeps it with `--keep-cgroup`.
+    pub fn finish(&self, cgroup: Cgroup) -> Result<()> {
+        if narrate::verbose() {
+            // What the kernel charged to the group (only for the narration).
+            if let Ok(cpu) = cgroup.cpu_stat() {
+                say!(
+                    "cpu: used {:.2} s of CPU time, throttled in {} of {} periods",
+                    cpu.usage.as_secs_f64(),
+                    cpu.nr_throttled,
+                    cpu.nr_periods
+                );
+            }
+        }
+        let killed = cgroup.oom_killed()?;
+        if killed > 0 {
+            let limit = self.memory.map(format_size).unwrap_or_default();
+            eprintln!(
+                "{}: out of memory: the kernel's OOM killer killed {killed} process{} of the \
+                 container (--memory {limit})",
+                ch01_uts::cli::program_name(),
+                if killed == 1 { "" } else { "es" }
+            );
+        }
+        if self.keep_cgroup {
+            for dir in cgroup.keep() {
+                eprintln!(
+                    "{}: kept cgroup {} (rmdir it when done)",
+                    ch01_uts::cli::program_name(),
+                    dir.display()
+                );
+            }
+            return Ok(());
+        }
+        cgroup.remove()
+    }
+    // ANCHOR_END: finish
 }
 
 /// How many CPUs this machine has online.

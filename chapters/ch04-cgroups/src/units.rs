@@ -110,7 +110,17 @@ mod tests {
         assert_eq!(parse_size("1G").ok(), Some(1 << 30));
         assert_eq!(parse_size("1.5G").ok(), Some(3 << 29));
         assert_eq!(parse_size("10b").ok(), Some(10));
-        for bad in ["", "M", "64Q", "64 M", "-1M", "0", "0M", "1.2.3M", "99999999999T"] {
+        for bad in [
+            "",
+            "M",
+            "64Q",
+            "64 M",
+            "-1M",
+            "0",
+            "0M",
+            "1.2.3M",
+            "99999999999T",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad:?} was accepted");
         }
     }

@@ -93,7 +93,12 @@ pub mod fake {
         ("", &["cgroup.procs"]),
         (
             "cpu",
-            &["cpu.max", "cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.stat"],
+            &[
+                "cpu.max",
+                "cpu.cfs_period_us",
+                "cpu.cfs_quota_us",
+                "cpu.stat",
+            ],
         ),
         ("cpuacct", &["cpuacct.usage"]),
         (
@@ -134,7 +139,12 @@ pub mod fake {
     impl Fake {
         /// A leaked fake: the backends hold a `&'static dyn Files`.
         pub fn leak(self) -> &'static Fake {
-            for root in self.v1.iter().map(|(p, _)| p).chain(self.v2_root.iter().map(|(p, _)| p)) {
+            for root in self
+                .v1
+                .iter()
+                .map(|(p, _)| p)
+                .chain(self.v2_root.iter().map(|(p, _)| p))
+            {
                 self.dirs.borrow_mut().insert(root.clone());
             }
             Box::leak(Box::new(self))
@@ -165,7 +175,9 @@ pub mod fake {
         }
 
         fn v2_mount(&self, path: &Path) -> Option<&(PathBuf, Vec<String>)> {
-            self.v2_root.as_ref().filter(|(root, _)| path.starts_with(root))
+            self.v2_root
+                .as_ref()
+                .filter(|(root, _)| path.starts_with(root))
         }
 
         /// The controllers available in a v2 cgroup (its `cgroup.controllers`).
@@ -229,12 +241,7 @@ pub mod fake {
             if path.ends_with("cgroup.controllers") {
                 return Ok(self.available(dir).join(" ") + "\n");
             }
-            Ok(self
-                .values
-                .borrow()
-                .get(path)
-                .cloned()
-                .unwrap_or_default())
+            Ok(self.values.borrow().get(path).cloned().unwrap_or_default())
         }
 
         fn write(&self, path: &Path, value: &str) -> io::Result<()> {
@@ -277,7 +284,9 @@ pub mod fake {
         }
 
         fn mkdir(&self, path: &Path) -> io::Result<()> {
-            self.log.borrow_mut().push(format!("mkdir {}", path.display()));
+            self.log
+                .borrow_mut()
+                .push(format!("mkdir {}", path.display()));
             let parent_exists = path
                 .parent()
                 .is_some_and(|parent| self.dirs.borrow().contains(parent));
@@ -291,7 +300,9 @@ pub mod fake {
         }
 
         fn rmdir(&self, path: &Path) -> io::Result<()> {
-            self.log.borrow_mut().push(format!("rmdir {}", path.display()));
+            self.log
+                .borrow_mut()
+                .push(format!("rmdir {}", path.display()));
             if !self.dirs.borrow_mut().remove(path) {
                 return Err(errno(libc::ENOENT));
             }

@@ -139,7 +139,10 @@ impl Limits {
             );
         }
         if let Some(pids) = self.pids {
-            ensure!(pids >= 1, "a pids limit of 0 leaves no room for the container's first process");
+            ensure!(
+                pids >= 1,
+                "a pids limit of 0 leaves no room for the container's first process"
+            );
         }
         Ok(())
     }
@@ -300,9 +303,9 @@ impl Hierarchies {
             };
             let path = Path::new(path);
             if id == "0" && list.is_empty() {
-                let mount = mounts.iter().find(|m| {
-                    m.fstype == "cgroup2" && path.starts_with(&m.root)
-                });
+                let mount = mounts
+                    .iter()
+                    .find(|m| m.fstype == "cgroup2" && path.starts_with(&m.root));
                 if let Some(m) = mount {
                     hierarchies.v2 = Some(V2Hierarchy {
                         mount: m.point.clone(),
@@ -597,12 +600,7 @@ impl Cgroup {
         check_name(name)?;
         limits.check()?;
         let backend = match version {
-            Version::V1 => Backend::V1(v1::Cgroup::create(
-                &KERNEL,
-                &hierarchies.v1,
-                name,
-                limits,
-            )?),
+            Version::V1 => Backend::V1(v1::Cgroup::create(&KERNEL, &hierarchies.v1, name, limits)?),
             Version::V2 => {
                 let tree = hierarchies
                     .v2
@@ -748,7 +746,10 @@ mod tests {
         assert_eq!(h.layout()?.version(), Version::V1);
         assert_eq!(h.v1.len(), 4, "name=systemd carries no controller: {h:?}");
         let memory = h.v1_with("memory").context("no memory")?;
-        assert_eq!(memory.own, Path::new("/sys/fs/cgroup/memory/process_api/376c"));
+        assert_eq!(
+            memory.own,
+            Path::new("/sys/fs/cgroup/memory/process_api/376c")
+        );
         let cpu = h.v1_with("cpu").context("no cpu")?;
         assert_eq!(cpu.own, Path::new("/sys/fs/cgroup/cpu"));
         assert_eq!(cpu.controllers, vec!["cpu"]);
@@ -776,8 +777,7 @@ mod tests {
 
     #[test]
     fn detects_v2_from_a_session_scope() -> Result<()> {
-        let mountinfo =
-            "30 24 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        let mountinfo = "30 24 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
         let h = Hierarchies::parse(
             mountinfo,
             "0::/user.slice/user-1000.slice/session-1.scope\n",

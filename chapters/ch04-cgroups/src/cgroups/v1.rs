@@ -88,12 +88,24 @@ impl Cgroup {
         if let Some(cpus) = limits.cpus {
             // Period first: the kernel checks the quota against it.
             let dir = self.dir("cpu")?;
-            write(files, &dir.join("cpu.cfs_period_us"), &cpus.period_us.to_string())?;
-            write(files, &dir.join("cpu.cfs_quota_us"), &cpus.quota_us.to_string())?;
+            write(
+                files,
+                &dir.join("cpu.cfs_period_us"),
+                &cpus.period_us.to_string(),
+            )?;
+            write(
+                files,
+                &dir.join("cpu.cfs_quota_us"),
+                &cpus.quota_us.to_string(),
+            )?;
         }
         if let Some(bytes) = limits.memory {
             let dir = self.dir("memory")?;
-            write(files, &dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+            write(
+                files,
+                &dir.join("memory.limit_in_bytes"),
+                &bytes.to_string(),
+            )?;
             // memory + swap: the same figure, so no swap on top. The file
             // exists only when the kernel accounts swap (swapaccount=1).
             let memsw = dir.join("memory.memsw.limit_in_bytes");
@@ -102,7 +114,11 @@ impl Cgroup {
             }
         }
         if let Some(pids) = limits.pids {
-            write(files, &self.dir("pids")?.join("pids.max"), &pids.to_string())?;
+            write(
+                files,
+                &self.dir("pids")?.join("pids.max"),
+                &pids.to_string(),
+            )?;
         }
         Ok(())
     }
@@ -283,7 +299,11 @@ mod tests {
         };
         let mut cgroup = Cgroup::create(files, &hierarchies()[2..3], "cfs-1", &limits)?;
         cgroup.remove()?;
-        assert!(!files.log().iter().any(|l| l.contains("memsw")), "{:?}", files.log());
+        assert!(
+            !files.log().iter().any(|l| l.contains("memsw")),
+            "{:?}",
+            files.log()
+        );
         Ok(())
     }
 
@@ -318,7 +338,12 @@ mod tests {
         };
         assert!(Cgroup::create(files, &hierarchies(), "cfs-1", &limits).is_err());
         let log = files.log();
-        for dir in ["/cg/cpu/cfs-1", "/cg/cpuacct/cfs-1", "/cg/memory/app/cfs-1", "/cg/pids/cfs-1"] {
+        for dir in [
+            "/cg/cpu/cfs-1",
+            "/cg/cpuacct/cfs-1",
+            "/cg/memory/app/cfs-1",
+            "/cg/pids/cfs-1",
+        ] {
             assert!(log.contains(&format!("rmdir {dir}")), "{dir} left: {log:?}");
         }
     }

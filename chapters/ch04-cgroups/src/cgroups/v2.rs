@@ -103,7 +103,11 @@ impl Cgroup {
 
     /// Writes `pid` to `cgroup.procs`.
     pub fn add(&self, pid: Pid) -> Result<()> {
-        write(self.files, &self.dir()?.join("cgroup.procs"), &pid.to_string())
+        write(
+            self.files,
+            &self.dir()?.join("cgroup.procs"),
+            &pid.to_string(),
+        )
     }
 
     pub fn dirs(&self) -> Vec<PathBuf> {
@@ -255,7 +259,11 @@ fn enable(files: &dyn Files, tree: &V2Hierarchy, dir: &Path, needed: &[&str]) ->
         Ok(()) => Ok(Enable::Done),
         Err(err) if err.raw_os_error() == Some(libc::EBUSY) => Ok(Enable::Busy),
         Err(err) => Err(err).with_context(|| {
-            format!("failed to write {:?} to {}", value.join(" "), control.display())
+            format!(
+                "failed to write {:?} to {}",
+                value.join(" "),
+                control.display()
+            )
         }),
     }
 }
@@ -372,7 +380,10 @@ mod tests {
         cgroup.remove()?;
         assert_eq!(
             files.log(),
-            [format!("mkdir {SCOPE}/cfs-1"), format!("rmdir {SCOPE}/cfs-1")]
+            [
+                format!("mkdir {SCOPE}/cfs-1"),
+                format!("rmdir {SCOPE}/cfs-1")
+            ]
         );
         Ok(())
     }
@@ -405,15 +416,20 @@ mod tests {
             .busy
             .insert(PathBuf::from("/cg/user.slice/user-1000.slice"));
         let files = machine
-            .with_value(
-                "/cg/user.slice/user-1000.slice/cgroup.subtree_control",
-                "",
-            )
+            .with_value("/cg/user.slice/user-1000.slice/cgroup.subtree_control", "")
             .leak();
-        let err = Cgroup::create(files, &tree(SCOPE), "cfs-1", &all_limits().unwrap_or_default())
-            .err();
+        let err = Cgroup::create(
+            files,
+            &tree(SCOPE),
+            "cfs-1",
+            &all_limits().unwrap_or_default(),
+        )
+        .err();
         let text = err.map(|e| e.to_string()).unwrap_or_default();
-        assert!(text.contains("EBUSY") && text.contains("no-internal-process"), "{text}");
+        assert!(
+            text.contains("EBUSY") && text.contains("no-internal-process"),
+            "{text}"
+        );
         assert!(
             !files.log().iter().any(|l| l.starts_with("mkdir")),
             "{:?}",
