@@ -247,7 +247,6 @@ pub struct V2Hierarchy {
     pub own: PathBuf,
 }
 
-// ANCHOR: hierarchies
 /// The cgroup trees this process can use, and its own place in each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hierarchies {
@@ -280,8 +279,8 @@ impl Hierarchies {
             ),
         }
     }
-    // ANCHOR_END: hierarchies
 
+    // ANCHOR: parse
     /// Parses the two files; see [`Hierarchies::detect`].
     ///
     /// Each line of `/proc/self/cgroup` is `ID:CONTROLLERS:PATH`, such as
@@ -340,6 +339,7 @@ impl Hierarchies {
         hierarchies.v1.sort_by(|a, b| a.mount.cmp(&b.mount));
         Ok(hierarchies)
     }
+    // ANCHOR_END: parse
 
     /// The v1 hierarchy that carries `controller`.
     pub fn v1_with(&self, controller: &str) -> Option<&V1Hierarchy> {
@@ -567,8 +567,10 @@ pub struct Cgroup {
     backend: Backend,
     armed: bool,
 }
+// ANCHOR_END: cgroup
 
 impl Cgroup {
+    // ANCHOR: create
     /// Creates cgroup `name` with `limits`, beneath the cgroup this process
     /// runs in, on whichever version holds the controllers here.
     pub fn create(name: &str, limits: &Limits) -> Result<Cgroup> {
@@ -588,6 +590,7 @@ impl Cgroup {
         }
         Cgroup::create_in(&hierarchies, version, name, limits)
     }
+    // ANCHOR_END: create
 
     /// Like [`Cgroup::create`], on a version of one's choosing (the tests use
     /// it to exercise the v2 backend on a hybrid machine).
@@ -642,7 +645,6 @@ impl Cgroup {
         self.armed = false;
         self.dirs()
     }
-    // ANCHOR_END: cgroup
 
     /// The interface this cgroup was made with.
     pub fn version(&self) -> Version {

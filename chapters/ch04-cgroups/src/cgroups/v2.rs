@@ -212,7 +212,9 @@ fn place(files: &dyn Files, tree: &V2Hierarchy, needed: &[&str]) -> Result<PathB
         }
     }
 }
+// ANCHOR_END: place
 
+// ANCHOR: enable
 /// Enables `needed` in `dir`'s `cgroup.subtree_control`, first making them
 /// available to `dir` (its `cgroup.controllers`) by enabling them in its
 /// parent, and so on up the tree, as far as needed.
@@ -238,8 +240,8 @@ fn enable(files: &dyn Files, tree: &V2Hierarchy, dir: &Path, needed: &[&str]) ->
         let Some(parent) = parent else {
             bail!(
                 "the {} controller is not available in the cgroup2 tree at {} (its \
-                 cgroup.controllers lists {:?}): on a hybrid machine it belongs to a cgroup v1 \
-                 hierarchy",
+                 cgroup.controllers lists {:?}): a hybrid machine keeps it in a cgroup v1 \
+                 hierarchy, and a container may not have been given it",
                 absent.join(", "),
                 tree.mount.display(),
                 available.trim()
@@ -267,7 +269,7 @@ fn enable(files: &dyn Files, tree: &V2Hierarchy, dir: &Path, needed: &[&str]) ->
         }),
     }
 }
-// ANCHOR_END: place
+// ANCHOR_END: enable
 
 #[cfg(test)]
 mod tests {
