@@ -16,7 +16,7 @@ use cfs_tests::kernel::{cgroup_procs, cgroups_named, children};
 use cfs_tests::paths::rootfs;
 use cfs_tests::run::{chapter, output, wait_for, Background, Output};
 use cfs_tests::{bail, ensure, root, Context, Result};
-use ch04_cgroups::cgroups::{Cgroup, Cpus, Hierarchies, Layout, Limits, Version};
+use ch04_cgroups::cgroups::{Cgroup, Cpus, Hierarchies, Layout, Limits, V2Hierarchy, Version};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -154,11 +154,7 @@ fn lib_create_holds_the_process_and_remove_kills_and_cleans_up() -> Result<()> {
         sleeper.wait_signal()? == Some(libc::SIGKILL),
         "the process left inside was not killed"
     );
-    ensure!(
-        cgroups_named(&name)?.is_empty(),
-        "left: {:?}",
-        cgroups_named(&name)?
-    );
+    ensure_removed(&name)?;
     Ok(())
 }
 
@@ -172,11 +168,7 @@ fn lib_drop_removes_the_cgroup() -> Result<()> {
             "not on disk"
         );
     }
-    ensure!(
-        cgroups_named(&name)?.is_empty(),
-        "left: {:?}",
-        cgroups_named(&name)?
-    );
+    ensure_removed(&name)?;
     Ok(())
 }
 
@@ -235,15 +227,21 @@ fn lib_a_failed_create_leaves_nothing_behind() -> Result<()> {
     Ok(())
 }
 
-/// The v2 backend against the real cgroup2 tree, whatever the layout: on a
-/// hybrid machine that is /sys/fs/cgroup/unified, which carries (almost) no
-/// controllers, but still groups processes, lists them and kills them.
-fn v2_backend_on_the_real_cgroup2_tree() -> Result<()> {
+/// This machine's cgroup trees, and its cgroup2 tree (v2, or hybrid's unified).
+fn cgroup2() -> Result<(Hierarchies, V2Hierarchy)> {
     let hierarchies = Hierarchies::detect()?;
     let tree = hierarchies
         .v2
         .clone()
         .context("no cgroup2 tree is mounted")?;
+    Ok((hierarchies, tree))
+}
+
+/// The v2 backend against the real cgroup2 tree, whatever the layout: on a
+/// hybrid machine that is /sys/fs/cgroup/unified, which carries (almost) no
+/// controllers, but still groups processes, lists them and kills them.
+fn v2_backend_on_the_real_cgroup2_tree() -> Result<()> {
+    let (hierarchies, tree) = cgroup2()?;
     let name = unique("v2");
     let cgroup = Cgroup::create_in(&hierarchies, Version::V2, &name, &Limits::default())?;
     let dir = tree.own.join(&name);
@@ -290,11 +288,7 @@ fn v2_backend_on_the_real_cgroup2_tree() -> Result<()> {
 /// machine the v1 hierarchies hold cpu, and the error says so and leaves
 /// nothing; on a v2 machine the limit lands in cpu.max.
 fn v2_backend_limits_need_the_controllers() -> Result<()> {
-    let hierarchies = Hierarchies::detect()?;
-    let tree = hierarchies
-        .v2
-        .clone()
-        .context("no cgroup2 tree is mounted")?;
+    let (hierarchies, tree) = cgroup2()?;
     let name = unique("v2cpu");
     let limits = Limits {
         cpus: Some(Cpus::from_cpus(0.2)?),
@@ -323,11 +317,7 @@ fn v2_backend_limits_need_the_controllers() -> Result<()> {
             "unexpected error: {err:#}"
         );
     }
-    ensure!(
-        cgroups_named(&name)?.is_empty(),
-        "left: {:?}",
-        cgroups_named(&name)?
-    );
+    ensure_removed(&name)?;
     Ok(())
 }
 
@@ -519,23 +509,31 @@ fn without_cpus_the_loop_takes_more() -> Result<()> {
     )
 }
 
-/// What the kernel counted in the group's memory files (kept with
-/// `--keep-cgroup`): OOM kills.
-fn oom_kills_counted(name: &str) -> Result<u64> {
-    let mut kills = 0;
+/// A counter the kernel keeps in a group's files (of a group kept with
+/// `--keep-cgroup`): the number after `key` in any of `files`, summed over
+/// the group's directories.
+fn counted(name: &str, files: &[&str], key: &str) -> Result<u64> {
+    let mut total = 0;
     for dir in cgroups_named(name)? {
-        for file in ["memory.oom_control", "memory.events"] {
+        for file in files {
             let path = dir.join(file);
             if path.exists() {
                 for line in read(&path)?.lines() {
-                    if let Some(n) = line.strip_prefix("oom_kill ") {
-                        kills += n.parse::<u64>()?;
+                    if let Some((k, n)) = line.split_once(' ') {
+                        if k == key {
+                            total += n.parse::<u64>()?;
+                        }
                     }
                 }
             }
         }
     }
-    Ok(kills)
+    Ok(total)
+}
+
+/// OOM kills: v1 memory.oom_control, v2 memory.events.
+fn oom_kills_counted(name: &str) -> Result<u64> {
+    counted(name, &["memory.oom_control", "memory.events"], "oom_kill")
 }
 
 fn dd(size: &str) -> Vec<String> {
@@ -575,8 +573,10 @@ fn memory_hog_is_oom_killed_and_reported() -> Result<()> {
     Ok(())
 }
 
-fn eight_mib_fit_under_32m() -> Result<()> {
-    let (out, _, kills) = memory_run(&["--memory", "32M"], "8M")?;
+/// Runs `dd` with a `size` buffer and checks that it ran to the end, with
+/// no OOM kill reported or counted.
+fn memory_fits(flags: &[&str], size: &str) -> Result<()> {
+    let (out, _, kills) = memory_run(flags, size)?;
     out.expect_code(0)?;
     ensure!(
         !out.stderr.contains("out of memory"),
@@ -587,32 +587,17 @@ fn eight_mib_fit_under_32m() -> Result<()> {
     Ok(())
 }
 
+fn eight_mib_fit_under_32m() -> Result<()> {
+    memory_fits(&["--memory", "32M"], "8M")
+}
+
 fn without_memory_the_hog_is_not_killed() -> Result<()> {
-    let (out, _, kills) = memory_run(&[], "64M")?;
-    out.expect_code(0)?;
-    ensure!(
-        !out.stderr.contains("out of memory"),
-        "stderr: {}",
-        out.stderr
-    );
-    ensure!(kills == 0, "the kernel counted {kills} OOM kills");
-    Ok(())
+    memory_fits(&[], "64M")
 }
 
 /// How often the group's pids.max refused a fork (`max` in pids.events).
 fn fork_refusals(name: &str) -> Result<u64> {
-    let mut refused = 0;
-    for dir in cgroups_named(name)? {
-        let path = dir.join("pids.events");
-        if path.exists() {
-            for line in read(&path)?.lines() {
-                if let Some(n) = line.strip_prefix("max ") {
-                    refused += n.parse::<u64>()?;
-                }
-            }
-        }
-    }
-    Ok(refused)
+    counted(name, &["pids.events"], "max")
 }
 
 fn fork_loop_is_capped_by_pids() -> Result<()> {

@@ -54,18 +54,24 @@ pub fn processes_in_ns(kind: &str, inode: u64) -> Vec<String> {
 /// The mount table as a set of `mount point + fs type + source` lines, which
 /// stay the same when nothing was mounted or unmounted (mount IDs may not).
 pub fn mounts() -> Result<BTreeSet<String>> {
+    Ok(mount_entries()?
+        .into_iter()
+        .map(|[point, fstype, source]| format!("{point} {fstype} {source}"))
+        .collect())
+}
+
+/// Each mount's point, filesystem type and source, from `/proc/self/mountinfo`.
+fn mount_entries() -> Result<Vec<[String; 3]>> {
     let text = fs::read_to_string("/proc/self/mountinfo").context("failed to read mountinfo")?;
     Ok(text
         .lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();
             let dash = fields.iter().position(|f| *f == "-")?;
-            Some(format!(
-                "{} {} {}",
-                fields.get(4)?,
-                fields.get(dash + 1)?,
-                fields.get(dash + 2)?
-            ))
+            Some(
+                [fields.get(4)?, fields.get(dash + 1)?, fields.get(dash + 2)?]
+                    .map(|f| f.to_string()),
+            )
         })
         .collect())
 }
@@ -97,15 +103,10 @@ pub fn exists(path: impl AsRef<Path>) -> bool {
 
 /// Where cgroup trees are mounted (v1 hierarchies and cgroup2), from mountinfo.
 pub fn cgroup_mounts() -> Result<Vec<std::path::PathBuf>> {
-    let text = fs::read_to_string("/proc/self/mountinfo").context("failed to read mountinfo")?;
-    Ok(text
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let dash = fields.iter().position(|f| *f == "-")?;
-            let fstype = *fields.get(dash + 1)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| fields.get(4).map(|p| p.into()))?
-        })
+    Ok(mount_entries()?
+        .into_iter()
+        .filter(|[_, fstype, _]| fstype == "cgroup" || fstype == "cgroup2")
+        .map(|[point, _, _]| point.into())
         .collect())
 }
 
