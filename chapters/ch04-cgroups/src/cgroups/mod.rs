@@ -572,7 +572,8 @@ pub struct Cgroup {
 impl Cgroup {
     // ANCHOR: create
     /// Creates cgroup `name` with `limits`, beneath the cgroup this process
-    /// runs in, on whichever version holds the controllers here.
+    /// runs in (on v2, beside it when the no-internal-process rule forbids
+    /// that: see [`v2`]), on whichever version holds the controllers here.
     pub fn create(name: &str, limits: &Limits) -> Result<Cgroup> {
         let hierarchies = Hierarchies::detect()?;
         let layout = hierarchies.layout()?;
