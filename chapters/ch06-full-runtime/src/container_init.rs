@@ -32,7 +32,7 @@ use oci_spec::runtime::{Process, Spec};
 
 use crate::namespaces::{self, Kind};
 use crate::state::Status;
-use crate::{capabilities, devices, hooks, mounts, seccomp, user};
+use crate::{capabilities, devices, hooks, mounts, seccomp, user, user_ns};
 
 /// What the child needs, prepared by the runtime before `clone(2)`.
 pub struct Init<'a> {
@@ -92,6 +92,11 @@ impl Init<'_> {
         for (kind, file) in &self.joins {
             namespaces::join(*kind, file, "config.json path")?;
         }
+        if self.plan.owns(Kind::User) {
+            // The maps are written: become the new namespace's root, so that
+            // files we create belong to a mapped user.
+            user_ns::become_root()?;
+        }
         if self.plan.owns(Kind::Cgroup) {
             // Now, not at clone time: the runtime has moved us into our cgroup,
             // which becomes the root of the new cgroup namespace.
@@ -130,7 +135,6 @@ impl Init<'_> {
             if !own_dev {
                 ch03_mount_chroot::devices::mount_dev()?;
             }
-            mounts::harden(self.spec)?;
         } else {
             hooks::run(
                 hooks,
@@ -146,6 +150,10 @@ impl Init<'_> {
         let linux = self.spec.linux().as_ref();
         if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
             user::set_sysctls(sysctl)?;
+        }
+        if self.plan.owns(Kind::Mount) {
+            // After the sysctls: /proc/sys is usually among the read-only paths.
+            mounts::harden(self.spec)?;
         }
         user::set_rlimits(self.process.rlimits().as_deref().unwrap_or_default())?;
         let caps = self.process.capabilities().as_ref();

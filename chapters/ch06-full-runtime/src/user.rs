@@ -109,7 +109,11 @@ pub fn set_sysctls(sysctl: &std::collections::HashMap<String, String>) -> Result
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         let value = &sysctl[key];
         say!("write {path} {value:?}");
-        std::fs::write(&path, value)
+        // Open without O_CREAT/O_TRUNC: a proc file is written, never created.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, value.as_bytes()))
             .with_context(|| format!("config.json: linux.sysctl: failed to set {key} ({path})"))?;
     }
     Ok(())

@@ -61,3 +61,14 @@ pub fn write_maps(pid: Pid, spec: &Spec) -> Result<()> {
     Ok(())
 }
 // ANCHOR_END: write_maps
+
+/// In the child, once the maps are written: `setresgid(0)`, `setresuid(0)`.
+/// Until then it runs as the host's root, which the maps do not name, so
+/// inside it counts as the overflow user `nobody`.
+pub fn become_root() -> Result<()> {
+    use nix::unistd::{setresgid, setresuid, Gid, Uid};
+    let (root_uid, root_gid) = (Uid::from_raw(0), Gid::from_raw(0));
+    say!("setresgid(0, 0, 0); setresuid(0, 0, 0) in the new user namespace");
+    setresgid(root_gid, root_gid, root_gid).context("failed to become gid 0 in the user namespace")?;
+    setresuid(root_uid, root_uid, root_uid).context("failed to become uid 0 in the user namespace")
+}
