@@ -765,6 +765,22 @@ fn exec_ps_and_list() -> Result<()> {
     Ok(())
 }
 
+fn containerd_drives_the_runtime() -> Result<()> {
+    let before = mounts()?;
+    let mut cmd = Command::new(paths::workspace().join("scripts/containerd-hello"));
+    cmd.env("RUNTIME", paths::bin(BIN))
+        .env("ROOTFS", paths::rootfs()?)
+        .args(["sh", "-c", "echo hello; cat /proc/1/cmdline | tr '\\0' ' '"]);
+    let out = cfs_tests::run::output_within(cmd, Duration::from_secs(120))?;
+    out.expect_code(0)?;
+    // The container's PID 1 is the command: our runtime exec'd it for the shim.
+    ensure!(
+        out.stdout == "hello\nsh -c echo hello; cat /proc/1/cmdline | tr '\\0' ' ' ",
+        "{out:?}"
+    );
+    assert_mounts_unchanged(&before)
+}
+
 fn main() -> ExitCode {
     cfs_tests::main(vec![
         plain("cli_version_and_global_flags", cli_flags),
@@ -786,6 +802,7 @@ fn main() -> ExitCode {
         root("user_namespace_maps", user_namespace_maps),
         root("hooks_get_the_state_on_stdin", hooks_get_the_state),
         root("exec_ps_and_list", exec_ps_and_list),
+        root("containerd_runs_a_container_on_it", containerd_drives_the_runtime),
     ])
 }
 
