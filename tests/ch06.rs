@@ -30,7 +30,10 @@ impl Bundle {
     fn new(args: &[&str]) -> Result<Bundle> {
         let dir = tempfile::tempdir()?;
         let state = tempfile::tempdir()?;
-        let out = output(chapter(BIN, &["spec", "--bundle", &dir.path().to_string_lossy()]))?;
+        let out = output(chapter(
+            BIN,
+            &["spec", "--bundle", &dir.path().to_string_lossy()],
+        ))?;
         out.expect_code(0)?;
         let text = fs::read_to_string(dir.path().join("config.json"))?;
         let mut config: Value = serde_json::from_str(&text)?;
@@ -41,8 +44,10 @@ impl Bundle {
         config["mounts"]
             .as_array_mut()
             .context("default spec without mounts")?
-            .push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-                         "options": ["nosuid", "nodev", "size=1m"]}));
+            .push(
+                json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                         "options": ["nosuid", "nodev", "size=1m"]}),
+            );
         let bundle = Bundle {
             dir,
             state,
@@ -194,7 +199,10 @@ fn lifecycle() -> Result<()> {
         exe.display()
     );
     ensure!(b.container_stdout("life")?.is_empty(), "command ran early");
-    ensure!(b.state.path().join("life/exec.fifo").exists(), "no exec.fifo");
+    ensure!(
+        b.state.path().join("life/exec.fifo").exists(),
+        "no exec.fifo"
+    );
 
     b.rt(&["start", "life"])?.expect_code(0)?;
     ensure!(b.status("life")? == "running", "after start");
@@ -216,7 +224,11 @@ fn lifecycle() -> Result<()> {
         (b.status("life").ok()? == "stopped").then_some(())
     })?;
     b.rt(&["delete", "life"])?.expect_code(0)?;
-    ensure!(b.leftovers()?.is_empty(), "state left: {:?}", b.leftovers()?);
+    ensure!(
+        b.leftovers()?.is_empty(),
+        "state left: {:?}",
+        b.leftovers()?
+    );
     let out = b.rt(&["state", "life"])?;
     ensure!(
         out.code != 0 && out.stderr.contains("does not exist"),
@@ -227,7 +239,11 @@ fn lifecycle() -> Result<()> {
 
 fn signal_names() -> Result<()> {
     for signal in ["TERM", "SIGTERM", "15", "term"] {
-        let b = Bundle::new(&["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"])?;
+        let b = Bundle::new(&[
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        ])?;
         b.start("s")?;
         std::thread::sleep(Duration::from_millis(100));
         b.rt(&["kill", "s", signal])?.expect_code(0)?;
@@ -249,7 +265,10 @@ fn stopped_on_its_own() -> Result<()> {
     wait_for(Duration::from_secs(5), || {
         (b.status("own").ok()? == "stopped").then_some(())
     })?;
-    ensure!(b.state("own")?["pid"] == 0, "a stopped container has no pid");
+    ensure!(
+        b.state("own")?["pid"] == 0,
+        "a stopped container has no pid"
+    );
     b.rt(&["delete", "own"])?.expect_code(0)?;
     Ok(())
 }
@@ -297,9 +316,12 @@ fn run_returns_the_exit_code() -> Result<()> {
     Ok(())
 }
 
+/// Spoils a bundle for one bad-bundle case.
+type BreakBundle = Box<dyn Fn(&Bundle) -> Result<()>>;
+
 fn bad_bundles() -> Result<()> {
     let before = mounts()?;
-    let cases: Vec<(&str, Box<dyn Fn(&Bundle) -> Result<()>>, &str)> = vec![
+    let cases: Vec<(&str, BreakBundle, &str)> = vec![
         (
             "missing config.json",
             Box::new(|b| Ok(fs::remove_file(b.path().join("config.json"))?)),
@@ -462,10 +484,7 @@ fn hostname_user_and_groups() -> Result<()> {
         c["hostname"] = json!("box6");
         c["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [10, 20]});
     })?;
-    ensure!(
-        out == "box6\nuid=1000 gid=1001 groups=10,20\n",
-        "{out:?}"
-    );
+    ensure!(out == "box6\nuid=1000 gid=1001 groups=10,20\n", "{out:?}");
     Ok(())
 }
 
@@ -565,10 +584,14 @@ fn mounts_in_order_with_options() -> Result<()> {
         move |c| {
             let mounts = c["mounts"].as_array_mut().expect("mounts");
             // The bind comes second: it lands inside the tmpfs of the first.
-            mounts.push(json!({"destination": "/mnt/a", "type": "tmpfs", "source": "tmpfs",
-                               "options": ["nosuid", "size=64k"]}));
-            mounts.push(json!({"destination": "/mnt/a/data", "type": "bind", "source": host,
-                               "options": ["rbind", "ro"]}));
+            mounts.push(
+                json!({"destination": "/mnt/a", "type": "tmpfs", "source": "tmpfs",
+                               "options": ["nosuid", "size=64k"]}),
+            );
+            mounts.push(
+                json!({"destination": "/mnt/a/data", "type": "bind", "source": host,
+                               "options": ["rbind", "ro"]}),
+            );
         },
     )?;
     ensure!(out == "from the host\nro-bind\nnosuid\n", "{out:?}");
@@ -615,8 +638,7 @@ fn sysctl_rlimits_oom_score() -> Result<()> {
         "cat /proc/sys/net/ipv4/ip_forward; ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj",
         |c| {
             c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
-            c["process"]["rlimits"] =
-                json!([{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}]);
+            c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}]);
             c["process"]["oomScoreAdj"] = json!(500);
         },
     )?;
@@ -634,7 +656,11 @@ fn user_namespace_maps() -> Result<()> {
     // (pivot_root needs to create a directory in it).
     let rootfs = b.path().join("rootfs");
     let status = Command::new("cp")
-        .args(["-a", &paths::rootfs()?.to_string_lossy(), &rootfs.to_string_lossy()])
+        .args([
+            "-a",
+            &paths::rootfs()?.to_string_lossy(),
+            &rootfs.to_string_lossy(),
+        ])
         .status()?;
     ensure!(status.success(), "cp -a rootfs");
     let status = Command::new("chown")
@@ -646,10 +672,8 @@ fn user_namespace_maps() -> Result<()> {
         .as_array_mut()
         .context("namespaces")?
         .push(json!({"type": "user"}));
-    b.config["linux"]["uidMappings"] =
-        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    b.config["linux"]["gidMappings"] =
-        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     b.save()?;
     let pid = b.start("u")?;
     let map = fs::read_to_string(format!("/proc/{pid}/uid_map"))?;
@@ -668,7 +692,10 @@ fn user_namespace_maps() -> Result<()> {
     b.config["linux"]["uidMappings"] = json!(null);
     b.save()?;
     let out = b.create("nomaps")?;
-    ensure!(out.code != 0 && out.stderr.contains("uidMappings"), "{out:?}");
+    ensure!(
+        out.code != 0 && out.stderr.contains("uidMappings"),
+        "{out:?}"
+    );
     Ok(())
 }
 
@@ -677,9 +704,7 @@ fn hooks_get_the_state() -> Result<()> {
     let out_dir = b.path().join("hooks");
     fs::create_dir(&out_dir)?;
     let host = out_dir.to_string_lossy().into_owned();
-    let hook = |dir: &str, name: &str| {
-        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {dir}/{name}.json")]})
-    };
+    let hook = |dir: &str, name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {dir}/{name}.json")]});
     b.config["hooks"] = json!({
         "prestart": [hook(&host, "prestart")],
         "createRuntime": [hook(&host, "createRuntime")],
@@ -689,10 +714,9 @@ fn hooks_get_the_state() -> Result<()> {
         "poststart": [hook(&host, "poststart")],
         "poststop": [hook(&host, "poststop")],
     });
-    b.config["mounts"]
-        .as_array_mut()
-        .context("mounts")?
-        .push(json!({"destination": "/hooks", "type": "bind", "source": host, "options": ["rbind"]}));
+    b.config["mounts"].as_array_mut().context("mounts")?.push(
+        json!({"destination": "/hooks", "type": "bind", "source": host, "options": ["rbind"]}),
+    );
     b.save()?;
     b.run("hooked")?.expect_code(0)?;
     for (name, status) in [
@@ -720,7 +744,10 @@ fn hooks_get_the_state() -> Result<()> {
     b.save()?;
     let out = b.create("failing")?;
     ensure!(
-        out.code != 0 && out.stderr.contains("createRuntime hook 0 (/bin/false) failed"),
+        out.code != 0
+            && out
+                .stderr
+                .contains("createRuntime hook 0 (/bin/false) failed"),
         "{out:?}"
     );
     ensure!(b.leftovers()?.is_empty(), "{:?}", b.leftovers()?);
@@ -732,7 +759,13 @@ fn exec_ps_and_list() -> Result<()> {
     b.config["hostname"] = json!("execbox");
     b.save()?;
     let pid = b.start("e")?;
-    let out = b.rt(&["exec", "e", "sh", "-c", "echo $$; hostname; cat /proc/1/comm"])?;
+    let out = b.rt(&[
+        "exec",
+        "e",
+        "sh",
+        "-c",
+        "echo $$; hostname; cat /proc/1/comm",
+    ])?;
     out.expect_code(0)?;
     let lines: Vec<&str> = out.stdout.lines().collect();
     ensure!(
@@ -759,7 +792,10 @@ fn exec_ps_and_list() -> Result<()> {
     let out = b.rt(&["list"])?;
     out.expect_code(0)?;
     ensure!(
-        out.stdout.lines().nth(1).is_some_and(|l| l.starts_with("e ") && l.contains("running")),
+        out.stdout
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("e ") && l.contains("running")),
         "{out:?}"
     );
     Ok(())
@@ -786,15 +822,27 @@ fn main() -> ExitCode {
         plain("cli_version_and_global_flags", cli_flags),
         root("lifecycle_create_start_kill_delete", lifecycle),
         root("kill_takes_signal_names_and_numbers", signal_names),
-        root("state_is_stopped_after_the_process_exits", stopped_on_its_own),
+        root(
+            "state_is_stopped_after_the_process_exits",
+            stopped_on_its_own,
+        ),
         root("delete_needs_force_for_a_running_container", delete_rules),
         root("run_returns_the_exit_code", run_returns_the_exit_code),
         root("bad_bundles_fail_cleanly", bad_bundles),
-        root("namespaces_new_and_joined_by_path", namespaces_new_and_joined),
+        root(
+            "namespaces_new_and_joined_by_path",
+            namespaces_new_and_joined,
+        ),
         root("hostname_user_and_groups", hostname_user_and_groups),
         root("capabilities_all_five_sets", capabilities_all_five_sets),
-        root("no_new_privileges_and_seccomp", no_new_privileges_and_seccomp),
-        root("masked_and_readonly_paths", masked_readonly_paths_and_readonly_root),
+        root(
+            "no_new_privileges_and_seccomp",
+            no_new_privileges_and_seccomp,
+        ),
+        root(
+            "masked_and_readonly_paths",
+            masked_readonly_paths_and_readonly_root,
+        ),
         root("mounts_in_order_with_options", mounts_in_order_with_options),
         root("rootfs_propagation", rootfs_propagation),
         root("devices_default_and_listed", devices_default_and_listed),
@@ -802,7 +850,9 @@ fn main() -> ExitCode {
         root("user_namespace_maps", user_namespace_maps),
         root("hooks_get_the_state_on_stdin", hooks_get_the_state),
         root("exec_ps_and_list", exec_ps_and_list),
-        root("containerd_runs_a_container_on_it", containerd_drives_the_runtime),
+        root(
+            "containerd_runs_a_container_on_it",
+            containerd_drives_the_runtime,
+        ),
     ])
 }
-

@@ -88,7 +88,7 @@ fn validate(spec: &Spec, bundle: &Path) -> Result<()> {
         .process()
         .as_ref()
         .context("config.json: `process` is missing: it says what to run")?;
-    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+    if process.args().as_ref().map_or(true, |a| a.is_empty()) {
         bail!("config.json: process.args is empty: it must name the command to run");
     }
     if process.cwd().is_relative() {

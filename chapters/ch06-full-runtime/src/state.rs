@@ -207,8 +207,9 @@ impl Container {
         let text = serde_json::to_vec(self).context("failed to serialize the state")?;
         let mut file = fs::File::create(&tmp)
             .with_context(|| format!("failed to create {}", tmp.display()))?;
+        // No fsync: the state lives on a tmpfs (/run) and must only never be
+        // seen half-written, which the rename guarantees.
         file.write_all(&text)
-            .and_then(|()| file.sync_all())
             .with_context(|| format!("failed to write {}", tmp.display()))?;
         fs::rename(&tmp, &path).with_context(|| format!("failed to rename to {}", path.display()))
     }

@@ -69,6 +69,7 @@ pub fn become_root() -> Result<()> {
     use nix::unistd::{setresgid, setresuid, Gid, Uid};
     let (root_uid, root_gid) = (Uid::from_raw(0), Gid::from_raw(0));
     say!("setresgid(0, 0, 0); setresuid(0, 0, 0) in the new user namespace");
-    setresgid(root_gid, root_gid, root_gid).context("failed to become gid 0 in the user namespace")?;
+    setresgid(root_gid, root_gid, root_gid)
+        .context("failed to become gid 0 in the user namespace")?;
     setresuid(root_uid, root_uid, root_uid).context("failed to become uid 0 in the user namespace")
 }
