@@ -5,13 +5,17 @@
 //! (busybox commands in the container).
 
 use std::fs;
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use cfs_tests::kernel::{assert_mounts_unchanged, mounts, ns_inode, state};
 use cfs_tests::run::{chapter, output, wait_for, Output};
-use cfs_tests::{ensure, paths, plain, root, Context, Result};
+use cfs_tests::{bail, ensure, paths, plain, root, Context, Result};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::{json, Value};
 
 const BIN: &str = "ch06-full-runtime";
@@ -90,11 +94,19 @@ impl Bundle {
     /// `create ID`, with the container's stdio on files (a container keeps
     /// its stdio open, so it must not be a pipe the test waits on).
     fn create(&self, id: &str) -> Result<Output> {
+        self.create_with(id, &[])
+    }
+
+    /// `create [FLAGS...] ID`.
+    fn create_with(&self, id: &str, flags: &[&str]) -> Result<Output> {
         self.ids.borrow_mut().push(id.to_string());
         let out_path = self.path().join(format!("{id}.out"));
         let err_path = self.path().join(format!("{id}.err"));
+        let mut args = vec!["create"];
+        args.extend(flags);
+        args.push(id);
         let status = self
-            .cmd(&["create", id])
+            .cmd(&args)
             .stdin(Stdio::null())
             .stdout(fs::File::create(&out_path)?)
             .stderr(fs::File::create(&err_path)?)
@@ -817,6 +829,103 @@ fn containerd_drives_the_runtime() -> Result<()> {
     assert_mounts_unchanged(&before)
 }
 
+/// Accepts one connection on `listener` and takes the fd sent with SCM_RIGHTS.
+fn receive_fd(listener: UnixListener) -> Result<OwnedFd> {
+    let (stream, _) = listener.accept()?;
+    let mut buf = [0u8; 64];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )?;
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just gave us this descriptor.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    bail!("no descriptor in the console socket message")
+}
+
+fn terminal_through_console_socket() -> Result<()> {
+    let mut b = Bundle::new(&["sh", "-c", "test -t 0 && test -t 1 && echo tty-ok"])?;
+    b.config["process"]["terminal"] = json!(true);
+    b.save()?;
+    let out = b.create("noconsole")?;
+    ensure!(
+        out.code != 0 && out.stderr.contains("--console-socket"),
+        "{out:?}"
+    );
+    ensure!(b.leftovers()?.is_empty());
+    let socket = b.path().join("console.sock");
+    let listener = UnixListener::bind(&socket)?;
+    let receiver = std::thread::spawn(move || receive_fd(listener));
+    b.create_with("tty", &["--console-socket", &socket.to_string_lossy()])?
+        .expect_code(0)?;
+    let master = receiver
+        .join()
+        .map_err(|_| cfs_tests::anyhow!("receiver panicked"))??;
+    b.rt(&["start", "tty"])?.expect_code(0)?;
+    // The container's output arrives on the pty master (with \r\n line ends);
+    // reading fails with EIO once the container has closed the other side.
+    let mut text = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut fs::File::from(master), &mut text);
+    let text = String::from_utf8_lossy(&text);
+    ensure!(text == "tty-ok\r\n", "{text:?}");
+    Ok(())
+}
+
+fn veth_network_from_a_hook() -> Result<()> {
+    let ns = format!("cfs-net-{}", std::process::id());
+    struct Netns(String);
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    ensure!(
+        Command::new("ip")
+            .args(["netns", "add", &ns])
+            .status()?
+            .success(),
+        "ip netns add"
+    );
+    let _guard = Netns(ns.clone());
+    let hook = paths::workspace().join("chapters/ch06-full-runtime/hooks/veth.sh");
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0 | awk '{print $4}'; sleep 30",
+    ])?;
+    b.config["hooks"] = json!({"createRuntime": [{"path": hook,
+        "args": ["veth.sh", ns, "10.200.0.1/24", "10.200.0.2/24"]}]});
+    b.save()?;
+    b.start("net")?;
+    let out = wait_for(Duration::from_secs(5), || {
+        b.container_stdout("net").ok().filter(|s| !s.is_empty())
+    })?;
+    ensure!(out == "10.200.0.2/24\n", "inside: {out:?}");
+    // From the test's own namespace, across the veth pair, into the container.
+    let ping = |address: &str| {
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns", "exec", &ns, "busybox", "ping", "-c", "1", "-W", "1",
+        ]);
+        cmd.arg(address);
+        output(cmd)
+    };
+    ping("10.200.0.2")?.expect_code(0)?;
+    // An address nobody has does not answer: the check above can fail.
+    ensure!(ping("10.200.0.3")?.code != 0, "10.200.0.3 answered");
+    b.rt(&["delete", "--force", "net"])?.expect_code(0)?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     cfs_tests::main(vec![
         plain("cli_version_and_global_flags", cli_flags),
@@ -854,5 +963,10 @@ fn main() -> ExitCode {
             "containerd_runs_a_container_on_it",
             containerd_drives_the_runtime,
         ),
+        root(
+            "terminal_through_console_socket",
+            terminal_through_console_socket,
+        ),
+        root("veth_network_from_a_hook", veth_network_from_a_hook),
     ])
 }

@@ -273,14 +273,11 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     }
     say!("rm {}", fifo.display());
     fs::remove_file(&fifo).with_context(|| format!("failed to remove {}", fifo.display()))?;
-    let state = container.oci_state(Status::Running)?;
-    if let Err(err) = hooks::run(
+    hooks::run_logged(
         container.spec.hooks().as_ref(),
         hooks::Point::Poststart,
-        &state,
-    ) {
-        logging::warn(&format!("{err:#}"));
-    }
+        &container.oci_state(Status::Running)?,
+    );
     Ok(())
 }
 // ANCHOR_END: start
@@ -350,14 +347,11 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         }
     }
     cgroups::remove(container.cgroup.as_ref())?;
-    let state = container.oci_state(Status::Stopped)?;
-    if let Err(err) = hooks::run(
+    hooks::run_logged(
         container.spec.hooks().as_ref(),
         hooks::Point::Poststop,
-        &state,
-    ) {
-        logging::warn(&format!("{err:#}"));
-    }
+        &container.oci_state(Status::Stopped)?,
+    );
     state::remove_dir(&container.dir)
 }
 // ANCHOR_END: delete

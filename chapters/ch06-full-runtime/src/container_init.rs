@@ -116,32 +116,30 @@ impl Init<'_> {
             )?;
         let hooks = self.spec.hooks().as_ref();
         let fifo_path = self.state_dir.join(crate::state::EXEC_FIFO);
-        let fifo;
-        if self.plan.owns(Kind::Mount) {
+        let own_mount = self.plan.owns(Kind::Mount);
+        let own_dev = devices::config_mounts_dev(self.spec);
+        if own_mount {
             rootfs::make_private()?;
             rootfs::bind_to_itself(&self.rootfs)?;
             mounts::mount_all(self.spec, &self.rootfs)?;
-            let own_dev = devices::config_mounts_dev(self.spec);
             if own_dev {
                 devices::create_all(self.spec, &self.rootfs, self.plan.owns(Kind::User))?;
             }
-            hooks::run(
-                hooks,
-                hooks::Point::CreateContainer,
-                &container.oci_state(Status::Creating)?,
-            )?;
-            fifo = open_path(&fifo_path)?;
+        }
+        hooks::run(
+            hooks,
+            hooks::Point::CreateContainer,
+            &container.oci_state(Status::Creating)?,
+        )?;
+        // A handle on exec.fifo that survives the change of root.
+        let fifo = open_path(&fifo_path)?;
+        if own_mount {
             rootfs::pivot_root(&self.rootfs)?;
             if !own_dev {
                 ch03_mount_chroot::devices::mount_dev()?;
             }
         } else {
-            hooks::run(
-                hooks,
-                hooks::Point::CreateContainer,
-                &container.oci_state(Status::Creating)?,
-            )?;
-            fifo = open_path(&fifo_path)?;
+            // Without a mount namespace of its own, chroot(2) is all there is.
             rootfs::chroot(&self.rootfs)?;
         }
         if let Some(name) = self.spec.hostname() {
@@ -151,7 +149,7 @@ impl Init<'_> {
         if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
             user::set_sysctls(sysctl)?;
         }
-        if self.plan.owns(Kind::Mount) {
+        if own_mount {
             // After the sysctls: /proc/sys is usually among the read-only paths.
             mounts::harden(self.spec)?;
         }

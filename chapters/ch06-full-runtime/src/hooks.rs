@@ -80,6 +80,14 @@ pub fn run(hooks: Option<&Hooks>, point: Point, state: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs the hooks of a point after the command ran (`poststart`,
+/// `poststop`): a failure is logged, not an error, since the container exists.
+pub fn run_logged(hooks: Option<&Hooks>, point: Point, state: &str) {
+    if let Err(err) = run(hooks, point, state) {
+        crate::logging::warn(&format!("{err:#}"));
+    }
+}
+
 fn run_one(hook: &Hook, state: &str) -> Result<()> {
     let args = hook.args().clone().unwrap_or_default();
     say!(

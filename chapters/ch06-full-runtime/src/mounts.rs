@@ -272,15 +272,7 @@ fn readonly(path: &Path) -> Result<()> {
     if path.symlink_metadata().is_err() {
         return Ok(());
     }
-    say!("mount({path:?}, {path:?}, NULL, MS_BIND|MS_REC)");
-    mount(
-        Some(path),
-        path,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .with_context(|| format!("failed to bind-mount readonly path {}", path.display()))?;
+    ch03_mount_chroot::rootfs::bind_to_itself(path)?;
     remount(path, MsFlags::MS_RDONLY | MsFlags::MS_REC)
 }
 
