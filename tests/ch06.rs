@@ -801,6 +801,36 @@ fn exec_ps_and_list() -> Result<()> {
     out.expect_code(0)?;
     let pids: Vec<i64> = serde_json::from_str(&out.stdout)?;
     ensure!(pids == [pid.parse::<i64>()?], "{pids:?}");
+
+    // Detached, as containerd's shim runs it: the pid file (on the host, not
+    // in the container) names a process in the container's namespaces.
+    let pid_file = b.path().join("exec.pid");
+    let status = b
+        .cmd(&[
+            "exec",
+            "--detach",
+            "--pid-file",
+            &pid_file.to_string_lossy(),
+            "e",
+            "sleep",
+            "5",
+        ])
+        // Not pipes: the detached process keeps its stdio open.
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    ensure!(status.success(), "exec --detach: {status}");
+    let exec_pid = fs::read_to_string(&pid_file)?;
+    for kind in ["pid", "mnt", "net", "uts"] {
+        ensure!(
+            ns_inode(&exec_pid, kind)? == ns_inode(&pid, kind)?,
+            "exec'd process not in the container's {kind} namespace"
+        );
+    }
+    let out = b.rt(&["ps", "--format", "json", "e"])?;
+    let pids: Vec<i64> = serde_json::from_str(&out.stdout)?;
+    ensure!(pids.len() == 2, "ps after exec --detach: {pids:?}");
     let out = b.rt(&["list"])?;
     out.expect_code(0)?;
     ensure!(

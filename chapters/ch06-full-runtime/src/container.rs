@@ -100,6 +100,13 @@ pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Container
         bail!("config.json: process.terminal is true: pass --console-socket, or set it to false");
     }
     let joins = plan.open_joins()?;
+    // Relative to where we were started, not to the bundle we chdir to below.
+    let pid_file = opts
+        .pid_file
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()
+        .context("bad --pid-file path")?;
     let rootfs = fs::canonicalize(spec::rootfs(&spec, &bundle)?)
         .context("config.json: root.path does not exist")?;
 
@@ -176,7 +183,7 @@ pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Container
 
     container.status = Status::Created;
     container.save()?;
-    if let Some(path) = &opts.pid_file {
+    if let Some(path) = &pid_file {
         write_pid_file(path, pid)?;
     }
     undo.disarm();
@@ -472,6 +479,16 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32> {
     }
     // The runtime joins the cgroup and the namespaces; its child inherits them
     // (a joined PID namespace only applies to children).
+    // Opened now: after joining the mount namespace the path would lead
+    // into the container.
+    let mut pid_file = opts
+        .pid_file
+        .as_deref()
+        .map(|path| {
+            File::create(path)
+                .with_context(|| format!("failed to create the pid file {}", path.display()))
+        })
+        .transpose()?;
     cgroups::join(container.cgroup.as_ref(), nix::unistd::getpid())?;
     namespaces::join_all_of(pid)?;
     let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).context("failed to create the exec pipe")?;
@@ -496,8 +513,9 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32> {
         let _ = waitpid(pid, None);
         bail!("{text}");
     }
-    if let Some(path) = &opts.pid_file {
-        write_pid_file(path, pid)?;
+    if let Some(file) = pid_file.as_mut() {
+        std::io::Write::write_all(file, pid.to_string().as_bytes())
+            .context("failed to write the pid file")?;
     }
     if opts.detach {
         return Ok(0);
