@@ -285,6 +285,27 @@ fn stopped_on_its_own() -> Result<()> {
     Ok(())
 }
 
+fn state_is_creating_during_create() -> Result<()> {
+    // A createRuntime hook runs while create is under way: it asks the
+    // runtime for the state of the very container being created.
+    let mut b = Bundle::new(&["true"])?;
+    let seen = b.path().join("seen");
+    let state_cmd = format!(
+        "{} --root {} state mid > {}",
+        paths::bin(BIN).display(),
+        b.state.path().display(),
+        seen.display()
+    );
+    b.config["hooks"] =
+        json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", state_cmd]}]});
+    b.save()?;
+    b.create("mid")?.expect_code(0)?;
+    let during: Value = serde_json::from_str(&fs::read_to_string(&seen)?)?;
+    ensure!(during["status"] == "creating", "during create: {during}");
+    ensure!(b.status("mid")? == "created", "after create");
+    Ok(())
+}
+
 fn delete_rules() -> Result<()> {
     let b = Bundle::new(&["sleep", "30"])?;
     let pid = b.start("d")?;
@@ -964,6 +985,10 @@ fn main() -> ExitCode {
         root(
             "state_is_stopped_after_the_process_exits",
             stopped_on_its_own,
+        ),
+        root(
+            "state_is_creating_during_create",
+            state_is_creating_during_create,
         ),
         root("delete_needs_force_for_a_running_container", delete_rules),
         root("run_returns_the_exit_code", run_returns_the_exit_code),
