@@ -164,6 +164,15 @@ impl Drop for Bundle {
     }
 }
 
+/// Fails unless `out` is a failure whose stderr says `text`.
+fn fails_with(out: &Output, text: &str) -> Result<()> {
+    ensure!(
+        out.code != 0 && out.stderr.contains(text),
+        "expected a failure saying {text:?}, got {out:?}"
+    );
+    Ok(())
+}
+
 /// A line of `/proc/<pid>/status`, e.g. `CapEff`.
 fn status_field(pid: &str, field: &str) -> Result<String> {
     let text = fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -225,11 +234,7 @@ fn lifecycle() -> Result<()> {
         !b.state.path().join("life/exec.fifo").exists(),
         "exec.fifo left after start"
     );
-    let out = b.rt(&["start", "life"])?;
-    ensure!(
-        out.code != 0 && out.stderr.contains("running"),
-        "second start: {out:?}"
-    );
+    fails_with(&b.rt(&["start", "life"])?, "it is running, not created")?;
 
     b.rt(&["kill", "life", "SIGTERM"])?.expect_code(0)?;
     wait_for(Duration::from_secs(5), || {
@@ -242,10 +247,7 @@ fn lifecycle() -> Result<()> {
         b.leftovers()?
     );
     let out = b.rt(&["state", "life"])?;
-    ensure!(
-        out.code != 0 && out.stderr.contains("does not exist"),
-        "{out:?}"
-    );
+    fails_with(&out, "does not exist")?;
     assert_mounts_unchanged(&before)
 }
 
@@ -309,11 +311,7 @@ fn state_is_creating_during_create() -> Result<()> {
 fn delete_rules() -> Result<()> {
     let b = Bundle::new(&["sleep", "30"])?;
     let pid = b.start("d")?;
-    let out = b.rt(&["delete", "d"])?;
-    ensure!(
-        out.code != 0 && out.stderr.contains("--force"),
-        "delete of a running container: {out:?}"
-    );
+    fails_with(&b.rt(&["delete", "d"])?, "use --force")?;
     ensure!(
         b.status("d")? == "running",
         "a refused delete changed the container"
@@ -329,10 +327,7 @@ fn delete_rules() -> Result<()> {
     b.rt(&["delete", "--force", "never-existed"])?
         .expect_code(0)?;
     let out = b.rt(&["delete", "never-existed"])?;
-    ensure!(
-        out.code != 0 && out.stderr.contains("does not exist"),
-        "{out:?}"
-    );
+    fails_with(&out, "does not exist")?;
     // A created container (its command never ran) may be deleted without force.
     b.create("c")?.expect_code(0)?;
     b.rt(&["delete", "c"])?.expect_code(0)?;
@@ -452,10 +447,7 @@ fn cli_flags() -> Result<()> {
         out.stdout
     );
     let out = output(chapter(BIN, &["--systemd-cgroup", "list"]))?;
-    ensure!(
-        out.code != 0 && out.stderr.contains("--systemd-cgroup is not supported"),
-        "{out:?}"
-    );
+    fails_with(&out, "--systemd-cgroup is not supported")?;
     // Engines put global flags first; they must parse with any command.
     let dir = tempfile::tempdir()?;
     let root = dir.path().to_string_lossy().into_owned();
@@ -725,10 +717,7 @@ fn user_namespace_maps() -> Result<()> {
     b.config["linux"]["uidMappings"] = json!(null);
     b.save()?;
     let out = b.create("nomaps")?;
-    ensure!(
-        out.code != 0 && out.stderr.contains("uidMappings"),
-        "{out:?}"
-    );
+    fails_with(&out, "uidMappings")?;
     Ok(())
 }
 
@@ -775,14 +764,10 @@ fn hooks_get_the_state() -> Result<()> {
     // A failing createRuntime hook undoes the create.
     b.config["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]});
     b.save()?;
-    let out = b.create("failing")?;
-    ensure!(
-        out.code != 0
-            && out
-                .stderr
-                .contains("createRuntime hook 0 (/bin/false) failed"),
-        "{out:?}"
-    );
+    fails_with(
+        &b.create("failing")?,
+        "createRuntime hook 0 (/bin/false) failed",
+    )?;
     ensure!(b.leftovers()?.is_empty(), "{:?}", b.leftovers()?);
     Ok(())
 }
@@ -908,10 +893,7 @@ fn terminal_through_console_socket() -> Result<()> {
     b.config["process"]["terminal"] = json!(true);
     b.save()?;
     let out = b.create("noconsole")?;
-    ensure!(
-        out.code != 0 && out.stderr.contains("--console-socket"),
-        "{out:?}"
-    );
+    fails_with(&out, "--console-socket")?;
     ensure!(b.leftovers()?.is_empty());
     let socket = b.path().join("console.sock");
     let listener = UnixListener::bind(&socket)?;
