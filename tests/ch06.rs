@@ -272,6 +272,27 @@ fn signal_names() -> Result<()> {
     Ok(())
 }
 
+fn kill_all_reaches_every_process() -> Result<()> {
+    // PID 1 (sleep, no handler) ignores TERM; its sibling sleep does not.
+    let b = Bundle::new(&["sh", "-c", "sleep 30 & exec sleep 31"])?;
+    let pid1 = b.start("k")?;
+    let sibling = wait_for(Duration::from_secs(5), || {
+        let out = b.rt(&["ps", "--format", "json", "k"]).ok()?;
+        let pids: Vec<i64> = serde_json::from_str(&out.stdout).ok()?;
+        pids.into_iter().map(|p| p.to_string()).find(|p| *p != pid1)
+    })?;
+    // Dead means gone or a zombie (PID 1 here never reaps).
+    let dead = |pid: &str| matches!(state(pid), None | Some('Z'));
+    b.rt(&["kill", "k", "TERM"])?.expect_code(0)?;
+    std::thread::sleep(Duration::from_millis(200));
+    ensure!(!dead(&sibling), "TERM to PID 1 alone reached {sibling}");
+    b.rt(&["kill", "--all", "k", "TERM"])?.expect_code(0)?;
+    wait_for(Duration::from_secs(5), || dead(&sibling).then_some(()))
+        .context("kill --all did not reach the second process")?;
+    ensure!(!dead(&pid1), "PID 1 has no handler for TERM and lives on");
+    Ok(())
+}
+
 fn stopped_on_its_own() -> Result<()> {
     let b = Bundle::new(&["sh", "-c", "sleep 0.3"])?;
     b.start("own")?;
@@ -964,6 +985,10 @@ fn main() -> ExitCode {
         plain("cli_version_and_global_flags", cli_flags),
         root("lifecycle_create_start_kill_delete", lifecycle),
         root("kill_takes_signal_names_and_numbers", signal_names),
+        root(
+            "kill_all_reaches_every_process",
+            kill_all_reaches_every_process,
+        ),
         root(
             "state_is_stopped_after_the_process_exits",
             stopped_on_its_own,
