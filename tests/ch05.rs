@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use cfs_tests::kernel::{assert_mounts_unchanged, children, mounts};
+use cfs_tests::kernel::{assert_mounts_unchanged, cgroup_procs, cgroups_named, children, mounts};
 use cfs_tests::paths::workspace;
 use cfs_tests::run::{as_nobody, chapter, output, wait_for, Background, Output};
 use cfs_tests::{ensure, root, Context, Result};
@@ -668,13 +668,29 @@ fn failed_runs_leave_nothing() -> Result<()> {
 fn rm_after_the_runtime_was_killed() -> Result<()> {
     let store = Store::with_images()?;
     let before = mounts()?;
-    let bg =
-        Background::start(store.command(&["run", "--name", "c1", "app", "--", "sleep", "30"]))?;
+    let args = [
+        "run", "--name", "c1", "--pids", "32", "--memory", "64M", "app", "--", "sleep", "30",
+    ];
+    let bg = Background::start(store.command(&args))?;
     let merged = store.path("containers/c1/merged");
-    wait_for(Duration::from_secs(10), || {
-        (!children(bg.pid()).is_empty()).then_some(())
+    let child = wait_for(Duration::from_secs(10), || {
+        children(bg.pid()).first().copied()
     })?;
     ensure!(overlay::is_mounted(&merged)?, "not mounted while running");
+    // Chapter 4's cgroup holds the container, with its limits.
+    let cgroup = format!("cfs-c1-{}", bg.pid());
+    let dirs = wait_for(Duration::from_secs(10), || {
+        let dirs = cgroups_named(&cgroup).ok()?;
+        let all_hold_it = dirs
+            .iter()
+            .all(|d| cgroup_procs(d).is_ok_and(|p| p.contains(&child)));
+        (!dirs.is_empty() && all_hold_it).then_some(dirs)
+    })?;
+    ensure!(
+        dirs.iter()
+            .any(|d| fs::read_to_string(d.join("pids.max")).is_ok_and(|v| v.trim() == "32")),
+        "no pids.max of 32 in {dirs:?}"
+    );
     contains(&store.ok(&["ps"])?, "running (pid")?;
     let refused = store.run(&["rm", "c1"])?;
     ensure!(
@@ -696,8 +712,14 @@ fn rm_after_the_runtime_was_killed() -> Result<()> {
         "the overlay vanished by itself"
     );
     contains(&store.ok(&["ps"])?, "mounted")?;
+    ensure!(
+        !cgroups_named(&cgroup)?.is_empty(),
+        "the cgroup vanished by itself"
+    );
     store.ok(&["rm", "c1"])?;
     ensure!(!overlay::is_mounted(&merged)?, "rm did not unmount");
+    let left = cgroups_named(&cgroup)?;
+    ensure!(left.is_empty(), "rm left the cgroup: {left:?}");
     ensure!(
         store.containers()?.is_empty(),
         "rm left {:?}",
@@ -707,66 +729,56 @@ fn rm_after_the_runtime_was_killed() -> Result<()> {
     Ok(())
 }
 
+/// Two running containers change the same file of the image and each sees
+/// only its own change, from inside; a third, started meanwhile, sees the
+/// image's file; the image's layers do not change.
 fn two_containers_at_once() -> Result<()> {
     let store = Store::with_images()?;
-    let script = |me: &str| {
-        format!("echo {me} > /etc/who; while [ ! -e /tmp/stop ]; do sleep 0.05; done; cat /etc/who")
+    let motd = store.layer("app", 0)?.join("diff/etc/motd");
+    let original = fs::read_to_string(&motd)?;
+    let script = |me: &str, other: &str| {
+        format!(
+            "echo {me} >/etc/motd; touch /{me}-was-here; while [ ! -e /tmp/stop ]; do sleep 0.05; done; \
+             cat /etc/motd; test -e /{other}-was-here && echo saw-{other}; true"
+        )
     };
-    let a = Background::start(store.command(&[
-        "run",
-        "--name",
-        "a",
-        "app",
-        "--",
-        "sh",
-        "-c",
-        &script("a"),
-    ]))?;
-    let b = Background::start(store.command(&[
-        "run",
-        "--name",
-        "b",
-        "app",
-        "--",
-        "sh",
-        "-c",
-        &script("b"),
-    ]))?;
+    let start = |id: &str, other: &str| {
+        Background::start(store.command(&[
+            "run",
+            "--name",
+            id,
+            "app",
+            "--",
+            "sh",
+            "-c",
+            &script(id, other),
+        ]))
+    };
+    let a = start("a", "b")?;
+    let b = start("b", "a")?;
     for id in ["a", "b"] {
-        let who = store.path(&format!("containers/{id}/upper/etc/who"));
-        wait_for(Duration::from_secs(10), || who.exists().then_some(()))?;
-    }
-    ensure!(
-        overlay::is_mounted(&store.path("containers/a/merged"))?,
-        "a not mounted"
-    );
-    ensure!(
-        overlay::is_mounted(&store.path("containers/b/merged"))?,
-        "b not mounted"
-    );
-    // Each sees its own write, not the other's, and the image sees neither.
-    for id in ["a", "b"] {
+        let mark = store.path(&format!("containers/{id}/upper/{id}-was-here"));
+        wait_for(Duration::from_secs(10), || mark.exists().then_some(()))?;
         let merged = store.path(&format!("containers/{id}/merged"));
-        ensure!(
-            fs::read_to_string(merged.join("etc/who"))? == format!("{id}\n"),
-            "{id}"
-        );
-        fs::write(merged.join("tmp/stop"), "")?;
+        ensure!(overlay::is_mounted(&merged)?, "{id} is not mounted");
+    }
+    let third = store.ok(&["run", "app", "--", "cat", "/etc/motd"])?;
+    ensure!(
+        third.stdout == original,
+        "a third container sees {:?}",
+        third.stdout
+    );
+    for id in ["a", "b"] {
+        fs::write(store.path(&format!("containers/{id}/merged/tmp/stop")), "")?;
     }
     let a = a.finish(Duration::from_secs(10))?;
     let b = b.finish(Duration::from_secs(10))?;
+    ensure!(a.stdout == "a\n", "a saw {:?} ({})", a.stdout, a.stderr);
+    ensure!(b.stdout == "b\n", "b saw {:?} ({})", b.stdout, b.stderr);
     ensure!(
-        a.stdout == "a\n" && b.stdout == "b\n",
-        "a: {:?}, b: {:?}",
-        a.stdout,
-        b.stdout
+        fs::read_to_string(&motd)? == original,
+        "the image's motd changed"
     );
-    for index in [0, -1] {
-        ensure!(
-            !store.layer("app", index)?.join("diff/etc/who").exists(),
-            "the image changed"
-        );
-    }
     Ok(())
 }
 

@@ -15,11 +15,13 @@
 //! - [`store`] keeps images, layers and containers in a state directory.
 //! - [`init_layer`] writes `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`.
 //! - [`diff`] lists what a container changed, as `docker diff` does.
+//! - [`cli`] holds the subcommands that manage the store (all but `run`).
 //!
 //! What it leaves out: registries (`pull`, `push`), image configuration (the
 //! entrypoint, environment and working directory an OCI image carries), and
 //! snapshotters other than overlayfs.
 
+pub mod cli;
 pub mod diff;
 pub mod init_layer;
 pub mod layer;

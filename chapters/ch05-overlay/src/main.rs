@@ -10,21 +10,24 @@
 //! ```
 //!
 //! `run` mounts an overlay of the image's layers, an init layer and a fresh
-//! read-write layer, then runs the command on it as chapter 4 does. The
+//! read-write layer, then runs the command on it as chapter 4 does, with the
+//! same `--cpus`, `--memory` and `--pids` limits. The
 //! read-write layer outlives the command until `rm`, so `diff` and `commit`
 //! can read it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Context, Result};
-use ch01_uts::{cli, process, say, uts};
+use anyhow::{anyhow, Result};
+use ch01_uts::{cli, process, uts};
 use ch02_pid::init;
 use ch03_mount_chroot::rootfs::{self, Root};
+use ch04_cgroups::cgroups::Cgroup;
+use ch04_cgroups::cli::Resources;
+use ch05_overlay::cli::{self as store_cli, StoreCommand};
 use ch05_overlay::init_layer::HostEntry;
 use ch05_overlay::overlay::Mounted;
 use ch05_overlay::store::{self, Container, Store};
-use ch05_overlay::{diff, layer};
 use clap::{Parser, Subcommand};
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
@@ -44,26 +47,10 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create an image from layer tars (.tar or .tar.gz), bottom layer first
-    Import {
-        name: String,
-        #[arg(required = true, value_name = "TARBALL")]
-        tarballs: Vec<PathBuf>,
-    },
-    /// List the images
-    Images,
-    /// Remove an image, and the layers no other image or container uses
-    Rmi { name: String },
     /// Run a command in a new container made from an image
     Run(RunArgs),
-    /// List the paths a container added (A), changed (C) or deleted (D)
-    Diff { id: String },
-    /// Save a container's read-write layer as a new image
-    Commit { id: String, name: String },
-    /// List the containers and their states
-    Ps,
-    /// Remove a container that is not running: unmount it, delete its layers
-    Rm { id: String },
+    #[command(flatten)]
+    Store(StoreCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,6 +66,8 @@ struct RunArgs {
     /// Run a tiny init as PID 1 that reaps zombies and forwards signals; the command becomes PID 2
     #[arg(long)]
     init: bool,
+    #[command(flatten)]
+    resources: Resources,
     /// The image to run
     image: String,
     #[command(flatten)]
@@ -90,7 +79,10 @@ fn main() -> ExitCode {
     cli::main(&args.common, || {
         process::require_root()?;
         let store = Store::open(&args.root)?;
-        dispatch(&store, &args.command)
+        match &args.command {
+            Command::Run(run_args) => run(&store, run_args),
+            Command::Store(command) => command.execute(&store).map(|()| 0),
+        }
     })
 }
 
@@ -98,13 +90,13 @@ fn main() -> ExitCode {
 fn run(store: &Store, args: &RunArgs) -> Result<i32> {
     let id = match &args.name {
         Some(name) => name.clone(),
-        None => random_id()?,
+        None => store_cli::random_id()?,
     };
     let argv = &args.command.argv;
     let mut container =
         store.create_container(&id, &args.image, &args.uts.hostname, &args.add_host, argv)?;
     // Until the command runs, a failure removes the container again: nothing stays behind.
-    let (mounted, pid) = match start(store, &mut container, args) {
+    let (mounted, cgroup, pid) = match start(store, &mut container, args) {
         Ok(started) => started,
         Err(err) => {
             store.remove_container(&id)?;
@@ -112,6 +104,10 @@ fn run(store: &Store, args: &RunArgs) -> Result<i32> {
         }
     };
     let code = init::supervise(pid, false)?;
+    args.resources.finish(cgroup)?;
+    if !args.resources.keep_cgroup {
+        container.cgroup.clear();
+    }
     container.exit_code = Some(code);
     store.save(&container)?;
     // The read-write layer stays for diff and commit; only the mount goes.
@@ -120,8 +116,13 @@ fn run(store: &Store, args: &RunArgs) -> Result<i32> {
 }
 
 /// Mounts the container's overlay and starts the command on it, as chapter 4
-/// does on a plain rootfs. On error the guards unmount and kill what was made.
-fn start(store: &Store, container: &mut Container, args: &RunArgs) -> Result<(Mounted, Pid)> {
+/// does on a plain rootfs. On error the guards undo what was made: the child
+/// is killed, the cgroup removed, the overlay unmounted.
+fn start(
+    store: &Store,
+    container: &mut Container,
+    args: &RunArgs,
+) -> Result<(Mounted, Cgroup, Pid)> {
     let argv = &args.command.argv;
     let merged = store.dirs(&container.id).merged;
     let mounted = store.overlay(container)?.mount(&merged)?;
@@ -130,6 +131,8 @@ fn start(store: &Store, container: &mut Container, args: &RunArgs) -> Result<(Mo
         let command = argv.first().map(String::as_str).unwrap_or_default();
         anyhow!("command {command} not found in image {}", container.image)
     })?;
+    let name = format!("cfs-{}-{}", container.id, std::process::id());
+    let cgroup = Cgroup::create(&name, &args.resources.limits())?;
     init::block_signals()?;
     let flags = CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS;
     let child = process::spawn(flags, || {
@@ -141,99 +144,12 @@ fn start(store: &Store, container: &mut Container, args: &RunArgs) -> Result<(Mo
             process::exec(argv)
         }
     })?;
+    // The child is still blocked on the sync pipe: it runs nothing unlimited.
+    cgroup.add(child.pid())?;
+    container.cgroup = cgroup.dirs();
     container.pid = Some(child.pid().as_raw());
     container.start_time = store::start_time(child.pid().as_raw());
     store.save(container)?;
-    Ok((mounted, child.release()?))
+    Ok((mounted, cgroup, child.release()?))
 }
 // ANCHOR_END: run
-
-/// Runs a subcommand; `run` returns the command's exit code, the others 0.
-fn dispatch(store: &Store, command: &Command) -> Result<i32> {
-    match command {
-        Command::Run(args) => return run(store, args),
-        Command::Import { name, tarballs } => {
-            let (image, summaries) = store.import(name, tarballs)?;
-            for summary in &summaries {
-                println!("{summary}");
-            }
-            println!("image {}: {}", image.name, layers(image.layers.len()));
-        }
-        Command::Images => {
-            println!("{:<16} {:>6} {:>10}  TOP LAYER", "NAME", "LAYERS", "SIZE");
-            for image in store.images()? {
-                let top = image.layers.last().map(String::as_str).unwrap_or("-");
-                println!(
-                    "{:<16} {:>6} {:>10}  {}",
-                    image.name,
-                    image.layers.len(),
-                    human(store.image_size(&image)?),
-                    layer::short(top)
-                );
-            }
-        }
-        Command::Rmi { name } => {
-            for layer in store.remove_image(name)? {
-                println!("removed layer {}", layer::short(&layer));
-            }
-            println!("removed image {name}");
-        }
-        Command::Diff { id } => {
-            let container = store.container(id)?;
-            let lower = store.lower_layers(&container)?;
-            for change in diff::changes(&store.dirs(id).upper, &lower)? {
-                println!("{change}");
-            }
-        }
-        Command::Commit { id, name } => {
-            let (image, summary) = store.commit(id, name)?;
-            println!("{summary}, init-layer files left out {}", summary.skipped);
-            println!("image {}: {}", image.name, layers(image.layers.len()));
-        }
-        Command::Ps => {
-            println!("{:<14} {:<12} {:<34} COMMAND", "ID", "IMAGE", "STATE");
-            for container in store.containers()? {
-                let mut state = store.state(&container).to_string();
-                if store.is_mounted(&container.id)? && !state.starts_with("running") {
-                    state.push_str(", mounted");
-                }
-                println!(
-                    "{:<14} {:<12} {:<34} {}",
-                    container.id,
-                    container.image,
-                    state,
-                    container.command.join(" ")
-                );
-            }
-        }
-        Command::Rm { id } => {
-            store.remove_container(id)?;
-            println!("{id}");
-        }
-    }
-    Ok(0)
-}
-
-/// Twelve random hex digits, as Docker's short container IDs.
-fn random_id() -> Result<String> {
-    let mut bytes = [0u8; 6];
-    let mut urandom = std::fs::File::open("/dev/urandom").context("failed to open /dev/urandom")?;
-    std::io::Read::read_exact(&mut urandom, &mut bytes).context("failed to read /dev/urandom")?;
-    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    say!("container id {id}");
-    Ok(id)
-}
-
-/// `1 layer`, `2 layers`.
-fn layers(n: usize) -> String {
-    format!("{n} layer{}", if n == 1 { "" } else { "s" })
-}
-
-/// `1.9M`, `740K`: sizes as `du -h` prints them.
-fn human(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 20 => format!("{:.1}M", b as f64 / (1 << 20) as f64),
-        b if b >= 1 << 10 => format!("{}K", b >> 10),
-        b => format!("{b}B"),
-    }
-}

@@ -76,6 +76,10 @@ pub struct Container {
     pub start_time: Option<u64>,
     #[serde(default)]
     pub exit_code: Option<i32>,
+    /// The directories of its cgroup (chapter 4) while they may exist: `rm`
+    /// removes them if the runtime could not (it was killed).
+    #[serde(default)]
+    pub cgroup: Vec<PathBuf>,
 }
 
 /// What `ps` says about a container.
@@ -495,6 +499,7 @@ impl Store {
             pid: None,
             start_time: None,
             exit_code: None,
+            cgroup: Vec::new(),
         };
         let fill = || -> Result<()> {
             init_layer::write(&dirs.init, hostname, hosts, Path::new("/etc/resolv.conf"))?;
@@ -563,9 +568,9 @@ impl Store {
     }
 
     // ANCHOR: remove_container
-    /// Removes a container that is not running: unmounts its overlay if it is
-    /// still mounted (after the runtime was killed), deletes its directories,
-    /// then the layers nothing uses any more.
+    /// Removes a container that is not running: unmounts its overlay and
+    /// removes its cgroup if they are still there (after the runtime was
+    /// killed), deletes its directories, then the layers nothing uses any more.
     pub fn remove_container(&self, id: &str) -> Result<()> {
         let _lock = self.lock()?;
         let container = self.container(id)?;
@@ -575,6 +580,9 @@ impl Store {
         let dirs = self.dirs(id);
         if overlay::is_mounted(&dirs.merged)? {
             overlay::unmount(&dirs.merged)?;
+        }
+        for cgroup in &container.cgroup {
+            remove_cgroup(cgroup)?;
         }
         say!("remove {}", dirs.dir.display());
         fs::remove_dir_all(&dirs.dir)
@@ -617,6 +625,32 @@ impl Store {
         Ok((image, packed))
     }
     // ANCHOR_END: commit
+}
+
+/// Removes an empty cgroup directory, if it still exists. The processes of a
+/// container that just died may take a moment to leave it (`EBUSY`).
+fn remove_cgroup(dir: &Path) -> Result<()> {
+    for _ in 0..100 {
+        if !dir.exists() {
+            return Ok(());
+        }
+        say!("rmdir {}", dir.display());
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(err) if err.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => {
+                return Err(err)
+                    .with_context(|| format!("failed to remove cgroup {}", dir.display()))
+            }
+        }
+    }
+    bail!(
+        "cgroup {} still has processes: kill them, then rm again",
+        dir.display()
+    )
 }
 
 /// The bytes used by the files under `path` (not following symlinks).
