@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use cfs_tests::kernel::{assert_mounts_unchanged, cgroup_procs, cgroups_named, children, mounts};
+use cfs_tests::kernel::{
+    assert_mounts_unchanged, cgroup_dirs_holding, cgroups_named, children, mounts,
+};
 use cfs_tests::paths::workspace;
 use cfs_tests::run::{as_nobody, chapter, output, wait_for, Background, Output};
 use cfs_tests::{ensure, root, Context, Result};
@@ -680,11 +682,7 @@ fn rm_after_the_runtime_was_killed() -> Result<()> {
     // Chapter 4's cgroup holds the container, with its limits.
     let cgroup = format!("cfs-c1-{}", bg.pid());
     let dirs = wait_for(Duration::from_secs(10), || {
-        let dirs = cgroups_named(&cgroup).ok()?;
-        let all_hold_it = dirs
-            .iter()
-            .all(|d| cgroup_procs(d).is_ok_and(|p| p.contains(&child)));
-        (!dirs.is_empty() && all_hold_it).then_some(dirs)
+        cgroup_dirs_holding(&cgroup, child)
     })?;
     ensure!(
         dirs.iter()
