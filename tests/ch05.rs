@@ -192,6 +192,14 @@ impl Store {
         sorted_names(&self.path("containers"))
     }
 
+    /// Fails unless the store holds no container and the mount table is
+    /// as it was `before`.
+    fn nothing_left(&self, before: &BTreeSet<String>) -> Result<()> {
+        let containers = self.containers()?;
+        ensure!(containers.is_empty(), "containers left: {containers:?}");
+        assert_mounts_unchanged(before)
+    }
+
     fn layer_count(&self) -> Result<usize> {
         Ok(sorted_names(&self.path("layers"))?.len())
     }
@@ -226,18 +234,23 @@ fn contains(out: &Output, text: &str) -> Result<()> {
 
 // ---- the library, on real overlay mounts ----
 
+/// The bottom layer of the library tests.
+const BASE: &[&str] = &[
+    "etc/",
+    "etc/motd=welcome\n",
+    "etc/passwd=root:x:0:0::/root:/bin/sh\n",
+    "opt/",
+    "opt/old=old\n",
+    "opt/keep/",
+    "opt/keep/file=k\n",
+];
+
 /// `.wh.NAME` becomes a 0/0 device, `.wh..wh..opq` the opaque attribute, and
 /// the kernel reads them as the OCI conventions mean: the deleted file is gone
 /// and the opaque directory hides the lower one's contents.
 fn import_converts_whiteouts() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let base = layer_tar(&[
-        "etc/",
-        "etc/motd=welcome\n",
-        "etc/passwd=root:x:0:0::/root:/bin/sh\n",
-        "opt/",
-        "opt/old=old\n",
-    ])?;
+    let base = layer_tar(BASE)?;
     let top = layer_tar(&[
         "etc/",
         "etc/.wh.passwd",
@@ -287,16 +300,7 @@ fn import_converts_whiteouts() -> Result<()> {
 /// of the committed layer shows exactly what the container saw.
 fn commit_round_trip() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let base = layer_tar(&[
-        "etc/",
-        "etc/motd=welcome\n",
-        "etc/passwd=root\n",
-        "opt/",
-        "opt/old=old\n",
-        "opt/keep/",
-        "opt/keep/file=k\n",
-    ])?;
-    let (base, _) = unpack_into(tmp.path(), "base", &base)?;
+    let (base, _) = unpack_into(tmp.path(), "base", &layer_tar(BASE)?)?;
     let (ov, mounted) = mount_fresh(tmp.path(), "c1", &[&base])?;
     let merged = mounted.target().to_path_buf();
 
@@ -623,12 +627,9 @@ fn failed_runs_leave_nothing() -> Result<()> {
             out.stderr
         );
         contains(&out, says)?;
-        ensure!(
-            store.containers()?.is_empty(),
-            "{args:?} left {:?}",
-            store.containers()?
-        );
-        assert_mounts_unchanged(&before)?;
+        store
+            .nothing_left(&before)
+            .with_context(|| format!("after {args:?}"))?;
     }
     // A layer missing from the store (deleted by hand): the mount cannot be made.
     let layer = store.layer("app", -1)?;
@@ -636,12 +637,7 @@ fn failed_runs_leave_nothing() -> Result<()> {
     let out = store.run(&["run", "app", "--", "true"])?;
     ensure!(out.code == 1, "exit {}", out.code);
     contains(&out, "is missing from the store")?;
-    ensure!(
-        store.containers()?.is_empty(),
-        "left {:?}",
-        store.containers()?
-    );
-    assert_mounts_unchanged(&before)?;
+    store.nothing_left(&before)?;
     fs::rename(layer.join("gone"), layer.join("diff"))?;
 
     // A command that fails after it started is a finished container, kept for diff.
@@ -658,12 +654,7 @@ fn failed_runs_leave_nothing() -> Result<()> {
     ensure!(out.code == 3, "exit {}", out.code);
     contains(&store.ok(&["ps"])?, "exited (3)")?;
     store.ok(&["rm", "c1"])?;
-    ensure!(
-        store.containers()?.is_empty(),
-        "rm left {:?}",
-        store.containers()?
-    );
-    assert_mounts_unchanged(&before)?;
+    store.nothing_left(&before)?;
     Ok(())
 }
 
@@ -718,12 +709,7 @@ fn rm_after_the_runtime_was_killed() -> Result<()> {
     ensure!(!overlay::is_mounted(&merged)?, "rm did not unmount");
     let left = cgroups_named(&cgroup)?;
     ensure!(left.is_empty(), "rm left the cgroup: {left:?}");
-    ensure!(
-        store.containers()?.is_empty(),
-        "rm left {:?}",
-        store.containers()?
-    );
-    assert_mounts_unchanged(&before)?;
+    store.nothing_left(&before)?;
     Ok(())
 }
 
