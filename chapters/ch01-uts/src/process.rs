@@ -7,6 +7,11 @@
 //! chapter 6 writes its user-ID maps) so that the command never runs unconfined.
 //! runc does the same with its `exec.fifo` and init pipe.
 //!
+//! The child also asks to be killed when the runtime dies
+//! (`PR_SET_PDEATHSIG`, see `prctl(2)`), so no container outlives the process
+//! that manages it. Chapter 6 lifts this: there the container must outlive the
+//! runtime, as it does under containerd.
+//!
 //! What it leaves out: `clone3(2)` and `CLONE_INTO_CGROUP`, which newer runtimes
 //! use to start a child directly inside a cgroup.
 
@@ -101,6 +106,7 @@ where
 }
 // ANCHOR_END: spawn
 
+// ANCHOR: child_entry
 /// The child's side of [`spawn`]: wait for "go", then run its part.
 fn child_entry<F>(read_fd: RawFd, write_fd: RawFd, child_main: Option<F>) -> isize
 where
@@ -108,6 +114,12 @@ where
 {
     // Our copy of the write end must go, or we would never see end-of-file.
     let _ = nix::unistd::close(write_fd);
+    // If the runtime dies (even by SIGKILL), the kernel kills us too, so no
+    // container outlives the runtime that manages it. Set before reading the
+    // pipe: a parent that died earlier shows up as end-of-file below.
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
+        return 1;
+    }
     let mut byte = [0u8; 1];
     // SAFETY: read_fd is our copy of the pipe's read end, open until exec.
     let got = nix::unistd::read(
@@ -129,6 +141,7 @@ where
         }
     }
 }
+// ANCHOR_END: child_entry
 
 /// Why `execve(2)` failed, kept apart so the exit code can follow the shell's
 /// convention: 127 when the command was not found, 126 when it was found but
