@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, SystemTime};
 
-use cfs_tests::kernel::{assert_mounts_unchanged, children, exists, mounts, state};
+use cfs_tests::kernel::{
+    assert_mounts_unchanged, cgroup_dirs_holding, cgroups_named, children, exists, mounts, state,
+};
 use cfs_tests::paths::{bin, rootfs, workspace};
 use cfs_tests::run::{as_nobody, output, wait_for, Background, Output};
 use cfs_tests::{bail, ensure, root, Context, Result};
@@ -507,6 +509,8 @@ fn sh(script: &str) -> Result<()> {
 /// up whatever the test did not get to (with reset itself, narrowed to them).
 struct Mess {
     prefix: String,
+    /// Exact names of the project's things to clean as well (`--name`).
+    names: Vec<String>,
     base: tempfile::TempDir,
     state: PathBuf,
     build: PathBuf,
@@ -523,6 +527,7 @@ impl Mess {
         fs::create_dir_all(&build)?;
         Ok(Mess {
             prefix,
+            names: Vec::new(),
             base,
             state,
             build,
@@ -531,14 +536,19 @@ impl Mess {
     }
 
     fn reset_args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "--prefix".into(),
             self.prefix.clone(),
             "--state-dir".into(),
             self.state.display().to_string(),
             "--build-dir".into(),
             self.build.display().to_string(),
-        ]
+        ];
+        for name in &self.names {
+            args.push("--name".into());
+            args.push(name.clone());
+        }
+        args
     }
 
     fn reset(&self, extra: &[&str], netns: Option<&str>) -> Result<Output> {
@@ -617,30 +627,74 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
 
     let before = mounts()?;
 
-    // 1. A chapter binary killed with SIGKILL mid-run, in a cgroup of the
-    //    project's: its container (an init and a sleep) lives on.
-    //    No pipes: the container outlives the runtime and would hold them open.
-    let runtime_cg = make_cgroups(&own, &format!("{p}a"))?;
-    let mut runtime = in_cgroups(
-        &runtime_cg,
-        &[path_str(&bin("ch02-pid"))?, "--init", "--", "sleep", "1000"],
-    )
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .context("failed to start ch02-pid")?;
+    // 1. Chapter binaries stopped mid-run. Chapter 4's runtime, killed with
+    //    SIGKILL, cannot remove its cgroup cfs-<its pid>. No pipes: a
+    //    container that outlived its runtime would hold them open.
+    let mut runtime = Command::new(bin("ch04-cgroups"))
+        .args(["--rootfs", path_str(&rootfs()?)?, "--pids", "16", "--"])
+        .args(["sleep", "1000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("failed to start ch04-cgroups")?;
     let runtime_pid = Pid::from_raw(runtime.id() as i32);
-    let init = wait_for(Duration::from_secs(10), || {
+    let runtime_cgroup = format!("cfs-{runtime_pid}");
+    mess.names.push(runtime_cgroup.clone());
+    let container = wait_for(Duration::from_secs(20), || {
         children(runtime_pid).first().copied()
     })?;
-    let sleeper = wait_for(Duration::from_secs(10), || children(init).first().copied())?;
-    runtime.kill().context("failed to SIGKILL ch02-pid")?;
+    wait_for(Duration::from_secs(20), || {
+        cgroup_dirs_holding(&runtime_cgroup, container)
+    })
+    .context("the container never joined its cgroup")?;
+    runtime.kill().context("failed to SIGKILL ch04-cgroups")?;
     let status = runtime.wait()?;
-    ensure!(status.signal() == Some(9), "ch02-pid ended with {status}");
     ensure!(
-        alive(init) && alive(sleeper),
-        "the container died with its runtime"
+        status.signal() == Some(9),
+        "ch04-cgroups ended with {status}"
+    );
+    ensure!(
+        !cgroups_named(&runtime_cgroup)?.is_empty(),
+        "no cgroup {runtime_cgroup} was left behind"
+    );
+    //    Chapter 6's `create` leaves a container waiting for `start`, found
+    //    through its state.json.
+    let bundle = mess.base.path().join("bundle");
+    fs::create_dir_all(&bundle)?;
+    output({
+        let mut c = Command::new(bin("ch06-full-runtime"));
+        c.args(["spec", "--bundle", path_str(&bundle)?]);
+        c
+    })?
+    .expect_code(0)?;
+    let config_path = bundle.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&fs::read_to_string(&config_path)?)?;
+    config["root"] = serde_json::json!({ "path": rootfs()?, "readonly": true });
+    config["process"]["terminal"] = serde_json::json!(false);
+    config["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+    fs::write(&config_path, config.to_string())?;
+    let id = format!("{p}c");
+    let ch06_root = mess.state.join("ch06");
+    let status = Command::new(bin("ch06-full-runtime"))
+        .args(["--root", path_str(&ch06_root)?, "create", &id])
+        .current_dir(&bundle)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    ensure!(
+        status.success(),
+        "ch06-full-runtime create failed: {status}"
+    );
+    let state_json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(ch06_root.join(&id).join("state.json"))?)?;
+    let created = state_json["pid"]
+        .as_i64()
+        .context("no pid in ch06's state.json")?;
+    ensure!(
+        alive(created),
+        "the created container {created} is not running"
     );
 
     // 2. A cgroup with a live process, and one nested beneath it.
@@ -689,6 +743,11 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
         .write(true)
         .open(&stale)?
         .set_modified(SystemTime::now() - Duration::from_secs(60))?;
+    // A state file with a start time (as ch06 writes) that is not this process's.
+    write(
+        mess.state.join("c3/state.json"),
+        &format!("{{\"pid\": {}, \"start_time\": 1}}", innocent.pid()),
+    )?;
 
     // 5. A network namespace, and a veth pair in the namespace reset runs in.
     sh(&format!("ip netns add {p}ns"))?;
@@ -700,7 +759,17 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
     let out = mess.reset(&[], Some(&outer))?;
     out.expect_code(0)?;
     for line in [
-        format!("reset: kill pid {init} ("),
+        format!("reset: kill pid {created} ("),
+        format!(
+            "recorded in {}",
+            ch06_root.join(&id).join("state.json").display()
+        ),
+        format!("reset: remove cgroup "),
+        format!("/{runtime_cgroup}\n"),
+        format!(
+            "reset: leaving pid {} alone: it is not the process",
+            innocent.pid()
+        ),
         format!("reset: kill pid {} (sleep 1000; in cgroup", busy.pid()),
         format!("reset: kill pid {} (sleep 1000; in cgroup", nested.pid()),
         format!(
@@ -722,7 +791,17 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
 
     // Nothing of the mess is left ...
     assert_mounts_unchanged(&before)?;
-    for pid in [init, sleeper, busy.pid(), nested.pid(), recorded.pid()] {
+    ensure!(
+        cgroups_named(&runtime_cgroup)?.is_empty(),
+        "cgroup {runtime_cgroup} is left"
+    );
+    for pid in [
+        container,
+        Pid::from_raw(created as i32),
+        busy.pid(),
+        nested.pid(),
+        recorded.pid(),
+    ] {
         wait_for(Duration::from_secs(5), || (!alive(pid)).then_some(()))
             .with_context(|| format!("pid {pid} is still alive"))?;
     }
