@@ -262,9 +262,26 @@ fn doctor_cgroup_checks() -> Result<()> {
     let out = doctor_with_cgroups(&tree, "0::/user.slice/user-1000.slice/session-1.scope\n")?;
     contains(
         check_line(&out, "ok", "cgroups")?,
-        &["v2 (unified)", "EBUSY", "from the root, as runc does"],
+        &[
+            "v2 (unified)",
+            "EBUSY",
+            "beside it, beneath /user.slice/user-1000.slice, as runc does",
+        ],
     )?;
     out.expect_code(0)?;
+
+    // ... unless the slice holds processes too: then nothing there can get controllers.
+    write(
+        tree.path()
+            .join("root/user.slice/user-1000.slice/cgroup.procs"),
+        "999\n",
+    )?;
+    let out = doctor_with_cgroups(&tree, "0::/user.slice/user-1000.slice/session-1.scope\n")?;
+    contains(
+        check_line(&out, "FAIL", "cgroups")?,
+        &["both", "hold processes", "systemd-run --scope"],
+    )?;
+    blocks(&out, "ch04-cgroups")?;
 
     // The shell's own cgroup is not in the tree (cgroup2 mounted somewhere else).
     let out = doctor_with_cgroups(&tree, "0::/system.slice/elsewhere.service\n")?;

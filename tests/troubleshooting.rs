@@ -179,6 +179,86 @@ fn enabling_controllers_for_children() -> Result<()> {
     Ok(())
 }
 
+/// The threaded trap (cgroup v2): enabling only "threaded" controllers (cpu,
+/// pids) in a cgroup that holds processes is allowed, and makes that cgroup a
+/// threaded root; its new children are then "domain invalid" and refuse
+/// processes with EOPNOTSUPP. Shown in cgroups of the test's own, beside its
+/// cgroup as chapter 4 places them (where the controllers are available). On
+/// the hybrid machine cgroup2 has no controllers to enable at all: ENOENT.
+fn threaded_controllers_where_processes_live() -> Result<()> {
+    let (own, rel) = own_v2()?;
+    if !pure_v2() {
+        let cg = Cgroup::new(&own, "tt")?;
+        let out = bash(&format!(
+            "echo +pids > '{}'",
+            cg.0.join("cgroup.subtree_control").display()
+        ))?;
+        return failed_with(&out, "echo: write error: No such file or directory");
+    }
+    if rel == "/" {
+        bail!("this test runs in the root cgroup: run it from a login shell or in scripts/vm-test");
+    }
+    let parent = own.parent().context("no parent cgroup")?;
+    let available = fs::read_to_string(parent.join("cgroup.subtree_control"))?;
+    ensure!(
+        available.split_whitespace().any(|c| c == "pids"),
+        "pids is not enabled for the children of {} ({available:?})",
+        parent.display()
+    );
+    let busy = Cgroup::new(parent, "tt")?;
+    let _sleeper = busy.sleeper()?;
+    // Allowed, although the cgroup holds a process: pids is a threaded controller.
+    let out = bash(&format!(
+        "echo +pids > '{}'",
+        busy.0.join("cgroup.subtree_control").display()
+    ))?;
+    out.expect_code(0)?;
+    let kind = fs::read_to_string(busy.0.join("cgroup.type"))?;
+    ensure!(kind.trim() == "domain threaded", "cgroup.type is {kind:?}");
+    let child = Cgroup::new(&busy.0, "ttchild")?;
+    let kind = fs::read_to_string(child.0.join("cgroup.type"))?;
+    ensure!(
+        kind.trim() == "domain invalid",
+        "the child's cgroup.type is {kind:?}"
+    );
+    let out = bash(&format!(
+        "echo $$ > '{}'",
+        child.0.join("cgroup.procs").display()
+    ))?;
+    failed_with(&out, "echo: write error: Operation not supported")?;
+    drop(child);
+    Ok(())
+}
+
+/// A chapter 4 run with only threaded limits (cpu, pids) must not fall into
+/// the trap above with the cgroup it runs in: the runtime's own cgroup keeps
+/// its type and its `cgroup.subtree_control`.
+fn chapter_4_leaves_its_own_cgroup_as_it_was() -> Result<()> {
+    let (own, _) = own_v2()?;
+    let control = own.join("cgroup.subtree_control");
+    let kind = own.join("cgroup.type");
+    let before = (
+        fs::read_to_string(&control)?,
+        fs::read_to_string(&kind).ok(),
+    );
+    let root = cfs_tests::paths::rootfs()?;
+    let mut cmd = Command::new(cfs_tests::paths::bin("ch04-cgroups"));
+    cmd.arg("--rootfs")
+        .arg(&root)
+        .args(["--cpus", "0.5", "--pids", "16", "--", "true"]);
+    output(cmd)?.expect_code(0)?;
+    let after = (
+        fs::read_to_string(&control)?,
+        fs::read_to_string(&kind).ok(),
+    );
+    ensure!(
+        before == after,
+        "{} changed: {before:?} -> {after:?}",
+        own.display()
+    );
+    Ok(())
+}
+
 /// cgroup v1 files on a v2 machine, and v2 files on a v1 hierarchy.
 fn v1_and_v2_files_do_not_mix() -> Result<()> {
     if pure_v2() {
@@ -240,7 +320,76 @@ fn overlay_upper_on_an_overlay_is_refused() -> Result<()> {
             .any(|l| l.contains(&upper) && l.contains("not supported as upperdir")),
         "no kernel message about {upper}"
     );
+
+    // Chapter 5 with its store on an overlay: the import works, the run cannot.
+    let tar = d.join("base.tar");
+    let out = bash(&format!(
+        "tar -C '{}' -cf '{}' .",
+        cfs_tests::paths::rootfs()?.display(),
+        tar.display()
+    ))?;
+    out.expect_code(0)?;
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            r#"cd "$1" && mkdir -p o/lower o/upper o/work o/merged &&
+               mount -t overlay overlay -o lowerdir=o/lower,upperdir=o/upper,workdir=o/work o/merged &&
+               "$2" --root "$1/o/merged/store" import base base.tar >/dev/null &&
+               exec "$2" --root "$1/o/merged/store" run base -- true"#,
+        )
+        .arg("sh")
+        .arg(d)
+        .arg(cfs_tests::paths::bin("ch05-overlay"));
+    let out = output(cmd)?;
+    ensure!(
+        out.code == 1
+            && out.stderr.starts_with(&format!(
+                "ch05-overlay: failed to mount an overlay at {}/o/merged/store/containers/",
+                d.display()
+            ))
+            && out
+                .stderr
+                .trim_end()
+                .ends_with("/merged: EINVAL: Invalid argument"),
+        "ch05-overlay printed {:?} (exit {})",
+        out.stderr,
+        out.code
+    );
     assert_mounts_unchanged(&before)
+}
+
+/// Chapter 4 on cgroup v2, started from a cgroup with processes (the session
+/// scope): it says why its cgroup goes beside its own. On the hybrid machine
+/// it uses the v1 hierarchies and says so.
+fn chapter_4_says_where_its_cgroup_goes() -> Result<()> {
+    let (own, rel) = own_v2()?;
+    let mut cmd = Command::new(cfs_tests::paths::bin("ch04-cgroups"));
+    cmd.arg("-v")
+        .arg("--rootfs")
+        .arg(cfs_tests::paths::rootfs()?)
+        .args(["--memory", "64M", "--", "true"]);
+    let out = output(cmd)?;
+    out.expect_code(0)?;
+    let wanted = if !pure_v2() {
+        "[runtime] cgroup layout: hybrid (v1 controllers, cgroup2 at /sys/fs/cgroup/unified): using cgroup v1"
+            .to_string()
+    } else if rel == "/" {
+        bail!("this test runs in the root cgroup: run it from a login shell or in scripts/vm-test");
+    } else {
+        let parent = own.parent().context("no parent cgroup")?;
+        format!(
+            "[runtime] EBUSY: {} has processes, so it may not enable controllers for a child \
+             (no internal processes); the cgroup goes beside it, beneath {}, as runc does",
+            own.display(),
+            parent.display()
+        )
+    };
+    ensure!(
+        out.stderr.lines().any(|l| l == wanted),
+        "no line {wanted:?} in\n{}",
+        out.stderr
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -252,6 +401,18 @@ fn main() -> ExitCode {
         root(
             "enabling_controllers_for_children",
             enabling_controllers_for_children,
+        ),
+        root(
+            "threaded_controllers_where_processes_live",
+            threaded_controllers_where_processes_live,
+        ),
+        root(
+            "chapter_4_says_where_its_cgroup_goes",
+            chapter_4_says_where_its_cgroup_goes,
+        ),
+        root(
+            "chapter_4_leaves_its_own_cgroup_as_it_was",
+            chapter_4_leaves_its_own_cgroup_as_it_was,
         ),
         root("v1_and_v2_files_do_not_mix", v1_and_v2_files_do_not_mix),
         root(
