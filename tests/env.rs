@@ -781,7 +781,7 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
             "recorded in {}",
             ch06_root.join(&id).join("state.json").display()
         ),
-        format!("reset: remove cgroup "),
+        "reset: remove cgroup ".to_string(),
         format!("/{runtime_cgroup}\n"),
         format!(
             "reset: leaving pid {} alone: it is not the process",
