@@ -353,7 +353,9 @@ impl Gated {
         drop(stdin);
         let child = std::mem::replace(
             &mut self.0,
-            Command::new("true").spawn().context("failed to start true")?,
+            Command::new("true")
+                .spawn()
+                .context("failed to start true")?,
         );
         let out = child.wait_with_output()?;
         Ok((
@@ -394,7 +396,11 @@ fn devices_deny_all_but_null(version: Version) -> Result<()> {
             .map(|d| d.join("devices.list"))
             .find(|f| f.exists())
             .context("no devices.list")?;
-        ensure!(read(&list)? == "c 1:3 rwm", "devices.list: {}", read(&list)?);
+        ensure!(
+            read(&list)? == "c 1:3 rwm",
+            "devices.list: {}",
+            read(&list)?
+        );
     }
     let shell = Gated::start(OPEN_DEVICES)?;
     cgroup.add(shell.pid())?;

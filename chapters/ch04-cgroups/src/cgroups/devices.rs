@@ -498,7 +498,11 @@ mod tests {
     fn the_last_matching_rule_wins() {
         let prog = program(&[rule("+c 1:3 rwm"), rule("-c 1:3 w")]);
         assert_eq!(interpret(&prog, DEV_CHAR, R, 1, 3), 1, "read stays allowed");
-        assert_eq!(interpret(&prog, DEV_CHAR, R | W, 1, 3), 0, "any write denied");
+        assert_eq!(
+            interpret(&prog, DEV_CHAR, R | W, 1, 3),
+            0,
+            "any write denied"
+        );
         let prog = program(&[rule("-c 1:3 rwm"), rule("+c 1:3 rwm")]);
         assert_eq!(interpret(&prog, DEV_CHAR, W, 1, 3), 1);
         let prog = program(&[rule("+c 1:3 rwm"), rule("-a *:* rwm")]);

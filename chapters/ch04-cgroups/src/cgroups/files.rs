@@ -135,7 +135,10 @@ pub mod fake {
         ),
         ("pids", &["pids.max"]),
         ("freezer", &["freezer.state"]),
-        ("devices", &["devices.allow", "devices.deny", "devices.list"]),
+        (
+            "devices",
+            &["devices.allow", "devices.deny", "devices.list"],
+        ),
     ];
 
     #[derive(Debug, Default)]

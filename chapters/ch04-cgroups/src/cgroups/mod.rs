@@ -665,10 +665,12 @@ impl Placement {
                 Version::V2 => hierarchies.v2.as_ref().map(|h| &h.mount),
             };
             let beneath = mount.is_some_and(|m| dir.path.starts_with(m) && dir.path != *m);
-            let plain = dir
-                .path
-                .components()
-                .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::RootDir));
+            let plain = dir.path.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::RootDir
+                )
+            });
             ensure!(
                 beneath && plain,
                 "{} is not a cgroup beneath a {} hierarchy{} of this machine: refusing to use it",

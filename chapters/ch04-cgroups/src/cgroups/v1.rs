@@ -197,9 +197,14 @@ impl Cgroup {
         let path = self.dir("freezer")?.join("freezer.state");
         let want = if frozen { "FROZEN" } else { "THAWED" };
         write(self.files, &path, want)?;
-        wait_until(&format!("{want} in {}", path.display()), &|| {
+        let done = wait_until(&format!("{want} in {}", path.display()), &|| {
             Ok(read(self.files, &path)?.trim() == want)
-        })
+        });
+        if frozen && done.is_err() {
+            // Not half frozen: let the group run again, and report.
+            let _ = write(self.files, &path, "THAWED");
+        }
+        done
     }
     // ANCHOR_END: freeze
 
@@ -436,7 +441,10 @@ mod tests {
             cpu_shares: Some(512),
             memory: Some(32 << 20),
             memory_swap: Some(48 << 20),
-            devices: Some(vec![DeviceRule::DENY_ALL, DeviceRule::allow_char(1, Some(3))]),
+            devices: Some(vec![
+                DeviceRule::DENY_ALL,
+                DeviceRule::allow_char(1, Some(3)),
+            ]),
             freezer: true,
             ..Limits::default()
         };

@@ -142,9 +142,14 @@ impl Cgroup {
         let value = if frozen { "1" } else { "0" };
         write(self.files, &dir.join("cgroup.freeze"), value)?;
         let events = dir.join("cgroup.events");
-        wait_until(&format!("frozen {value} in {}", events.display()), &|| {
+        let done = wait_until(&format!("frozen {value} in {}", events.display()), &|| {
             Ok(field(&read(self.files, &events)?, "frozen") == Some(u64::from(frozen)))
-        })
+        });
+        if frozen && done.is_err() {
+            // Not half frozen: let the group run again, and report.
+            let _ = write(self.files, &dir.join("cgroup.freeze"), "0");
+        }
+        done
     }
     // ANCHOR_END: freeze
 
@@ -503,7 +508,10 @@ mod tests {
             memory: Some(32 << 20),
             memory_swap: Some(48 << 20),
             pids: Some(16),
-            devices: Some(vec![DeviceRule::DENY_ALL, DeviceRule::allow_char(1, Some(3))]),
+            devices: Some(vec![
+                DeviceRule::DENY_ALL,
+                DeviceRule::allow_char(1, Some(3)),
+            ]),
             freezer: true,
             ..Limits::default()
         };
