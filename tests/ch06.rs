@@ -935,13 +935,42 @@ fn containerd_drives_the_runtime() -> Result<()> {
     let mut cmd = Command::new(paths::workspace().join("scripts/containerd-hello"));
     cmd.env("RUNTIME", paths::bin(BIN))
         .env("ROOTFS", paths::rootfs()?)
-        .args(["sh", "-c", "echo hello; cat /proc/1/cmdline | tr '\\0' ' '"]);
+        .args([
+            "sh",
+            "-c",
+            "echo hello; cat /proc/1/cmdline | tr '\\0' ' '; echo; cat /proc/self/cgroup",
+        ]);
     let out = cfs_tests::run::output_within(cmd, Duration::from_secs(120))?;
     out.expect_code(0)?;
+    let mut lines = out.stdout.lines();
+    ensure!(lines.next() == Some("hello"), "{out:?}");
     // The container's PID 1 is the command: our runtime exec'd it for the shim.
     ensure!(
-        out.stdout == "hello\nsh -c echo hello; cat /proc/1/cmdline | tr '\\0' ' ' ",
+        lines.next() == Some("sh -c echo hello; cat /proc/1/cmdline | tr '\\0' ' '; echo; cat /proc/self/cgroup "),
         "{out:?}"
+    );
+    // containerd's cgroupsPath, /default/cfs-hello-<pid>, named the group
+    // (the config has no cgroup namespace: the host's paths show).
+    let groups = lines
+        .filter(|l| l.contains("/cfs-default-cfs-hello-"))
+        .count();
+    let hierarchies = Hierarchies::detect()?;
+    let expected = match cgroup_version()? {
+        // Those with cpu, cpuacct, devices, freezer, memory or pids: six here.
+        Version::V1 => hierarchies
+            .v1
+            .iter()
+            .filter(|h| {
+                h.controllers.iter().any(|c| {
+                    ["cpu", "cpuacct", "devices", "freezer", "memory", "pids"].contains(&c.as_str())
+                })
+            })
+            .count(),
+        Version::V2 => 1,
+    };
+    ensure!(
+        groups == expected,
+        "{groups} groups named after cgroupsPath: {out:?}"
     );
     assert_mounts_unchanged(&before)
 }
