@@ -13,9 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use cfs_tests::kernel::{cgroup_procs, cgroups_named, children};
+use cfs_tests::kernel::{cgroup_procs, cgroups_named, children, cpu_ticks, last_cgroup_dir};
 use cfs_tests::paths::rootfs;
-use cfs_tests::run::{chapter, output, wait_for, Background, Output};
+use cfs_tests::run::{chapter, dd_argv, output, wait_for, Background, Output};
 use cfs_tests::{bail, ensure, root, Context, Result};
 use ch04_cgroups::cgroups::{
     Cgroup, Cpus, DeviceRule, FreezerState, Hierarchies, Layout, Limits, V2Hierarchy, Version,
@@ -196,22 +196,7 @@ fn lib_keep_leaves_the_cgroup() -> Result<()> {
 /// created when the error came, and must be removed again.
 fn lib_a_failed_create_leaves_nothing_behind() -> Result<()> {
     let name = unique("clash");
-    let hierarchies = Hierarchies::detect()?;
-    let version = hierarchies.layout()?.version();
-    let blocker = match version {
-        Version::V1 => hierarchies
-            .v1
-            .last()
-            .context("no v1 hierarchy")?
-            .own
-            .join(&name),
-        Version::V2 => hierarchies
-            .v2
-            .as_ref()
-            .context("no cgroup2")?
-            .own
-            .join(&name),
-    };
+    let blocker = last_cgroup_dir(&name)?;
     fs::create_dir(&blocker).with_context(|| format!("failed to create {}", blocker.display()))?;
     let result = Cgroup::create(&name, &Limits::default());
     let left = cgroups_named(&name)?;
@@ -433,18 +418,6 @@ fn lib_devices_v2_ebpf() -> Result<()> {
     devices_deny_all_but_null(Version::V2)
 }
 
-/// The CPU time a process has used, in clock ticks (`utime` + `stime`).
-fn cpu_ticks(pid: Pid) -> Result<u64> {
-    let stat = read(Path::new(&format!("/proc/{pid}/stat")))?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("odd stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
-}
-
 /// Freezes a group with a busy loop in it, from a second handle opened from
 /// the first one's placement (as a later run of a runtime does): the loop
 /// gets no CPU time while frozen, and runs again once thawed.
@@ -471,9 +444,9 @@ fn freeze_and_thaw(version: Version) -> Result<()> {
         ensure!(group.freezer_state()? == FreezerState::Thawed);
         group.freeze()?;
         ensure!(group.freezer_state()? == FreezerState::Frozen);
-        let before = cpu_ticks(pid)?;
+        let before = cpu_ticks(&pid.to_string())?;
         sleep(Duration::from_millis(500));
-        let after = cpu_ticks(pid)?;
+        let after = cpu_ticks(&pid.to_string())?;
         ensure!(before == after, "frozen, yet used {} ticks", after - before);
         // v1 shows a frozen process as D (uninterruptible); v2 as S.
         let letter = cfs_tests::kernel::state(&pid.to_string());
@@ -481,9 +454,12 @@ fn freeze_and_thaw(version: Version) -> Result<()> {
         ensure!(letter == Some(expected), "state {letter:?} while frozen");
         group.thaw()?;
         ensure!(group.freezer_state()? == FreezerState::Thawed);
-        let before = cpu_ticks(pid)?;
+        let before = cpu_ticks(&pid.to_string())?;
         sleep(Duration::from_millis(500));
-        ensure!(cpu_ticks(pid)? > before, "thawed, yet not running");
+        ensure!(
+            cpu_ticks(&pid.to_string())? > before,
+            "thawed, yet not running"
+        );
         // Frozen again: remove() must still kill it and remove the group.
         group.freeze()?;
         Ok(())
@@ -753,21 +729,8 @@ fn oom_kills_counted(name: &str) -> Result<u64> {
     counted(name, &["memory.oom_control", "memory.events"], "oom_kill")
 }
 
-fn dd(size: &str) -> Vec<String> {
-    // dd's buffer is one block: bs=64M makes it allocate and fill 64 MiB.
-    [
-        "dd",
-        "if=/dev/zero",
-        "of=/dev/null",
-        &format!("bs={size}"),
-        "count=1",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
 fn memory_run(flags: &[&str], size: &str) -> Result<(Output, String, u64)> {
-    let argv = dd(size);
+    let argv = dd_argv(size);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let mut flags = flags.to_vec();
     flags.push("--keep-cgroup");

@@ -18,9 +18,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cfs_tests::kernel::{
-    assert_mounts_unchanged, cgroup_procs, cgroups_named, children, mounts, ns_inode, state,
+    assert_mounts_unchanged, cgroup_procs, cgroups_named, children, cpu_ticks, last_cgroup_dir,
+    mounts, ns_inode, state,
 };
-use cfs_tests::run::{chapter, output, wait_for, Background, Output};
+use cfs_tests::run::{chapter, dd_argv, output, wait_for, Background, Output};
 use cfs_tests::{bail, ensure, paths, plain, root, Context, Result};
 use ch04_cgroups::cgroups::{Hierarchies, Version};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
@@ -1179,18 +1180,8 @@ fn cgroup_named_after_the_id_without_cgroups_path() -> Result<()> {
 /// kills it (137 from `run`), and the cgroup's own counter says so; an 8 MiB
 /// buffer fits.
 fn memory_limit_oom_kills() -> Result<()> {
-    let dd = |size: &str| {
-        [
-            "dd",
-            "if=/dev/zero",
-            "of=/dev/null",
-            &format!("bs={size}"),
-            "count=1",
-        ]
-        .map(String::from)
-    };
     let mut b = Bundle::new(&["true"])?;
-    b.config["process"]["args"] = json!(dd("64M"));
+    b.config["process"]["args"] = json!(dd_argv("64M"));
     b.config["linux"]["resources"] = json!({"memory": {"limit": 33554432}});
     b.save()?;
     b.start("oom")?;
@@ -1205,7 +1196,7 @@ fn memory_limit_oom_kills() -> Result<()> {
     ensure!(kills == 1, "the kernel counted {kills} OOM kills");
     b.rt(&["delete", "oom"])?.expect_code(0)?;
     b.run("oom-run")?.expect_code(137)?;
-    b.config["process"]["args"] = json!(dd("8M"));
+    b.config["process"]["args"] = json!(dd_argv("8M"));
     b.save()?;
     b.run("fits")?.expect_code(0)?;
     ensure!(b.cgroup_dirs()?.is_empty(), "{:?}", b.cgroup_dirs()?);
@@ -1218,18 +1209,6 @@ fn frozen(dirs: &[PathBuf]) -> Result<bool> {
         return Ok(state == "FROZEN");
     }
     Ok(cgroup_counter(dirs, "cgroup.events", "frozen")?.context("no freezer")? == 1)
-}
-
-/// CPU time a process used, in clock ticks (utime + stime of /proc/<pid>/stat).
-fn cpu_ticks(pid: &str) -> Result<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("odd stat")?
-        .1
-        .split_whitespace()
-        .collect();
-    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
 }
 
 /// pause freezes the cgroup: state says paused, the freezer says frozen, the
@@ -1347,22 +1326,7 @@ fn delete_kills_what_is_left_in_the_cgroup() -> Result<()> {
 /// directory to be made) fails the create, and what was made is removed.
 fn failed_cgroup_create_leaves_nothing() -> Result<()> {
     let b = Bundle::new(&["true"])?;
-    let name = b.cgroup_name();
-    let hierarchies = Hierarchies::detect()?;
-    let blocker = match cgroup_version()? {
-        // pids: the last of the hierarchies a container joins, by mount point.
-        Version::V1 => hierarchies
-            .v1_with("pids")
-            .context("no pids hierarchy")?
-            .own
-            .join(&name),
-        Version::V2 => hierarchies
-            .v2
-            .as_ref()
-            .context("no cgroup2")?
-            .own
-            .join(&name),
-    };
+    let blocker = last_cgroup_dir(&b.cgroup_name())?;
     fs::create_dir(&blocker)?;
     let out = b.create("clash");
     let left = b.cgroup_dirs();

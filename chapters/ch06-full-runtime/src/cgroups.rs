@@ -25,7 +25,7 @@
 //! RDMA, raw `unified` files, memory reservations and swappiness, real-time
 //! CPU time) is refused with an error naming the field, rather than ignored.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
 use ch01_uts::say;
@@ -34,6 +34,8 @@ use ch04_cgroups::cgroups::{
 };
 use nix::mount::{mount, MsFlags};
 use oci_spec::runtime::{LinuxDeviceType, LinuxResources, Spec};
+
+use crate::mounts::bind;
 
 /// The devices every container may use whatever its rules say, as runc
 /// allows them: chapter 3's nodes, the console, `/dev/pts/*` and
@@ -347,29 +349,6 @@ pub fn mount_in_container(
     }
 }
 // ANCHOR_END: mount
-
-/// Bind-mounts `source` on `target`, then applies `flags` with a remount.
-fn bind(source: &PathBuf, target: &Path, flags: MsFlags) -> Result<()> {
-    say!("mount({source:?}, {target:?}, NULL, MS_BIND)");
-    mount(
-        Some(source),
-        target,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .with_context(|| {
-        format!(
-            "failed to bind-mount {} on {}",
-            source.display(),
-            target.display()
-        )
-    })?;
-    if !flags.is_empty() {
-        crate::mounts::remount(target, flags)?;
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

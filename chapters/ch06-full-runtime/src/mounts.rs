@@ -213,6 +213,30 @@ pub(crate) fn remount(target: &Path, flags: MsFlags) -> Result<()> {
         .with_context(|| format!("failed to remount {}", target.display()))
 }
 
+/// Bind-mounts `source` on `target`; then applies `flags` (such as
+/// `MS_RDONLY`), which a bind mount takes only with a remount.
+pub(crate) fn bind(source: &Path, target: &Path, flags: MsFlags) -> Result<()> {
+    say!("mount({source:?}, {target:?}, NULL, MS_BIND)");
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .with_context(|| {
+        format!(
+            "failed to bind-mount {} on {}",
+            source.display(),
+            target.display()
+        )
+    })?;
+    if !flags.is_empty() {
+        remount(target, flags)?;
+    }
+    Ok(())
+}
+
 /// The flags of the mount at `path` that a remount must keep (`statvfs(3)`).
 fn current_flags(path: &Path) -> Result<MsFlags> {
     use nix::sys::statvfs::{statvfs, FsFlags};

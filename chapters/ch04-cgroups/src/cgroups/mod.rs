@@ -651,6 +651,17 @@ pub struct Dir {
 // ANCHOR_END: placement
 
 impl Placement {
+    /// A v1 cgroup's directories, each with its hierarchy's controllers.
+    pub fn v1(dirs: Vec<(PathBuf, Vec<String>)>) -> Placement {
+        Placement {
+            version: Version::V1,
+            dirs: dirs
+                .into_iter()
+                .map(|(path, controllers)| Dir { path, controllers })
+                .collect(),
+        }
+    }
+
     /// Refuses a placement that is not a group beneath a cgroup tree mounted
     /// here: removing a group kills what is in it, so a damaged state file
     /// must not name, say, the root of a hierarchy.
@@ -793,14 +804,7 @@ impl Cgroup {
     /// Where the cgroup is, to save for [`Cgroup::open`].
     pub fn placement(&self) -> Placement {
         match &self.backend {
-            Backend::V1(cgroup) => Placement {
-                version: Version::V1,
-                dirs: cgroup
-                    .dirs_with_controllers()
-                    .into_iter()
-                    .map(|(path, controllers)| Dir { path, controllers })
-                    .collect(),
-            },
+            Backend::V1(cgroup) => Placement::v1(cgroup.dirs_with_controllers()),
             Backend::V2(cgroup) => Placement {
                 version: Version::V2,
                 dirs: cgroup

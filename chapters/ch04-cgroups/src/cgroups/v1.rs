@@ -435,7 +435,7 @@ mod tests {
     /// and removes it while frozen.
     #[test]
     fn file_plan_of_a_runtime() -> Result<()> {
-        use crate::cgroups::{Cgroup as Any, DeviceRule, Dir, FreezerState, Placement, Version};
+        use crate::cgroups::{Cgroup as Any, DeviceRule, FreezerState, Placement};
         let files = fake();
         let limits = Limits {
             cpu_shares: Some(512),
@@ -449,14 +449,7 @@ mod tests {
             ..Limits::default()
         };
         let cgroup = Cgroup::create(files, &hierarchies(), "cfs-1", &limits)?;
-        let placement = Placement {
-            version: Version::V1,
-            dirs: cgroup
-                .dirs_with_controllers()
-                .into_iter()
-                .map(|(path, controllers)| Dir { path, controllers })
-                .collect(),
-        };
+        let placement = Placement::v1(cgroup.dirs_with_controllers());
         // A later run of the runtime, from the saved placement.
         let later = Any::open_with(files, &placement);
         assert_eq!(later.placement(), placement);
