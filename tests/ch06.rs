@@ -794,6 +794,13 @@ fn user_namespace_maps() -> Result<()> {
         b.container_stdout("u").ok().filter(|s| !s.is_empty())
     })?;
     ensure!(out == "0\n", "inside, the process is root: {out:?}");
+    // exec joins the user namespace too (its child does, before the others).
+    let out = b.rt(&["exec", "u", "sh", "-c", "id -u; cat /proc/self/uid_map"])?;
+    out.expect_code(0)?;
+    ensure!(
+        out.stdout.split_whitespace().collect::<Vec<_>>() == ["0", "0", "100000", "65536"],
+        "exec in a user namespace: {out:?}"
+    );
     // Asking for a user namespace without maps is refused up front.
     b.config["linux"]["uidMappings"] = json!(null);
     b.save()?;

@@ -379,8 +379,8 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         }
     }
     if container.cgroup.is_some() {
-        // Kills whatever is left in the group (processes the container
-        // started outside its PID namespace, or exec'd ones), then rmdir.
+        // Kills whatever is left in the group (exec'd processes, or what a
+        // container without a PID namespace of its own left behind), then rmdir.
         cgroups::open(container.cgroup.as_ref())?.remove()?;
     }
     hooks::run_logged(
@@ -538,9 +538,8 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32> {
             std::io::Write::write_all(&mut pipe, format!("{}{err:#}", FAILED as char).as_bytes());
         std::process::exit(process::exit_code_for(&err))
     })?;
-    // Into the container's cgroup while it waits: before it joins the
-    // cgroup namespace (whose root is the cgroup it is in then), and before
-    // it runs anything. The runtime itself stays outside.
+    // Into the container's cgroup while it waits, before it runs anything:
+    // the limits apply from its first instruction. The runtime stays outside.
     cgroup.add(child.pid())?;
     let pid = child.release()?;
     // The pipe closes on a successful execve (close-on-exec) with nothing written.
