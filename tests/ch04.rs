@@ -13,7 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use cfs_tests::kernel::{cgroup_procs, cgroups_named, children, cpu_ticks, last_cgroup_dir};
+use cfs_tests::kernel::{
+    cgroup_dirs_holding, cgroup_procs, cgroups_named, children, cpu_ticks, last_cgroup_dir,
+};
 use cfs_tests::paths::rootfs;
 use cfs_tests::run::{chapter, dd_argv, output, wait_for, Background, Output};
 use cfs_tests::{bail, ensure, root, Context, Result};
@@ -554,11 +556,7 @@ impl Running {
         })?;
         // The child is in the group before it is released, so before it execs.
         let dirs = wait_for(Duration::from_secs(10), || {
-            let dirs = cgroups_named(&name).ok()?;
-            let joined = dirs
-                .iter()
-                .all(|d| cgroup_procs(d).is_ok_and(|p| p.contains(&child)));
-            (!dirs.is_empty() && joined).then_some(dirs)
+            cgroup_dirs_holding(&name, child)
         })?;
         Ok(Running {
             bg,
@@ -683,15 +681,16 @@ fn cpus_0_2_is_20_percent_of_one_cpu() -> Result<()> {
 }
 // ANCHOR_END: cpu_test
 
-/// The same loop without `--cpus` uses more than the 25% ceiling, and the
-/// kernel never throttles it: the test above would fail without the limit.
+/// The same loop without `--cpus` uses clearly more than the 25% ceiling (over
+/// 30%, which holds even when other work shares the two cores), and the kernel
+/// never throttles it: the test above would fail without the limit.
 fn without_cpus_the_loop_takes_more() -> Result<()> {
     let mut seen = Vec::new();
     for _ in 0..3 {
         let Share { share, throttled } = measure_hog(&[])?;
         seen.push(format!("{:.1}%", share * 100.0));
         ensure!(throttled == 0, "throttled without a quota: {throttled}");
-        if share > 0.5 {
+        if share > 0.30 {
             eprintln!("cpu share without --cpus: {}", seen.join(", "));
             return Ok(());
         }
