@@ -26,6 +26,12 @@ pub fn bin(name: &str) -> PathBuf {
     bin_dir().join(name)
 }
 
+/// The static helper programs built by `scripts/build` (they run inside a
+/// busybox rootfs, which has no C library).
+pub fn static_dir() -> PathBuf {
+    workspace().join("target/static")
+}
+
 /// The default busybox rootfs built by `scripts/mkrootfs` (or `$ROOTFS`).
 pub fn rootfs() -> Result<PathBuf> {
     let path = std::env::var_os("ROOTFS")

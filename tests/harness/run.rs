@@ -47,14 +47,18 @@ pub fn chapter(name: &str, args: &[&str]) -> Command {
     cmd
 }
 
-/// Runs `cmd` to the end with stdin closed, killing it after `timeout`.
-pub fn output_within(mut cmd: Command, timeout: Duration) -> Result<Output> {
+/// Starts `cmd` with stdin closed and stdout and stderr piped to us.
+fn spawn_piped(cmd: &mut Command) -> Result<Child> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = cmd
+        .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("failed to start {cmd:?}"))?;
+        .with_context(|| format!("failed to start {cmd:?}"))
+}
+
+/// Runs `cmd` to the end with stdin closed, killing it after `timeout`.
+pub fn output_within(mut cmd: Command, timeout: Duration) -> Result<Output> {
+    let child = spawn_piped(&mut cmd)?;
     collect(child, timeout).with_context(|| format!("while running {cmd:?}"))
 }
 
@@ -84,13 +88,9 @@ pub struct Background {
 impl Background {
     /// Starts `cmd` with piped output.
     pub fn start(mut cmd: Command) -> Result<Self> {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("failed to start {cmd:?}"))?;
-        Ok(Background { child: Some(child) })
+        Ok(Background {
+            child: Some(spawn_piped(&mut cmd)?),
+        })
     }
 
     /// The PID of the process we started.

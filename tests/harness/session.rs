@@ -13,9 +13,10 @@
 //! | a line `...` | any number of lines |
 //!
 //! The commands run one after another in one `bash`, as root, in an empty
-//! temporary directory, with the chapter binaries first on `PATH`, `$ROOTFS`
-//! set to the default rootfs and `$CFS` to the repository, which is how the
-//! book tells learners to set up their shell (`source scripts/env`).
+//! temporary directory, with the chapter binaries (and the static helpers of
+//! `target/static`) first on `PATH`, `$ROOTFS` set to the default rootfs and
+//! `$CFS` to the repository, which is how the book tells learners to set up
+//! their shell (`source scripts/env`).
 
 use std::fs;
 use std::path::Path;
@@ -66,8 +67,9 @@ pub fn execute(steps: &[Step], timeout: Duration) -> Result<Vec<Vec<String>>> {
     }
     let dir = tempfile::tempdir().context("failed to create a directory for the session")?;
     let path = format!(
-        "{}:{}",
+        "{}:{}:{}",
         paths::bin_dir().display(),
+        paths::static_dir().display(),
         std::env::var("PATH").unwrap_or_default()
     );
     let mut cmd = Command::new("bash");

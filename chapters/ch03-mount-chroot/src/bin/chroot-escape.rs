@@ -45,6 +45,7 @@ fn main() -> ExitCode {
     }
 }
 
+// ANCHOR: escape
 fn escape() -> Result<(), String> {
     let dir = format!("/tmp/.chroot-escape-{}", std::process::id());
     mkdir(
@@ -61,3 +62,4 @@ fn escape() -> Result<(), String> {
     }
     chroot(".").map_err(|e| format!("failed to chroot(.): {e}"))
 }
+// ANCHOR_END: escape

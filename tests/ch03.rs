@@ -1,0 +1,263 @@
+//! Chapter 3: a mount namespace, a rootfs, pivot_root versus chroot, fresh
+//! /proc and /dev, and no mount leaking to the host.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use cfs_tests::kernel::{assert_mounts_unchanged, children, mounts, ns_inode};
+use cfs_tests::paths::{rootfs, static_dir};
+use cfs_tests::run::{chapter, output, run, wait_for, Background};
+use cfs_tests::{ensure, root, Context, Result};
+use nix::sys::signal::Signal;
+
+const BIN: &str = "ch03-mount-chroot";
+
+/// `ch03-mount-chroot --rootfs $ROOTFS -- sh -c SCRIPT`, run to the end.
+fn sh(script: &str) -> Result<cfs_tests::run::Output> {
+    let rootfs = rootfs()?;
+    let rootfs = rootfs.to_string_lossy();
+    run(BIN, &["--rootfs", &rootfs, "--", "sh", "-c", script])
+}
+
+/// A private copy of the default rootfs, for tests that add files to it.
+fn rootfs_copy(dir: &Path) -> Result<PathBuf> {
+    let copy = dir.join("rootfs");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(rootfs()?)
+        .arg(&copy)
+        .status()
+        .context("failed to run cp")?;
+    ensure!(status.success(), "failed to copy the rootfs");
+    Ok(copy)
+}
+
+fn static_helper(name: &str) -> Result<PathBuf> {
+    let path = static_dir().join(name);
+    ensure!(
+        path.exists(),
+        "{} is missing: run scripts/build",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Runs `chroot-escape` in a container, with `extra` flags, and returns what
+/// it printed. The marker file lives on the host, outside the rootfs.
+fn escape_attempt(extra: &[&str]) -> Result<(i32, String)> {
+    let dir = tempfile::tempdir()?;
+    let rootfs = rootfs_copy(dir.path())?;
+    std::fs::copy(
+        static_helper("chroot-escape")?,
+        rootfs.join("bin/chroot-escape"),
+    )?;
+    let marker = dir.path().join("host-marker");
+    std::fs::write(&marker, "written by the host\n")?;
+    let mut args = extra.to_vec();
+    let rootfs = rootfs.to_string_lossy().into_owned();
+    let marker = marker.to_string_lossy().into_owned();
+    args.extend(["--rootfs", &rootfs, "--", "chroot-escape", &marker]);
+    let out = run(BIN, &args)?;
+    Ok((out.code, out.stdout))
+}
+
+fn main() -> ExitCode {
+    cfs_tests::main(vec![
+        root("root_is_the_rootfs_and_host_files_are_hidden", || {
+            let out = sh("cat /etc/rootfs-release; test -e /work && echo host-visible; test -e /.mkrootfs-stamp && echo rootfs")?;
+            out.expect_code(0)?;
+            ensure!(
+                out.stdout == "containers-from-scratch busybox rootfs\nrootfs\n",
+                "stdout: {:?}",
+                out.stdout
+            );
+            Ok(())
+        }),
+        root(
+            "ps_lists_only_the_container_and_pid_1_is_the_command",
+            || {
+                let out = sh("ps -o pid,comm; cat /proc/1/comm; true")?;
+                out.expect_code(0)?;
+                let lines: Vec<&str> = out.stdout.lines().collect();
+                ensure!(
+                    lines.len() == 4,
+                    "ps shows more than sh and ps: {:?}",
+                    out.stdout
+                );
+                ensure!(
+                    lines[1].split_whitespace().collect::<Vec<_>>() == ["1", "sh"],
+                    "{lines:?}"
+                );
+                ensure!(lines[3] == "sh", "PID 1 is not the command: {lines:?}");
+                Ok(())
+            },
+        ),
+        root("dev_null_is_char_device_1_3_and_works", || {
+            let out = sh("stat -c '%F %t:%T %a' /dev/null; echo data >/dev/null && wc -c </dev/null; head -c 4 /dev/zero | wc -c; ls /dev/pts")?;
+            out.expect_code(0)?;
+            ensure!(
+                out.stdout == "character special file 1:3 666\n0\n4\nptmx\n",
+                "stdout: {:?}",
+                out.stdout
+            );
+            Ok(())
+        }),
+        root("sys_is_read_only_and_proc_is_fresh", || {
+            let out = sh("grep -E ' /(proc|sys) ' /proc/mounts | cut -d' ' -f1-4 | cut -d, -f1; touch /sys/x 2>/dev/null || echo sys-readonly")?;
+            out.expect_code(0)?;
+            ensure!(
+                out.stdout == "proc /proc proc rw\nsysfs /sys sysfs ro\nsys-readonly\n",
+                "stdout: {:?}",
+                out.stdout
+            );
+            Ok(())
+        }),
+        root("environment_is_the_default_one", || {
+            let rootfs = rootfs()?;
+            let mut cmd = chapter(
+                BIN,
+                &[
+                    "--rootfs",
+                    &rootfs.to_string_lossy(),
+                    "--",
+                    "sh",
+                    "-c",
+                    "echo $PATH; echo ${CFS_HOST_SECRET:-unset}; echo $HOME",
+                ],
+            );
+            cmd.env("CFS_HOST_SECRET", "leaked");
+            let out = output(cmd)?;
+            out.expect_code(0)?;
+            ensure!(
+                out.stdout == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nunset\n/root\n",
+                "stdout: {:?}",
+                out.stdout
+            );
+            Ok(())
+        }),
+        root("container_mounts_never_reach_the_host", || {
+            let before = mounts()?;
+            let rootfs = rootfs()?;
+            let bg = Background::start(chapter(
+                BIN,
+                &["--rootfs", &rootfs.to_string_lossy(), "--", "sleep", "5"],
+            ))?;
+            let child = wait_for(Duration::from_secs(5), || {
+                children(bg.pid()).first().copied()
+            })?;
+            // Wait until the container has mounted its /proc, then look from the host.
+            let child = child.to_string();
+            wait_for(Duration::from_secs(5), || {
+                std::fs::read_to_string(format!("/proc/{child}/mountinfo"))
+                    .ok()
+                    .filter(|m| m.contains(" /dev/shm "))
+            })?;
+            ensure!(
+                ns_inode(&child, "mnt")? != ns_inode("self", "mnt")?,
+                "no new mount namespace"
+            );
+            assert_mounts_unchanged(&before).context("while the container runs")?;
+            bg.signal(Signal::SIGTERM)?;
+            let _ = bg.finish(Duration::from_secs(10))?;
+            assert_mounts_unchanged(&before).context("after the container ended")
+        }),
+        root("no_leak_when_the_command_fails", || {
+            let before = mounts()?;
+            sh("exit 3")?.expect_code(3)?;
+            let rootfs = rootfs()?;
+            run(
+                BIN,
+                &[
+                    "--rootfs",
+                    &rootfs.to_string_lossy(),
+                    "--",
+                    "/bin/no-such-program",
+                ],
+            )?
+            .expect_code(1)?;
+            assert_mounts_unchanged(&before)
+        }),
+        root("sigkill_of_the_runtime_takes_the_container_down", || {
+            let before = mounts()?;
+            let rootfs = rootfs()?;
+            let bg = Background::start(chapter(
+                BIN,
+                &["--rootfs", &rootfs.to_string_lossy(), "--", "sleep", "30"],
+            ))?;
+            let child = wait_for(Duration::from_secs(5), || {
+                children(bg.pid()).first().copied()
+            })?;
+            bg.signal(Signal::SIGKILL)?;
+            let out = bg.finish(Duration::from_secs(10))?;
+            ensure!(out.code == 137, "runtime exit {}", out.code);
+            // PR_SET_PDEATHSIG: the container's PID 1 dies with the runtime, and
+            // with it the namespace and every mount in it.
+            wait_for(Duration::from_secs(5), || {
+                (!Path::new(&format!("/proc/{child}")).exists()).then_some(())
+            })
+            .context("the container outlived its runtime")?;
+            assert_mounts_unchanged(&before)
+        }),
+        root("chroot_can_be_escaped", || {
+            let (code, stdout) = escape_attempt(&["--chroot"])?;
+            ensure!(
+                code == 0 && stdout.starts_with("escaped: read "),
+                "exit {code}: {stdout}"
+            );
+            ensure!(
+                stdout.trim_end().ends_with("written by the host"),
+                "{stdout}"
+            );
+            Ok(())
+        }),
+        root("pivot_root_cannot_be_escaped", || {
+            let (code, stdout) = escape_attempt(&[])?;
+            ensure!(
+                code == 1 && stdout.starts_with("still inside: "),
+                "exit {code}: {stdout}"
+            );
+            Ok(())
+        }),
+        root("bad_rootfs_is_a_one_line_error_and_leaves_nothing", || {
+            let before = mounts()?;
+            let empty = tempfile::tempdir()?;
+            let empty = empty.path().to_string_lossy().into_owned();
+            let cases: [(&[&str], &str); 3] = [
+                (&["--rootfs", "/no/such/dir", "--", "sh"], "ch03-mount-chroot: rootfs /no/such/dir is not a directory: build one with scripts/mkrootfs"),
+                (&["--rootfs", "build/rootfs", "--", "sh"], "ch03-mount-chroot: rootfs must be an absolute path, not build/rootfs (try --rootfs \"$PWD/build/rootfs\")"),
+                (&["--rootfs", &empty, "--", "sh"], &format!("ch03-mount-chroot: command sh not found in rootfs {empty} (is it a rootfs? scripts/mkrootfs builds one)")),
+            ];
+            for (args, message) in cases {
+                let out = run(BIN, args)?;
+                out.expect_code(1)?;
+                ensure!(out.stderr.trim_end() == message, "stderr: {:?}", out.stderr);
+            }
+            assert_mounts_unchanged(&before)
+        }),
+        root("with_init_ps_shows_init_and_command", || {
+            let rootfs = rootfs()?;
+            let out = run(
+                BIN,
+                &[
+                    "--init",
+                    "--rootfs",
+                    &rootfs.to_string_lossy(),
+                    "--",
+                    "ps",
+                    "-o",
+                    "pid,comm",
+                ],
+            )?;
+            out.expect_code(0)?;
+            let pids: Vec<&str> = out
+                .stdout
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().next())
+                .collect();
+            ensure!(pids == ["1", "2"], "stdout: {:?}", out.stdout);
+            Ok(())
+        }),
+    ])
+}
