@@ -2,7 +2,9 @@
 //! workspace that holds no solution text; it compiles without warnings; every
 //! check fails on it, with a hint; every check passes on the reference; and
 //! `grade` tables a reference and a skeleton as expected. Also: `start` refuses
-//! malformed markers and bad directories, leaving nothing behind.
+//! malformed markers and bad directories, leaving nothing behind; `check` and
+//! `grade` refuse bad input in one line; a copy that does not build is scored
+//! with every check not run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -560,6 +562,75 @@ fn start_turns_markers_into_todos_and_refuses_bad_ones() -> Result<()> {
     Ok(())
 }
 
+fn check_and_grade_refuse_bad_input() -> Result<()> {
+    let skel = skeleton("ch01")?;
+    let skel_text = skel.to_string_lossy().into_owned();
+    let mut nobody = Command::new(workspace().join("scripts/lab"));
+    nobody.args(["check", "ch01", &skel_text]);
+    let out = cfs_tests::run::as_nobody(nobody)?;
+    ensure!(
+        out.code == 2 && out.stderr.contains("run as root"),
+        "as nobody: {out:?}"
+    );
+    let missing = work()?.join("missing");
+    for (args, message) in [
+        (
+            vec!["check", "ch01", missing.to_str().context("path")?],
+            "no directory",
+        ),
+        (
+            vec!["check", "ch01", "/"],
+            "is not a workspace for lab ch01",
+        ),
+        (
+            vec!["check", "ch02", &skel_text],
+            "is a workspace for lab ch01, not ch02",
+        ),
+        (
+            vec!["grade", "ch01", &skel_text, &skel_text],
+            "two workspaces are named",
+        ),
+        (vec!["grade", "/"], "does not say which lab it is"),
+    ] {
+        let out = lab(&args)?;
+        ensure!(
+            out.code == 2 && out.stderr.contains(message) && out.stderr.lines().count() == 1,
+            "{args:?}: {out:?}"
+        );
+    }
+    Ok(())
+}
+
+fn a_copy_that_does_not_build_fails_every_check_unrun() -> Result<()> {
+    let dir = work()?.join("broken-ch01");
+    if !dir.exists() {
+        lab(&["start", "ch01", &dir.to_string_lossy()])?.expect_code(0)?;
+    }
+    let file = dir.join("chapters/ch01-uts/src/uts.rs");
+    let text = fs::read_to_string(&file)?;
+    let broken = text.replacen("todo!(", "compile_error!(", 1);
+    ensure!(broken != text, "no todo!() in {}", file.display());
+    fs::write(&file, broken)?;
+    let out = lab(&["check", "ch01", &dir.to_string_lossy()])?;
+    let n = declared_checks("ch01")?;
+    ensure!(
+        out.code == 1
+            && out.stdout.contains("✘ build: ")
+            && out.stdout.contains("error: lab ch01: ")
+            && out.stdout.matches(": not run\n").count() == n
+            && out.stdout.contains(&format!("0 of {n} checks pass")),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let results = results(&dir, "ch01")?;
+    ensure!(
+        results.len() == n && results.iter().all(|(_, s)| s == "not-run"),
+        "{results:?}"
+    );
+    Ok(())
+}
+
 fn every_lab_is_registered_and_marked() -> Result<()> {
     let labs = labs()?;
     ensure!(
@@ -614,6 +685,14 @@ fn main() -> ExitCode {
         }
         Err(err) => trials.push(plain("labs_are_listed", move || bail!("{err:#}"))),
     }
+    trials.push(root(
+        "check_and_grade_refuse_bad_input",
+        check_and_grade_refuse_bad_input,
+    ));
+    trials.push(root(
+        "a_copy_that_does_not_build_fails_every_check_unrun",
+        a_copy_that_does_not_build_fails_every_check_unrun,
+    ));
     trials.push(root(
         "grade_tables_a_reference_and_a_skeleton",
         grade_tables_a_reference_and_a_skeleton,

@@ -13,6 +13,7 @@
 //!       hint:    set_hostname must call sethostname(2) in the child, ...
 //! ```
 //!
+//! With `CFS_LAB=list` it only prints the names of its checks, one a line.
 //! Two more variables, both optional: `CFS_LAB_TSV=FILE` also writes the results
 //! as tab-separated lines (name, pass/fail/skip, checked, hint, got), which
 //! `scripts/lab grade` reads; `CFS_LAB_LOG=FILE` keeps libtest's own report with
@@ -55,9 +56,10 @@ static CHECKS: Mutex<Vec<Info>> = Mutex::new(Vec::new());
 /// The outcome of each check that ran.
 static OUTCOMES: Mutex<BTreeMap<String, Outcome>> = Mutex::new(BTreeMap::new());
 
-/// Whether the binary runs as a lab checker (`CFS_LAB=1`).
+/// Whether the binary runs as a lab checker (`CFS_LAB=1`), or only lists its
+/// checks' names (`CFS_LAB=list`).
 pub fn enabled() -> bool {
-    std::env::var("CFS_LAB").as_deref() == Ok("1")
+    matches!(std::env::var("CFS_LAB").as_deref(), Ok("1") | Ok("list"))
 }
 
 pub(crate) fn register(name: &str, checked: &str, hint: &str) {
@@ -92,6 +94,12 @@ fn record(name: &str, outcome: Outcome) {
 /// scoreboard. Success only when there is at least one check and all pass.
 pub(crate) fn run(mut args: Arguments, mut trials: Vec<Trial>) -> ExitCode {
     let checks: Vec<Info> = CHECKS.lock().map(|c| c.clone()).unwrap_or_default();
+    if std::env::var("CFS_LAB").as_deref() == Ok("list") {
+        for check in &checks {
+            println!("{}", check.name);
+        }
+        return ExitCode::SUCCESS;
+    }
     let names: BTreeSet<&str> = checks.iter().map(|c| c.name.as_str()).collect();
     trials.retain(|trial| names.contains(trial.name()));
     args.test_threads = Some(1);
