@@ -27,7 +27,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use libtest_mimic::{Arguments, Trial};
@@ -49,6 +51,17 @@ enum Outcome {
     Passed,
     Failed(String),
     Skipped(String),
+}
+
+/// Whether tests run one at a time, so that what a check leaves behind can only
+/// be its own (see [`Sweep`]).
+static SEQUENTIAL: AtomicBool = AtomicBool::new(false);
+
+/// Whether the binary prints a scoreboard (`CFS_LAB=1`).
+static SCOREBOARD: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn set_sequential(on: bool) {
+    SEQUENTIAL.store(on, Ordering::Relaxed);
 }
 
 /// The checks declared so far, in the order the test file lists them.
@@ -84,7 +97,14 @@ pub(crate) fn record_skipped(name: &str, reason: &str) {
     record(name, Outcome::Skipped(reason.to_string()));
 }
 
+/// Keeps a check's outcome and, on a scoreboard, shows it at once.
 fn record(name: &str, outcome: Outcome) {
+    if SCOREBOARD.load(Ordering::Relaxed) {
+        let checks = CHECKS.lock().map(|c| c.clone()).unwrap_or_default();
+        if let Some(check) = checks.iter().find(|c| c.name == name) {
+            emit(&entry(check, &outcome));
+        }
+    }
     if let Ok(mut outcomes) = OUTCOMES.lock() {
         outcomes.insert(name.to_string(), outcome);
     }
@@ -95,39 +115,37 @@ fn record(name: &str, outcome: Outcome) {
 pub(crate) fn run(mut args: Arguments, mut trials: Vec<Trial>) -> ExitCode {
     let checks: Vec<Info> = CHECKS.lock().map(|c| c.clone()).unwrap_or_default();
     if std::env::var("CFS_LAB").as_deref() == Ok("list") {
-        for check in &checks {
-            println!("{}", check.name);
-        }
+        let names: String = checks.iter().map(|c| format!("{}\n", c.name)).collect();
+        emit(&names);
         return ExitCode::SUCCESS;
     }
     let names: BTreeSet<&str> = checks.iter().map(|c| c.name.as_str()).collect();
     trials.retain(|trial| names.contains(trial.name()));
     args.test_threads = Some(1);
+    set_sequential(true);
     args.logfile = Some(std::env::var("CFS_LAB_LOG").unwrap_or_else(|_| "/dev/null".to_string()));
+    SCOREBOARD.store(true, Ordering::Relaxed);
     let _ = libtest_mimic::run(&args, trials);
 
     let outcomes = OUTCOMES.lock().map(|o| o.clone()).unwrap_or_default();
     let mut passed = 0;
     let mut tsv = String::new();
     for check in &checks {
-        let outcome = outcomes
-            .get(&check.name)
-            .cloned()
-            .unwrap_or_else(|| Outcome::Skipped("not run (filtered out)".to_string()));
-        let (mark, status, got) = match &outcome {
-            Outcome::Passed => ("✔", "pass", Vec::new()),
-            Outcome::Failed(message) => ("✘", "fail", condense(message)),
-            Outcome::Skipped(reason) => ("✘", "skip", vec![reason.clone()]),
+        let outcome = match outcomes.get(&check.name) {
+            Some(outcome) => outcome.clone(),
+            None => {
+                let outcome = Outcome::Skipped("not run".to_string());
+                emit(&entry(check, &outcome));
+                outcome
+            }
         };
-        println!("{mark} {}", check.name);
-        print_field("checked:", &check.checked);
+        let (status, got) = match &outcome {
+            Outcome::Passed => ("pass", Vec::new()),
+            Outcome::Failed(message) => ("fail", condense(message)),
+            Outcome::Skipped(reason) => ("skip", vec![reason.clone()]),
+        };
         if status == "pass" {
             passed += 1;
-        } else {
-            for (i, line) in got.iter().enumerate() {
-                print_field(if i == 0 { "got:" } else { "" }, line);
-            }
-            print_field("hint:", &check.hint);
         }
         tsv.push_str(
             &[
@@ -143,7 +161,7 @@ pub(crate) fn run(mut args: Arguments, mut trials: Vec<Trial>) -> ExitCode {
         tsv.push('\n');
     }
     let total = checks.len();
-    println!("{passed} of {total} checks pass");
+    emit(&format!("{passed} of {total} checks pass\n"));
     if let Ok(path) = std::env::var("CFS_LAB_TSV") {
         if let Err(err) = fs::write(&path, tsv) {
             eprintln!("lab: failed to write {path}: {err}");
@@ -157,12 +175,37 @@ pub(crate) fn run(mut args: Arguments, mut trials: Vec<Trial>) -> ExitCode {
     }
 }
 
+/// The scoreboard entry of a check: a ✔ or ✘ line with its name, what it
+/// checked, and for a failure what it got and the hint.
+fn entry(check: &Info, outcome: &Outcome) -> String {
+    let (mark, got) = match outcome {
+        Outcome::Passed => ("✔", None),
+        Outcome::Failed(message) => ("✘", Some(condense(message))),
+        Outcome::Skipped(reason) => ("✘", Some(vec![reason.clone()])),
+    };
+    let mut board = format!("{mark} {}\n", check.name);
+    field(&mut board, "checked:", &check.checked);
+    if let Some(got) = got {
+        for (i, line) in got.iter().enumerate() {
+            field(&mut board, if i == 0 { "got:" } else { "" }, line);
+        }
+        field(&mut board, "hint:", &check.hint);
+    }
+    board
+}
+
 const INDENT: usize = 6;
 const LABEL: usize = 9;
 const WIDTH: usize = 100;
 
-/// Prints `label text` indented, wrapping `text` at word boundaries.
-fn print_field(label: &str, text: &str) {
+/// Writes to stdout as each check ends; a closed pipe (`| head`) is no error.
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// Appends `label text` indented, wrapping `text` at word boundaries.
+fn field(board: &mut String, label: &str, text: &str) {
     let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
     for word in text.split_whitespace() {
@@ -177,12 +220,7 @@ fn print_field(label: &str, text: &str) {
     lines.push(line);
     for (i, line) in lines.iter().enumerate() {
         let label = if i == 0 { label } else { "" };
-        println!(
-            "{:INDENT$}{label:LABEL$}{line}",
-            "",
-            INDENT = INDENT,
-            LABEL = LABEL
-        );
+        board.push_str(&format!("{:INDENT$}{label:LABEL$}{line}\n", ""));
     }
 }
 
@@ -222,29 +260,33 @@ fn tsv_field(text: &str) -> String {
     text.replace(['\t', '\n', '\r'], " ")
 }
 
-/// Keeps what a check starts from outliving it (see the module comment).
+/// Keeps what a check starts from outliving it (see the module comment). Only
+/// when tests run one at a time: otherwise a leftover could be another test's.
 pub(crate) struct Sweep {
-    before: BTreeSet<i32>,
+    before: Option<BTreeSet<i32>>,
 }
 
 impl Sweep {
     pub(crate) fn start() -> Sweep {
+        if !SEQUENTIAL.load(Ordering::Relaxed) {
+            return Sweep { before: None };
+        }
         let _ = nix::sys::prctl::set_child_subreaper(true);
         Sweep {
-            before: children_of_self(),
+            before: Some(children_of_self()),
         }
     }
 }
 
 impl Drop for Sweep {
     fn drop(&mut self) {
+        let Some(before) = self.before.take() else {
+            return;
+        };
         // Killing a leftover re-parents its own children to us: repeat until
         // none is left (bounded, in case something keeps forking).
         for _ in 0..50 {
-            let leftovers: Vec<i32> = children_of_self()
-                .difference(&self.before)
-                .copied()
-                .collect();
+            let leftovers: Vec<i32> = children_of_self().difference(&before).copied().collect();
             if leftovers.is_empty() {
                 break;
             }

@@ -130,6 +130,7 @@ pub fn main(trials: Vec<Trial>) -> ExitCode {
     if args.test_threads.is_none() {
         args.test_threads = Some(1);
     }
+    lab::set_sequential(args.test_threads == Some(1));
     let conclusion = libtest_mimic::run(&args, trials);
     if conclusion.num_ignored > 0 {
         eprintln!(
