@@ -54,18 +54,24 @@ pub fn processes_in_ns(kind: &str, inode: u64) -> Vec<String> {
 /// The mount table as a set of `mount point + fs type + source` lines, which
 /// stay the same when nothing was mounted or unmounted (mount IDs may not).
 pub fn mounts() -> Result<BTreeSet<String>> {
+    Ok(mount_entries()?
+        .into_iter()
+        .map(|[point, fstype, source]| format!("{point} {fstype} {source}"))
+        .collect())
+}
+
+/// Each mount's point, filesystem type and source, from `/proc/self/mountinfo`.
+fn mount_entries() -> Result<Vec<[String; 3]>> {
     let text = fs::read_to_string("/proc/self/mountinfo").context("failed to read mountinfo")?;
     Ok(text
         .lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();
             let dash = fields.iter().position(|f| *f == "-")?;
-            Some(format!(
-                "{} {} {}",
-                fields.get(4)?,
-                fields.get(dash + 1)?,
-                fields.get(dash + 2)?
-            ))
+            Some(
+                [fields.get(4)?, fields.get(dash + 1)?, fields.get(dash + 2)?]
+                    .map(|f| f.to_string()),
+            )
         })
         .collect())
 }
@@ -93,4 +99,53 @@ pub fn hostname() -> Result<String> {
 /// True when the file exists (for readable assertions).
 pub fn exists(path: impl AsRef<Path>) -> bool {
     path.as_ref().symlink_metadata().is_ok()
+}
+
+/// Where cgroup trees are mounted (v1 hierarchies and cgroup2), from mountinfo.
+pub fn cgroup_mounts() -> Result<Vec<std::path::PathBuf>> {
+    Ok(mount_entries()?
+        .into_iter()
+        .filter(|[_, fstype, _]| fstype == "cgroup" || fstype == "cgroup2")
+        .map(|[point, _, _]| point.into())
+        .collect())
+}
+
+/// Every cgroup directory called `name` in any mounted tree (at most 8 levels
+/// down), found by walking the trees: what a user would see with `find`.
+pub fn cgroups_named(name: &str) -> Result<Vec<std::path::PathBuf>> {
+    fn walk(dir: &Path, name: &str, depth: usize, found: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let path = entry.path();
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if entry.file_name() == name {
+                found.push(path.clone());
+            }
+            if depth > 0 {
+                walk(&path, name, depth - 1, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for mount in cgroup_mounts()? {
+        walk(&mount, name, 8, &mut found);
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The PIDs listed in a cgroup's `cgroup.procs`.
+pub fn cgroup_procs(dir: &Path) -> Result<Vec<Pid>> {
+    let path = dir.join("cgroup.procs");
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
+    Ok(text
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .map(Pid::from_raw)
+        .collect())
 }

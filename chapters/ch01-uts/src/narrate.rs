@@ -38,9 +38,12 @@ pub fn role() -> &'static str {
 }
 
 /// Prints one narration line, `[role] message`, to stderr when `-v` is on.
+/// The line goes out in one `write(2)`, so lines of the runtime and of its
+/// child, written at the same moment, never mix within a line.
 pub fn line(message: std::fmt::Arguments<'_>) {
     if verbose() {
-        eprintln!("[{}] {}", role(), message);
+        let text = format!("[{}] {}\n", role(), message);
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
     }
 }
 

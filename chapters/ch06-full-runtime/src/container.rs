@@ -1,0 +1,641 @@
+//! The lifecycle: `create`, `start`, `kill`, `delete`, and `run`, `exec`,
+//! `pause`, `resume`, `ps`, `list` around them.
+//!
+//! ```text
+//!            create              start                (process exits)          delete
+//!  (none) ----------> created ----------> running ----------------> stopped ---------> (none)
+//!                        |                  |  ^                       ^
+//!                        |                  |  | resume                |
+//!                        |            pause v  |                       |
+//!                        |                 paused                      |
+//!                        +--------------- kill -----------------------+
+//! ```
+//!
+//! Each arrow is a separate run of the runtime, which exits in between. That
+//! is the shape containerd needs: its shim calls `create`, then `start`, and
+//! stays behind as the container's parent (a *subreaper*, `prctl(2)`) holding
+//! its stdio and waiting for its exit status, while the runtime is gone. If
+//! the runtime had to stay, every container would cost one more process, and
+//! restarting or upgrading the runtime would kill containers.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use ch01_uts::{process, say};
+use ch02_pid::init as supervisor;
+use nix::errno::Errno;
+use nix::fcntl::{open, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill as send, Signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::{mkfifo, pipe2, Pid};
+use oci_spec::runtime::{Process, Spec};
+
+use crate::container_init::{self, Init, FAILED, READY};
+use crate::namespaces::{self, Kind, Plan};
+use crate::state::{self, proc_stat, Container, NotFound, Status, Store};
+use crate::{capabilities, cgroups, hooks, logging, seccomp, spec, user, user_ns};
+
+/// What `create` and `run` take besides the id.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+}
+
+/// Undoes a half-done `create`: kills the child, removes the cgroup and the
+/// state directory. Disarmed once the container exists.
+struct Undo {
+    dir: Option<PathBuf>,
+    pid: Option<Pid>,
+    cgroup: Option<cgroups::Placement>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let _ = send(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+        let _ = cgroups::remove(self.cgroup.as_ref());
+        if let Some(dir) = self.dir.take() {
+            let _ = state::remove_dir(&dir);
+        }
+    }
+}
+
+impl Undo {
+    fn disarm(mut self) {
+        self.dir = None;
+        self.pid = None;
+        self.cgroup = None;
+    }
+}
+
+// ANCHOR: create
+/// `create`: sets the container up and leaves its process blocked on
+/// `exec.fifo`. Returns once the process reported "ready".
+pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Container> {
+    state::validate_id(id)?;
+    let bundle = fs::canonicalize(&opts.bundle)
+        .with_context(|| format!("bundle {} does not exist", opts.bundle.display()))?;
+    // Everything that can be checked is checked before anything exists.
+    let spec = spec::load(&bundle)?;
+    let process = spec
+        .process()
+        .clone()
+        .context("config.json: `process` is missing")?;
+    let plan = Plan::from_spec(&spec)?;
+    user_ns::validate(&spec, plan.owns(Kind::User))?;
+    let filter = seccomp_filter(&spec)?;
+    if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
+        bail!("config.json: process.terminal is true: pass --console-socket, or set it to false");
+    }
+    let joins = plan.open_joins()?;
+    // Relative to where we were started, not to the bundle we chdir to below.
+    let pid_file = opts
+        .pid_file
+        .as_deref()
+        .map(std::path::absolute)
+        .transpose()
+        .context("bad --pid-file path")?;
+    let rootfs = fs::canonicalize(spec::rootfs(&spec, &bundle)?)
+        .context("config.json: root.path does not exist")?;
+
+    let dir = store.create_dir(id)?;
+    let mut undo = Undo {
+        dir: Some(dir.clone()),
+        pid: None,
+        cgroup: None,
+    };
+    let mut container = Container {
+        id: id.to_string(),
+        bundle: bundle.clone(),
+        rootfs: rootfs.clone(),
+        status: Status::Creating,
+        pid: None,
+        start_time: None,
+        created: logging::rfc3339(std::time::SystemTime::now()),
+        cgroup: None,
+        spec: spec.clone(),
+        dir: dir.clone(),
+    };
+    container.save()?;
+    make_fifo(&container.fifo())?;
+    let console = opts
+        .console_socket
+        .as_deref()
+        .map(crate::console::open_and_send)
+        .transpose()?;
+    if let Some(path) = plan.join_pid() {
+        // setns(CLONE_NEWPID) applies to our future children: join before clone.
+        let file =
+            File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+        namespaces::join(Kind::Pid, &file, &path.display().to_string())?;
+    }
+    // Relative bind-mount sources are relative to the bundle.
+    std::env::set_current_dir(&bundle)
+        .with_context(|| format!("failed to chdir to {}", bundle.display()))?;
+    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).context("failed to create the ready pipe")?;
+    let init = Init {
+        spec: &spec,
+        process: &process,
+        rootfs,
+        plan: &plan,
+        joins,
+        state_dir: dir.clone(),
+        ready: ready_w,
+        console,
+        seccomp: filter,
+    };
+    let child = process::spawn(plan.clone_flags(), move || init.run())?;
+    let pid = child.pid();
+    // The child waits on the sync pipe: set up from outside what it cannot.
+    if plan.owns(Kind::User) {
+        user_ns::write_maps(pid, &spec)?;
+    }
+    container.cgroup = cgroups::create(id, &spec, pid)?;
+    undo.cgroup = container.cgroup.clone();
+    if let Some(adj) = process.oom_score_adj() {
+        user::set_oom_score_adj(pid, adj)?;
+    }
+    container.pid = Some(pid.as_raw());
+    container.start_time = proc_stat(pid.as_raw()).map(|(_, t)| t);
+    container.save()?;
+    let creating = container.oci_state(Status::Creating)?;
+    hooks::run(spec.hooks().as_ref(), hooks::Point::Prestart, &creating)?;
+    hooks::run(
+        spec.hooks().as_ref(),
+        hooks::Point::CreateRuntime,
+        &creating,
+    )?;
+    let pid = child.release()?;
+    undo.pid = Some(pid);
+    wait_ready(ready_r, pid)?;
+
+    container.status = Status::Created;
+    container.save()?;
+    if let Some(path) = &pid_file {
+        write_pid_file(path, pid)?;
+    }
+    undo.disarm();
+    Ok(container)
+}
+// ANCHOR_END: create
+
+/// Compiles `linux.seccomp` at create time, so a bad profile fails early.
+fn seccomp_filter(spec: &Spec) -> Result<Option<libseccomp::ScmpFilterContext>> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(seccomp::compile)
+        .transpose()
+}
+
+fn make_fifo(path: &Path) -> Result<()> {
+    say!("mkfifo {}", path.display());
+    mkfifo(path, Mode::from_bits_truncate(0o622))
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    // Any user the container switches to must be able to open it for writing.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o622))
+        .with_context(|| format!("failed to chmod {}", path.display()))
+}
+
+/// Reads the child's report: [`READY`], or [`FAILED`] and its error message.
+fn wait_ready(ready: std::os::fd::OwnedFd, pid: Pid) -> Result<()> {
+    let mut pipe = File::from(ready);
+    let mut first = [0u8; 1];
+    let n = loop {
+        match pipe.read(&mut first) {
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other.context("failed to read the ready pipe")?,
+        }
+    };
+    if n == 1 && first[0] == READY {
+        return Ok(());
+    }
+    let mut message = String::new();
+    let _ = pipe.read_to_string(&mut message);
+    if n == 1 && first[0] == FAILED {
+        bail!("{message}");
+    }
+    let status = process::wait(pid).map(|code| format!("exit code {code}"));
+    bail!(
+        "the container process ended during set-up ({})",
+        status.unwrap_or_else(|e| e.to_string())
+    )
+}
+
+fn write_pid_file(path: &Path, pid: Pid) -> Result<()> {
+    let tmp = path.with_extension("tmp-cfs");
+    fs::write(&tmp, pid.to_string())
+        .and_then(|()| fs::rename(&tmp, path))
+        .with_context(|| format!("failed to write the pid file {}", path.display()))
+}
+
+// ANCHOR: start
+/// `start`: opens `exec.fifo` for reading, which lets the blocked process
+/// go on to exec the command; then removes the fifo (now `running`).
+pub fn start(store: &Store, id: &str) -> Result<()> {
+    let container = store.load(id)?;
+    match container.status() {
+        Status::Created => {}
+        status => bail!("cannot start container {id}: it is {status}, not created"),
+    }
+    let fifo = container.fifo();
+    say!("open({}, O_RDONLY)", fifo.display());
+    let fd = open(
+        &fifo,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("failed to open {}", fifo.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(50u16)) {
+            Ok(n) if n > 0 => {
+                let mut byte = [0u8; 1];
+                if nix::unistd::read(&fd, &mut byte) == Ok(1) {
+                    break;
+                }
+            }
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(errno) => return Err(errno).context("failed to poll exec.fifo"),
+        }
+        if !container.alive() {
+            bail!("cannot start container {id}: its process has exited");
+        }
+        if Instant::now() > deadline {
+            bail!("container {id} did not answer on exec.fifo within 10 s");
+        }
+    }
+    say!("rm {}", fifo.display());
+    fs::remove_file(&fifo).with_context(|| format!("failed to remove {}", fifo.display()))?;
+    hooks::run_logged(
+        container.spec.hooks().as_ref(),
+        hooks::Point::Poststart,
+        &container.oci_state(Status::Running)?,
+    );
+    Ok(())
+}
+// ANCHOR_END: start
+
+/// Parses a signal as runc does: `TERM`, `SIGTERM`, `term` or `15`.
+pub fn parse_signal(text: &str) -> Result<Signal> {
+    if let Ok(number) = text.parse::<i32>() {
+        return Signal::try_from(number).with_context(|| format!("unknown signal number {number}"));
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>().map_err(|_| {
+        anyhow::anyhow!("unknown signal {text:?}: use a name such as TERM or a number")
+    })
+}
+
+/// `kill ID [SIGNAL]`: sends a signal to the container's process (with
+/// `all`, to every process in its PID namespace).
+pub fn kill(store: &Store, id: &str, signal: Signal, all: bool) -> Result<()> {
+    let container = store.load(id)?;
+    let status = container.status();
+    if !matches!(status, Status::Created | Status::Running | Status::Paused) {
+        bail!("cannot kill container {id}: it is {status}");
+    }
+    let pids = if all {
+        processes(&container)?
+    } else {
+        container.pid.into_iter().collect()
+    };
+    for pid in pids {
+        say!("kill({pid}, {})", signal.as_str());
+        match send(Pid::from_raw(pid), signal) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(errno) => {
+                return Err(errno).with_context(|| format!("failed to send {signal} to {pid}"))
+            }
+        }
+    }
+    Ok(())
+}
+
+// ANCHOR: delete
+/// `delete [--force] ID`: removes a stopped (or, with force, any) container.
+pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
+    let container = match store.load(id) {
+        Ok(c) => c,
+        // Engines call `delete --force` to be sure; nothing there is fine.
+        Err(err) if force && err.downcast_ref::<NotFound>().is_some() => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    match container.status() {
+        Status::Stopped => {}
+        // Its command never ran: nothing is lost by killing it.
+        Status::Created => stop(&container)?,
+        status if force => {
+            stop(&container)?;
+            if status == Status::Paused {
+                cgroups::freeze(container.cgroup.as_ref(), false)?;
+            }
+        }
+        status => {
+            bail!("cannot delete container {id}: it is {status}: kill it first or use --force")
+        }
+    }
+    cgroups::remove(container.cgroup.as_ref())?;
+    hooks::run_logged(
+        container.spec.hooks().as_ref(),
+        hooks::Point::Poststop,
+        &container.oci_state(Status::Stopped)?,
+    );
+    state::remove_dir(&container.dir)
+}
+// ANCHOR_END: delete
+
+/// Kills the container's process with SIGKILL and waits until it is gone.
+fn stop(container: &Container) -> Result<()> {
+    if let Some(pid) = container.pid {
+        let pid = Pid::from_raw(pid);
+        say!("kill({pid}, SIGKILL)");
+        let _ = send(pid, Signal::SIGKILL);
+        if container.cgroup.as_ref().is_some_and(|c| c.is_frozen()) {
+            cgroups::freeze(container.cgroup.as_ref(), false)?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while container.alive() {
+            // Reap it if it is our own child (`run`).
+            let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+            if Instant::now() > deadline {
+                bail!(
+                    "container {} did not die within 10 s of SIGKILL",
+                    container.id
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    Ok(())
+}
+
+// ANCHOR: run
+/// `run`: create + start + wait, then delete. The runtime stays as the
+/// container's parent, forwards signals (chapter 2) and exits with its code.
+pub fn run(store: &Store, id: &str, opts: &CreateOptions, detach: bool) -> Result<i32> {
+    if !detach {
+        supervisor::block_signals()?;
+    }
+    let container = create(store, id, opts)?;
+    if let Err(err) = start(store, id) {
+        let _ = delete(store, id, true);
+        return Err(err);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let pid = Pid::from_raw(container.pid.context("created container without a pid")?);
+    let code = supervisor::supervise(pid, false);
+    delete(store, id, true)?;
+    code
+}
+// ANCHOR_END: run
+
+/// What `exec` takes besides the id.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub process: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<String>,
+    pub tty: bool,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+}
+
+/// The process `exec` runs: `--process FILE`, or the container's own
+/// process with the arguments (and `--cwd`, `--env`) replaced.
+fn exec_process(container: &Container, opts: &ExecOptions) -> Result<Process> {
+    if let Some(path) = &opts.process {
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        let mut json = serde_json::Deserializer::from_str(&text);
+        return serde_path_to_error::deserialize(&mut json).map_err(|err| {
+            anyhow::anyhow!(
+                "invalid {}: field `{}`: {}",
+                path.display(),
+                err.path(),
+                err.inner()
+            )
+        });
+    }
+    if opts.args.is_empty() {
+        bail!("exec needs a command: exec ID CMD [ARGS...] or exec --process FILE ID");
+    }
+    let mut process = container.spec.process().clone().unwrap_or_default();
+    process.set_args(Some(opts.args.clone()));
+    process.set_terminal(Some(opts.tty));
+    if let Some(cwd) = &opts.cwd {
+        process.set_cwd(cwd.clone());
+    }
+    let mut env = process.env().clone().unwrap_or_default();
+    env.extend(opts.env.iter().cloned());
+    process.set_env(Some(env));
+    Ok(process)
+}
+
+// ANCHOR: exec
+/// `exec`: runs another process in a running container: in its cgroup and
+/// namespaces, with its process settings (user, capabilities, seccomp).
+pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32> {
+    let container = store.load(id)?;
+    let status = container.status();
+    if !matches!(status, Status::Created | Status::Running) {
+        bail!("cannot exec in container {id}: it is {status}");
+    }
+    let process = exec_process(&container, opts)?;
+    if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
+        bail!("exec with a terminal needs --console-socket");
+    }
+    let filter = seccomp_filter(&container.spec)?;
+    let pid = container.pid.context("container without a pid")?;
+    let console = opts
+        .console_socket
+        .as_deref()
+        .map(crate::console::open_and_send)
+        .transpose()?;
+    if !opts.detach {
+        supervisor::block_signals()?;
+    }
+    // The runtime joins the cgroup and the namespaces; its child inherits them
+    // (a joined PID namespace only applies to children).
+    // Opened now: after joining the mount namespace the path would lead
+    // into the container.
+    let mut pid_file = opts
+        .pid_file
+        .as_deref()
+        .map(|path| {
+            File::create(path)
+                .with_context(|| format!("failed to create the pid file {}", path.display()))
+        })
+        .transpose()?;
+    cgroups::join(container.cgroup.as_ref(), nix::unistd::getpid())?;
+    namespaces::join_all_of(pid)?;
+    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).context("failed to create the exec pipe")?;
+    let child = process::spawn(CloneFlags::empty(), move || {
+        let result = exec_child(&process, filter.as_ref(), console.as_ref());
+        let err = match result {
+            Ok(never) => match never {},
+            Err(err) => err,
+        };
+        let mut pipe = File::from(ready_w);
+        let _ =
+            std::io::Write::write_all(&mut pipe, format!("{}{err:#}", FAILED as char).as_bytes());
+        std::process::exit(process::exit_code_for(&err))
+    })?;
+    let pid = child.release()?;
+    // The pipe closes on a successful execve (close-on-exec) with nothing written.
+    let mut message = String::new();
+    File::from(ready_r)
+        .read_to_string(&mut message)
+        .context("failed to read the exec pipe")?;
+    if let Some(text) = message.strip_prefix(FAILED as char) {
+        let _ = waitpid(pid, None);
+        bail!("{text}");
+    }
+    if let Some(file) = pid_file.as_mut() {
+        std::io::Write::write_all(file, pid.to_string().as_bytes())
+            .context("failed to write the pid file")?;
+    }
+    if opts.detach {
+        return Ok(0);
+    }
+    supervisor::supervise(pid, false)
+}
+
+fn exec_child(
+    process: &Process,
+    filter: Option<&libseccomp::ScmpFilterContext>,
+    console: Option<&std::os::fd::OwnedFd>,
+) -> Result<std::convert::Infallible> {
+    nix::sys::prctl::set_pdeathsig(None).context("failed to clear PR_SET_PDEATHSIG")?;
+    if let Some(slave) = console {
+        crate::console::attach(slave)?;
+    }
+    let caps = process.capabilities().as_ref();
+    capabilities::drop_bounding(caps)?;
+    if !process.no_new_privileges().unwrap_or(false) {
+        if let Some(filter) = filter {
+            seccomp::load(filter)?;
+        }
+    }
+    user::switch(process)?;
+    capabilities::apply(caps)?;
+    user::no_new_privileges(process)?;
+    std::env::set_current_dir(process.cwd())
+        .with_context(|| format!("cannot chdir to {}", process.cwd().display()))?;
+    container_init::set_env(process.env().as_deref().unwrap_or_default());
+    container_init::finish(process, filter)
+}
+// ANCHOR_END: exec
+
+/// PIDs (host numbering) of the container's processes: every process in its
+/// PID namespace, or just its own process when it shares the host's.
+pub fn processes(container: &Container) -> Result<Vec<i32>> {
+    let Some(pid) = container.pid.filter(|_| container.alive()) else {
+        return Ok(Vec::new());
+    };
+    let ns = |p: i32| fs::read_link(format!("/proc/{p}/ns/pid")).ok();
+    let theirs = ns(pid);
+    if theirs.is_none() || theirs == ns(std::process::id() as i32) {
+        return Ok(vec![pid]);
+    }
+    let mut pids: Vec<i32> = fs::read_dir("/proc")
+        .context("failed to read /proc")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|p| ns(*p) == theirs)
+        .collect();
+    pids.sort();
+    Ok(pids)
+}
+
+/// `ps [--format json] ID`.
+pub fn ps(store: &Store, id: &str, json: bool) -> Result<String> {
+    let container = store.load(id)?;
+    let pids = processes(&container)?;
+    if json {
+        return Ok(serde_json::to_string(&pids)?);
+    }
+    let mut out = String::from("PID   CMD\n");
+    for pid in pids {
+        let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        out.push_str(&format!("{pid:<5} {}\n", cmd.trim_end()));
+    }
+    Ok(out)
+}
+
+/// `list [--format json] [-q]`.
+pub fn list(store: &Store, json: bool, quiet: bool) -> Result<String> {
+    let mut containers = Vec::new();
+    for id in store.ids()? {
+        match store.load(&id) {
+            Ok(c) => containers.push(c),
+            Err(err) => logging::warn(&format!("{err:#}")),
+        }
+    }
+    if quiet {
+        return Ok(containers.iter().map(|c| format!("{}\n", c.id)).collect());
+    }
+    if json {
+        let all: Vec<_> = containers.iter().map(Container::report).collect();
+        return Ok(serde_json::to_string(&all)?);
+    }
+    let mut out = format!(
+        "{:<12} {:<8} {:<8} {:<40} {}\n",
+        "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+    );
+    for c in &containers {
+        let status = c.status();
+        let pid = if status == Status::Stopped {
+            0
+        } else {
+            c.pid.unwrap_or(0)
+        };
+        out.push_str(&format!(
+            "{:<12} {:<8} {:<8} {:<40} {}\n",
+            c.id,
+            pid,
+            status,
+            c.bundle.display(),
+            c.created
+        ));
+    }
+    Ok(out)
+}
+
+/// `pause` / `resume`: freeze or thaw every process of the container.
+pub fn pause(store: &Store, id: &str, frozen: bool) -> Result<()> {
+    let container = store.load(id)?;
+    let status = container.status();
+    let ok = if frozen {
+        status == Status::Running
+    } else {
+        status == Status::Paused
+    };
+    if !ok {
+        let verb = if frozen { "pause" } else { "resume" };
+        bail!("cannot {verb} container {id}: it is {status}");
+    }
+    cgroups::freeze(container.cgroup.as_ref(), frozen)
+}

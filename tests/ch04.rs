@@ -1,0 +1,873 @@
+//! Chapter 4: cgroups on v1 and v2: limits, membership, OOM, cleanup.
+//!
+//! The tests read the kernel's own files: `/proc/<pid>/cgroup`, each cgroup's
+//! `cgroup.procs`, `cpuacct.usage` / `cpu.stat`, and look for leftover
+//! directories by walking every mounted cgroup tree. They create cgroups only
+//! beneath this process's own (named `cfs-*`) and remove them.
+
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use cfs_tests::kernel::{cgroup_procs, cgroups_named, children};
+use cfs_tests::paths::rootfs;
+use cfs_tests::run::{chapter, output, wait_for, Background, Output};
+use cfs_tests::{bail, ensure, root, Context, Result};
+use ch04_cgroups::cgroups::{Cgroup, Cpus, Hierarchies, Layout, Limits, V2Hierarchy, Version};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const BIN: &str = "ch04-cgroups";
+
+/// A shell loop that keeps one CPU busy until it is killed.
+const HOG: &str = "while :; do :; done";
+/// Starts 40 background sleeps: 41 processes with the shell.
+const FORKS: &str =
+    "i=0; while [ $i -lt 40 ]; do sleep 2 & i=$((i+1)); done; wait; echo all forked";
+
+/// A cgroup name no other test run uses at the same time.
+fn unique(what: &str) -> String {
+    format!("cfs-test-{what}-{}", std::process::id())
+}
+
+/// A process that the test starts, killed and reaped if the test fails early.
+struct Sleeper(Child);
+
+impl Sleeper {
+    fn start() -> Result<Sleeper> {
+        Ok(Sleeper(
+            Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .context("failed to start sleep")?,
+        ))
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.0.id() as i32)
+    }
+
+    /// Waits for it to end; the signal that killed it, if one did.
+    fn wait_signal(&mut self) -> Result<Option<i32>> {
+        Ok(self.0.wait().context("failed to wait for sleep")?.signal())
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The paths of `pid`'s cgroups, from `/proc/<pid>/cgroup` (third field).
+fn proc_cgroup_paths(pid: Pid) -> Result<Vec<String>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .with_context(|| format!("failed to read /proc/{pid}/cgroup"))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2).map(str::to_string))
+        .collect())
+}
+
+fn read(path: &Path) -> Result<String> {
+    Ok(fs::read_to_string(path)
+        .with_context(|| format!("failed to read {}", path.display()))?
+        .trim()
+        .to_string())
+}
+
+/// The limit files as the kernel reports them, whichever the version.
+fn limit_values(dirs: &[PathBuf]) -> Result<Vec<String>> {
+    let mut values = Vec::new();
+    for dir in dirs {
+        for file in [
+            "cpu.cfs_period_us",
+            "cpu.cfs_quota_us",
+            "cpu.max",
+            "memory.limit_in_bytes",
+            "memory.max",
+            "pids.max",
+        ] {
+            let path = dir.join(file);
+            if path.exists() {
+                values.push(format!("{file}={}", read(&path)?));
+            }
+        }
+    }
+    values.sort();
+    Ok(values)
+}
+
+fn lib_create_holds_the_process_and_remove_kills_and_cleans_up() -> Result<()> {
+    let name = unique("lib");
+    let limits = Limits {
+        cpus: Some(Cpus::from_cpus(0.5)?),
+        memory: Some(64 << 20),
+        pids: Some(32),
+    };
+    let cgroup = Cgroup::create(&name, &limits)?;
+    let mut dirs = cgroup.dirs();
+    dirs.sort();
+    ensure!(
+        cgroups_named(&name)? == dirs,
+        "found {:?} on disk, the library says {dirs:?}",
+        cgroups_named(&name)?
+    );
+    let mut values = limit_values(&dirs)?;
+    let expected: &[&str] = match cgroup.version() {
+        Version::V1 => &[
+            "cpu.cfs_period_us=100000",
+            "cpu.cfs_quota_us=50000",
+            "memory.limit_in_bytes=67108864",
+            "pids.max=32",
+        ],
+        Version::V2 => &["cpu.max=50000 100000", "memory.max=67108864", "pids.max=32"],
+    };
+    // Files of other controllers report "unlimited"; keep the ones we set.
+    values.retain(|v| !v.ends_with("=max") && !v.ends_with("=-1") && !v.contains("=9223372"));
+    ensure!(values == expected, "limits in the kernel: {values:?}");
+
+    let mut sleeper = Sleeper::start()?;
+    cgroup.add(sleeper.pid())?;
+    for dir in &dirs {
+        ensure!(
+            cgroup_procs(dir)? == [sleeper.pid()],
+            "{} holds {:?}",
+            dir.display(),
+            cgroup_procs(dir)?
+        );
+    }
+    let paths = proc_cgroup_paths(sleeper.pid())?;
+    let inside = paths
+        .iter()
+        .filter(|p| p.ends_with(&format!("/{name}")))
+        .count();
+    ensure!(inside == dirs.len(), "/proc/<pid>/cgroup: {paths:?}");
+
+    // The sleeper is still running: remove() must kill it to empty the group.
+    cgroup.remove()?;
+    ensure!(
+        sleeper.wait_signal()? == Some(libc::SIGKILL),
+        "the process left inside was not killed"
+    );
+    ensure_removed(&name)?;
+    Ok(())
+}
+
+fn lib_drop_removes_the_cgroup() -> Result<()> {
+    let name = unique("drop");
+    {
+        let cgroup = Cgroup::create(&name, &Limits::default())?;
+        ensure!(!cgroup.dirs().is_empty(), "no directories");
+        ensure!(
+            cgroups_named(&name)?.len() == cgroup.dirs().len(),
+            "not on disk"
+        );
+    }
+    ensure_removed(&name)?;
+    Ok(())
+}
+
+fn lib_keep_leaves_the_cgroup() -> Result<()> {
+    let name = unique("keep");
+    let mut kept = Cgroup::create(&name, &Limits::default())?.keep();
+    kept.sort();
+    let found = cgroups_named(&name)?;
+    for dir in &kept {
+        fs::remove_dir(dir).with_context(|| format!("failed to remove {}", dir.display()))?;
+    }
+    ensure!(
+        found == kept && !kept.is_empty(),
+        "kept {kept:?}, found {found:?}"
+    );
+    Ok(())
+}
+
+/// A cgroup that cannot be created in full is not left half-made: on v1 the
+/// name is taken in the last hierarchy only, so the others were already
+/// created when the error came, and must be removed again.
+fn lib_a_failed_create_leaves_nothing_behind() -> Result<()> {
+    let name = unique("clash");
+    let hierarchies = Hierarchies::detect()?;
+    let version = hierarchies.layout()?.version();
+    let blocker = match version {
+        Version::V1 => hierarchies
+            .v1
+            .last()
+            .context("no v1 hierarchy")?
+            .own
+            .join(&name),
+        Version::V2 => hierarchies
+            .v2
+            .as_ref()
+            .context("no cgroup2")?
+            .own
+            .join(&name),
+    };
+    fs::create_dir(&blocker).with_context(|| format!("failed to create {}", blocker.display()))?;
+    let result = Cgroup::create(&name, &Limits::default());
+    let left = cgroups_named(&name)?;
+    fs::remove_dir(&blocker).with_context(|| format!("failed to remove {}", blocker.display()))?;
+    let Err(err) = result else {
+        bail!("creating over an existing cgroup succeeded");
+    };
+    ensure!(
+        err.to_string().contains("already exists"),
+        "unexpected error: {err:#}"
+    );
+    ensure!(
+        left == [blocker.clone()],
+        "left besides {}: {left:?}",
+        blocker.display()
+    );
+    Ok(())
+}
+
+/// This machine's cgroup trees, and its cgroup2 tree (v2, or hybrid's unified).
+fn cgroup2() -> Result<(Hierarchies, V2Hierarchy)> {
+    let hierarchies = Hierarchies::detect()?;
+    let tree = hierarchies
+        .v2
+        .clone()
+        .context("no cgroup2 tree is mounted")?;
+    Ok((hierarchies, tree))
+}
+
+/// The v2 backend against the real cgroup2 tree, whatever the layout: on a
+/// hybrid machine that is /sys/fs/cgroup/unified, which carries (almost) no
+/// controllers, but still groups processes, lists them and kills them.
+fn v2_backend_on_the_real_cgroup2_tree() -> Result<()> {
+    let (hierarchies, tree) = cgroup2()?;
+    let name = unique("v2");
+    let cgroup = Cgroup::create_in(&hierarchies, Version::V2, &name, &Limits::default())?;
+    let dir = tree.own.join(&name);
+    ensure!(cgroup.dirs() == [dir.clone()], "dirs {:?}", cgroup.dirs());
+    ensure!(
+        dir.join("cgroup.events").exists(),
+        "no cgroup.events in {}",
+        dir.display()
+    );
+    let mut sleeper = Sleeper::start()?;
+    cgroup.add(sleeper.pid())?;
+    ensure!(cgroup_procs(&dir)? == [sleeper.pid()], "cgroup.procs");
+    ensure!(
+        read(&dir.join("cgroup.events"))?.contains("populated 1"),
+        "not populated"
+    );
+    let relative = dir
+        .strip_prefix(&tree.mount)?
+        .to_string_lossy()
+        .into_owned();
+    let paths = proc_cgroup_paths(sleeper.pid())?;
+    ensure!(
+        paths.iter().any(|p| p == &format!("/{relative}")),
+        "/proc/<pid>/cgroup {paths:?} lacks /{relative}"
+    );
+    // cgroup.kill (Linux 5.14+) kills every process in the group at once.
+    ensure!(
+        dir.join("cgroup.kill").exists(),
+        "no cgroup.kill on this kernel"
+    );
+    cgroup.kill()?;
+    ensure!(sleeper.wait_signal()? == Some(libc::SIGKILL), "not killed");
+    wait_for(Duration::from_secs(2), || {
+        read(&dir.join("cgroup.events"))
+            .ok()
+            .filter(|e| e.contains("populated 0"))
+    })?;
+    cgroup.remove()?;
+    ensure!(!dir.exists(), "{} is left", dir.display());
+    Ok(())
+}
+
+/// The v2 backend asks for controllers the tree may not offer: on a hybrid
+/// machine the v1 hierarchies hold cpu, and the error says so and leaves
+/// nothing; on a v2 machine the limit lands in cpu.max.
+fn v2_backend_limits_need_the_controllers() -> Result<()> {
+    let (hierarchies, tree) = cgroup2()?;
+    let name = unique("v2cpu");
+    let limits = Limits {
+        cpus: Some(Cpus::from_cpus(0.2)?),
+        ..Limits::default()
+    };
+    let offered = read(&tree.mount.join("cgroup.controllers"))?;
+    let result = Cgroup::create_in(&hierarchies, Version::V2, &name, &limits);
+    if offered.split_whitespace().any(|c| c == "cpu") {
+        let cgroup = result?;
+        let values = limit_values(&cgroup.dirs())?;
+        cgroup.remove()?;
+        ensure!(
+            values.contains(&"cpu.max=20000 100000".to_string()),
+            "{values:?}"
+        );
+    } else {
+        ensure!(
+            hierarchies.layout()? == Layout::Hybrid,
+            "a v2 machine whose cgroup2 root lacks cpu: {offered:?}"
+        );
+        let Err(err) = result else {
+            bail!("the v2 backend created a cpu limit without the cpu controller");
+        };
+        ensure!(
+            err.to_string().contains("cpu controller is not available"),
+            "unexpected error: {err:#}"
+        );
+    }
+    ensure_removed(&name)?;
+    Ok(())
+}
+
+/// `ch04-cgroups --rootfs $ROOTFS FLAGS... -- ARGV...` as a Command.
+fn runtime(flags: &[&str], argv: &[&str]) -> Result<Command> {
+    let rootfs = rootfs()?;
+    let mut args = vec![
+        "--rootfs",
+        rootfs.to_str().context("rootfs path is not UTF-8")?,
+    ];
+    args.extend(flags);
+    args.push("--");
+    args.extend(argv);
+    Ok(chapter(BIN, &args))
+}
+
+/// Runs the runtime to the end; also returns the name of its cgroup
+/// (`cfs-<runtime pid>`), found from the PID of the process we started.
+fn run_container(flags: &[&str], argv: &[&str]) -> Result<(Output, String)> {
+    let bg = Background::start(runtime(flags, argv)?)?;
+    let name = format!("cfs-{}", bg.pid());
+    let out = bg.finish(Duration::from_secs(60))?;
+    Ok((out, name))
+}
+
+/// A container running in the background, its first process, and the
+/// directories of its cgroup as the kernel shows them.
+struct Running {
+    bg: Background,
+    name: String,
+    child: Pid,
+    dirs: Vec<PathBuf>,
+}
+
+impl Running {
+    fn start(flags: &[&str], argv: &[&str]) -> Result<Running> {
+        let bg = Background::start(runtime(flags, argv)?)?;
+        let name = format!("cfs-{}", bg.pid());
+        let child = wait_for(Duration::from_secs(10), || {
+            children(bg.pid()).first().copied()
+        })?;
+        // The child is in the group before it is released, so before it execs.
+        let dirs = wait_for(Duration::from_secs(10), || {
+            let dirs = cgroups_named(&name).ok()?;
+            let joined = dirs
+                .iter()
+                .all(|d| cgroup_procs(d).is_ok_and(|p| p.contains(&child)));
+            (!dirs.is_empty() && joined).then_some(dirs)
+        })?;
+        Ok(Running {
+            bg,
+            name,
+            child,
+            dirs,
+        })
+    }
+
+    /// Kills the container's first process from the host (the host may
+    /// SIGKILL a namespace's PID 1) and waits for the runtime.
+    fn kill_child(self) -> Result<(Output, String)> {
+        kill(self.child, Signal::SIGKILL).context("failed to kill the container")?;
+        Ok((self.bg.finish(Duration::from_secs(20))?, self.name))
+    }
+}
+
+fn ensure_removed(name: &str) -> Result<()> {
+    let left = cgroups_named(name)?;
+    ensure!(left.is_empty(), "cgroup directories left behind: {left:?}");
+    Ok(())
+}
+
+/// Removes cgroups that `--keep-cgroup` kept (they are empty).
+fn remove_kept(name: &str) -> Result<()> {
+    for dir in cgroups_named(name)? {
+        fs::remove_dir(&dir).with_context(|| format!("failed to remove {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The CPU time charged to a group and how often its quota stopped it, read
+/// from whichever of its directories have the files (v1: cpuacct.usage in
+/// the cpuacct hierarchy, cpu.stat in the cpu one; v2: one cpu.stat).
+fn cpu_sample(dirs: &[PathBuf]) -> Result<(Duration, u64)> {
+    let mut usage = None;
+    let mut throttled = 0;
+    for dir in dirs {
+        let acct = dir.join("cpuacct.usage");
+        if acct.exists() {
+            usage = Some(Duration::from_nanos(read(&acct)?.parse()?));
+        }
+        let stat = dir.join("cpu.stat");
+        if stat.exists() {
+            let text = read(&stat)?;
+            for line in text.lines() {
+                match line.split_once(' ') {
+                    Some(("usage_usec", v)) if usage.is_none() => {
+                        usage = Some(Duration::from_micros(v.parse()?))
+                    }
+                    Some(("nr_throttled", v)) => throttled = v.parse()?,
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok((
+        usage.context("no cpuacct.usage or cpu.stat usage_usec")?,
+        throttled,
+    ))
+}
+
+/// One measurement: the busy loop's share of one CPU over ~2 s of wall time,
+/// as the cgroup's own accounting reports it, and how many periods it was
+/// throttled in meanwhile.
+struct Share {
+    share: f64,
+    throttled: u64,
+}
+
+fn measure_hog(flags: &[&str]) -> Result<Share> {
+    let running = Running::start(flags, &["sh", "-c", HOG])?;
+    // Let the loop start running before the first sample.
+    sleep(Duration::from_millis(300));
+    let (used0, throttled0) = cpu_sample(&running.dirs)?;
+    let start = Instant::now();
+    sleep(Duration::from_secs(2));
+    let (used1, throttled1) = cpu_sample(&running.dirs)?;
+    let wall = start.elapsed();
+    let (out, name) = running.kill_child()?;
+    out.expect_code(137)?;
+    ensure_removed(&name)?;
+    Ok(Share {
+        share: (used1 - used0).as_secs_f64() / wall.as_secs_f64(),
+        throttled: throttled1 - throttled0,
+    })
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+// ANCHOR: cpu_test
+/// `--cpus 0.2`: 20% ± 5% of one CPU, from the cgroup's accounting. The quota
+/// is a ceiling: above 25% is always a failure. Below 15% the loop did not get
+/// even its quota, which happens only when other work keeps both CPUs busy;
+/// then the throttle count shows whether the quota still bit, and the test
+/// measures again (three times at most) rather than accept a lower bound.
+fn cpus_0_2_is_20_percent_of_one_cpu() -> Result<()> {
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let Share { share, throttled } = measure_hog(&["--cpus", "0.2"])?;
+        seen.push(format!(
+            "{:.1}% (throttled in {throttled} periods)",
+            share * 100.0
+        ));
+        ensure!(share <= 0.25, "the quota was exceeded: {seen:?}");
+        // ~20 periods of 100 ms in 2 s: the loop hits its quota in nearly every one.
+        if share >= 0.15 && throttled >= 10 {
+            eprintln!("cpu share under --cpus 0.2: {}", seen.join(", "));
+            return Ok(());
+        }
+        eprintln!("contention? {seen:?}, load average {}", loadavg());
+    }
+    bail!(
+        "never 20% ± 5% in three tries: {seen:?}, load average {}",
+        loadavg()
+    )
+}
+// ANCHOR_END: cpu_test
+
+/// The same loop without `--cpus` uses more than the 25% ceiling, and the
+/// kernel never throttles it: the test above would fail without the limit.
+fn without_cpus_the_loop_takes_more() -> Result<()> {
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let Share { share, throttled } = measure_hog(&[])?;
+        seen.push(format!("{:.1}%", share * 100.0));
+        ensure!(throttled == 0, "throttled without a quota: {throttled}");
+        if share > 0.5 {
+            eprintln!("cpu share without --cpus: {}", seen.join(", "));
+            return Ok(());
+        }
+    }
+    bail!(
+        "the unlimited loop got only {seen:?}, load average {}",
+        loadavg()
+    )
+}
+
+/// A counter the kernel keeps in a group's files (of a group kept with
+/// `--keep-cgroup`): the number after `key` in any of `files`, summed over
+/// the group's directories.
+fn counted(name: &str, files: &[&str], key: &str) -> Result<u64> {
+    let mut total = 0;
+    for dir in cgroups_named(name)? {
+        for file in files {
+            let path = dir.join(file);
+            if path.exists() {
+                for line in read(&path)?.lines() {
+                    if let Some((k, n)) = line.split_once(' ') {
+                        if k == key {
+                            total += n.parse::<u64>()?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// OOM kills: v1 memory.oom_control, v2 memory.events.
+fn oom_kills_counted(name: &str) -> Result<u64> {
+    counted(name, &["memory.oom_control", "memory.events"], "oom_kill")
+}
+
+fn dd(size: &str) -> Vec<String> {
+    // dd's buffer is one block: bs=64M makes it allocate and fill 64 MiB.
+    [
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        &format!("bs={size}"),
+        "count=1",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn memory_run(flags: &[&str], size: &str) -> Result<(Output, String, u64)> {
+    let argv = dd(size);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut flags = flags.to_vec();
+    flags.push("--keep-cgroup");
+    let (out, name) = run_container(&flags, &argv)?;
+    let kills = oom_kills_counted(&name);
+    remove_kept(&name)?;
+    Ok((out, name, kills?))
+}
+
+fn memory_hog_is_oom_killed_and_reported() -> Result<()> {
+    let (out, _, kills) = memory_run(&["--memory", "32M"], "64M")?;
+    out.expect_code(137)?;
+    ensure!(
+        out.stderr
+            .contains("out of memory: the kernel's OOM killer killed 1 process of the container (--memory 32M)"),
+        "stderr: {}",
+        out.stderr
+    );
+    ensure!(kills == 1, "the kernel counted {kills} OOM kills");
+    Ok(())
+}
+
+/// Runs `dd` with a `size` buffer and checks that it ran to the end, with
+/// no OOM kill reported or counted.
+fn memory_fits(flags: &[&str], size: &str) -> Result<()> {
+    let (out, _, kills) = memory_run(flags, size)?;
+    out.expect_code(0)?;
+    ensure!(
+        !out.stderr.contains("out of memory"),
+        "stderr: {}",
+        out.stderr
+    );
+    ensure!(kills == 0, "the kernel counted {kills} OOM kills");
+    Ok(())
+}
+
+fn eight_mib_fit_under_32m() -> Result<()> {
+    memory_fits(&["--memory", "32M"], "8M")
+}
+
+fn without_memory_the_hog_is_not_killed() -> Result<()> {
+    memory_fits(&[], "64M")
+}
+
+/// How often the group's pids.max refused a fork (`max` in pids.events).
+fn fork_refusals(name: &str) -> Result<u64> {
+    counted(name, &["pids.events"], "max")
+}
+
+fn fork_loop_is_capped_by_pids() -> Result<()> {
+    let (out, name) = run_container(&["--pids", "16", "--keep-cgroup"], &["sh", "-c", FORKS])?;
+    let refused = fork_refusals(&name);
+    remove_kept(&name)?;
+    let refused = refused?;
+    // fork(2) fails with EAGAIN, which busybox sh reports and gives up.
+    ensure!(
+        out.stderr
+            .contains("can't fork: Resource temporarily unavailable"),
+        "stderr: {}",
+        out.stderr
+    );
+    ensure!(!out.stdout.contains("all forked"), "stdout: {}", out.stdout);
+    ensure!(out.code != 0, "exit code {}", out.code);
+    ensure!(refused >= 1, "pids.events counted {refused} refused forks");
+    Ok(())
+}
+
+fn without_pids_the_loop_forks_them_all() -> Result<()> {
+    let (out, name) = run_container(&[], &["sh", "-c", FORKS])?;
+    out.expect_code(0)?;
+    ensure!(out.stdout.trim() == "all forked", "stdout: {}", out.stdout);
+    ensure_removed(&name)
+}
+
+fn cgroup_holds_the_child_while_running_and_goes_after() -> Result<()> {
+    let running = Running::start(&["--memory", "64M"], &["sleep", "1"])?;
+    let paths = proc_cgroup_paths(running.child)?;
+    let inside = paths
+        .iter()
+        .filter(|p| p.ends_with(&format!("/{}", running.name)))
+        .count();
+    ensure!(
+        inside == running.dirs.len(),
+        "/proc/{}/cgroup: {paths:?}, dirs {:?}",
+        running.child,
+        running.dirs
+    );
+    let name = running.name.clone();
+    running.bg.finish(Duration::from_secs(20))?.expect_code(0)?;
+    ensure_removed(&name)
+}
+
+fn sigkill_of_the_child_still_removes_the_cgroup() -> Result<()> {
+    let running = Running::start(&["--pids", "8"], &["sleep", "30"])?;
+    let (out, name) = running.kill_child()?;
+    out.expect_code(137)?;
+    ensure_removed(&name)
+}
+
+/// The narration shows the order: every cgroup.procs write comes before the
+/// runtime releases the child, and so before the child's first step.
+fn the_child_joins_before_it_is_released() -> Result<()> {
+    let (out, name) = run_container(&["-v", "--cpus", "0.5"], &["true"])?;
+    out.expect_code(0)?;
+    ensure_removed(&name)?;
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let position = |needle: &str| lines.iter().position(|l| l.contains(needle));
+    let last_join = lines
+        .iter()
+        .rposition(|l| {
+            l.starts_with("[runtime] write ") && l.contains(&format!("/{name}/cgroup.procs \""))
+        })
+        .context("no cgroup.procs write narrated")?;
+    let release = position("write(sync pipe)").context("no release narrated")?;
+    let first_child = position("[child]").context("no child narration")?;
+    ensure!(
+        last_join < release && release < first_child,
+        "order wrong:\n{}",
+        out.stderr
+    );
+    Ok(())
+}
+
+/// The files written match the layout: v1 names on a v1 or hybrid machine,
+/// v2 names on a v2 machine.
+fn limits_are_written_to_the_layouts_files() -> Result<()> {
+    let (out, name) = run_container(
+        &["-v", "--cpus", "0.2", "--memory", "64M", "--pids", "32"],
+        &["true"],
+    )?;
+    out.expect_code(0)?;
+    ensure_removed(&name)?;
+    let layout = Hierarchies::detect()?.layout()?;
+    let expected: &[&str] = match layout.version() {
+        Version::V1 => &[
+            "/cpu.cfs_period_us \"100000\"",
+            "/cpu.cfs_quota_us \"20000\"",
+            "/memory.limit_in_bytes \"67108864\"",
+            "/pids.max \"32\"",
+        ],
+        Version::V2 => &[
+            "/cpu.max \"20000 100000\"",
+            "/memory.max \"67108864\"",
+            "/memory.swap.max \"0\"",
+            "/pids.max \"32\"",
+        ],
+    };
+    ensure!(
+        out.stderr
+            .contains(&format!("[runtime] cgroup layout: {layout}")),
+        "layout not narrated: {}",
+        out.stderr
+    );
+    for file in expected {
+        ensure!(
+            out.stderr.lines().any(|l| l.starts_with("[runtime] write ")
+                && l.contains(&name)
+                && l.ends_with(file)),
+            "no write ending in {file}:\n{}",
+            out.stderr
+        );
+    }
+    Ok(())
+}
+
+fn keep_cgroup_leaves_it_for_inspection() -> Result<()> {
+    let (out, name) = run_container(&["--keep-cgroup", "--pids", "8"], &["true"])?;
+    let kept = cgroups_named(&name)?;
+    let pids_max: Vec<String> = kept
+        .iter()
+        .filter(|d| d.join("pids.max").exists())
+        .map(|d| read(&d.join("pids.max")))
+        .collect::<Result<_>>()?;
+    remove_kept(&name)?;
+    out.expect_code(0)?;
+    ensure!(!kept.is_empty(), "nothing kept");
+    ensure!(
+        pids_max == ["8"],
+        "pids.max in the kept cgroup: {pids_max:?}"
+    );
+    for dir in &kept {
+        ensure!(
+            out.stderr
+                .contains(&format!("kept cgroup {}", dir.display())),
+            "{} not reported: {}",
+            dir.display(),
+            out.stderr
+        );
+    }
+    Ok(())
+}
+
+/// Nonsense limits are refused in one line, before anything exists.
+fn bad_limits_are_refused() -> Result<()> {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--cpus", "0"], "must be above 0"),
+        (&["--cpus", "lots"], "is not a number of CPUs"),
+        (&["--cpus", "0.001"], "below the kernel's minimum of 0.01"),
+        (&["--cpus", "4096"], "ask for at most"),
+        (&["--memory", "10"], "below one page"),
+        (&["--memory", "64Q"], "unknown unit"),
+        (&["--pids", "0"], "at least 1"),
+    ];
+    for (flags, message) in cases {
+        let (out, name) = run_container(flags, &["true"])?;
+        ensure!(out.code == 2, "{flags:?}: exit {}", out.code);
+        let first = out.stderr.lines().next().unwrap_or_default();
+        ensure!(
+            first.starts_with("error: invalid value") && first.contains(message),
+            "{flags:?}: {}",
+            out.stderr
+        );
+        ensure_removed(&name)?;
+    }
+    Ok(())
+}
+
+/// A command that cannot be executed ends the container with 126, and the
+/// cgroup still goes.
+fn a_failed_exec_leaves_no_cgroup() -> Result<()> {
+    let (out, name) = run_container(&["--memory", "64M"], &["/etc/passwd"])?;
+    out.expect_code(126)?;
+    ensure_removed(&name)
+}
+
+/// /proc is not cgroup-aware: inside, under a 64M limit and half a CPU,
+/// /proc/meminfo and nproc still describe the host.
+fn proc_shows_the_host_not_the_limits() -> Result<()> {
+    let host_mem = fs::read_to_string("/proc/meminfo")?
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let host_cpus = output(Command::new("nproc"))?.stdout;
+    let (out, _) = run_container(
+        &["--memory", "64M", "--cpus", "0.5"],
+        &["sh", "-c", "head -n 1 /proc/meminfo; nproc"],
+    )?;
+    out.expect_code(0)?;
+    ensure!(
+        out.stdout == format!("{host_mem}\n{host_cpus}"),
+        "inside: {:?}, host: {host_mem:?} {host_cpus:?}",
+        out.stdout
+    );
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    cfs_tests::main(vec![
+        root(
+            "cpus_0_2_is_20_percent_of_one_cpu",
+            cpus_0_2_is_20_percent_of_one_cpu,
+        ),
+        root(
+            "without_cpus_the_loop_takes_more",
+            without_cpus_the_loop_takes_more,
+        ),
+        root(
+            "memory_hog_is_oom_killed_and_reported",
+            memory_hog_is_oom_killed_and_reported,
+        ),
+        root("eight_mib_fit_under_32m", eight_mib_fit_under_32m),
+        root(
+            "without_memory_the_hog_is_not_killed",
+            without_memory_the_hog_is_not_killed,
+        ),
+        root("fork_loop_is_capped_by_pids", fork_loop_is_capped_by_pids),
+        root(
+            "without_pids_the_loop_forks_them_all",
+            without_pids_the_loop_forks_them_all,
+        ),
+        root(
+            "cgroup_holds_the_child_while_running_and_goes_after",
+            cgroup_holds_the_child_while_running_and_goes_after,
+        ),
+        root(
+            "sigkill_of_the_child_still_removes_the_cgroup",
+            sigkill_of_the_child_still_removes_the_cgroup,
+        ),
+        root(
+            "the_child_joins_before_it_is_released",
+            the_child_joins_before_it_is_released,
+        ),
+        root(
+            "limits_are_written_to_the_layouts_files",
+            limits_are_written_to_the_layouts_files,
+        ),
+        root(
+            "keep_cgroup_leaves_it_for_inspection",
+            keep_cgroup_leaves_it_for_inspection,
+        ),
+        root("bad_limits_are_refused", bad_limits_are_refused),
+        root(
+            "a_failed_exec_leaves_no_cgroup",
+            a_failed_exec_leaves_no_cgroup,
+        ),
+        root(
+            "proc_shows_the_host_not_the_limits",
+            proc_shows_the_host_not_the_limits,
+        ),
+        root(
+            "lib_create_holds_the_process_and_remove_kills_and_cleans_up",
+            lib_create_holds_the_process_and_remove_kills_and_cleans_up,
+        ),
+        root("lib_drop_removes_the_cgroup", lib_drop_removes_the_cgroup),
+        root("lib_keep_leaves_the_cgroup", lib_keep_leaves_the_cgroup),
+        root(
+            "lib_a_failed_create_leaves_nothing_behind",
+            lib_a_failed_create_leaves_nothing_behind,
+        ),
+        root(
+            "v2_backend_on_the_real_cgroup2_tree",
+            v2_backend_on_the_real_cgroup2_tree,
+        ),
+        root(
+            "v2_backend_limits_need_the_controllers",
+            v2_backend_limits_need_the_controllers,
+        ),
+    ])
+}

@@ -1,0 +1,1034 @@
+//! Chapter 6: an OCI runtime. Each test writes a bundle (config.json made by
+//! the runtime's own `spec`, then edited), drives the runtime with runc's
+//! command line, and checks the result from outside (`/proc/<pid>/status`,
+//! `/proc/<pid>/ns/*`, the state directory, the mount table) or from inside
+//! (busybox commands in the container).
+
+use std::fs;
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+use cfs_tests::kernel::{assert_mounts_unchanged, mounts, ns_inode, state};
+use cfs_tests::run::{chapter, output, wait_for, Output};
+use cfs_tests::{bail, ensure, paths, plain, root, Context, Result};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use serde_json::{json, Value};
+
+const BIN: &str = "ch06-full-runtime";
+
+/// A bundle in a temporary directory, with its own state root, whose
+/// containers are deleted (`delete --force`) when it is dropped.
+struct Bundle {
+    dir: tempfile::TempDir,
+    state: tempfile::TempDir,
+    config: Value,
+    ids: std::cell::RefCell<Vec<String>>,
+}
+
+impl Bundle {
+    /// `spec`, then: the default busybox rootfs (read-only), no terminal, `args`.
+    fn new(args: &[&str]) -> Result<Bundle> {
+        let dir = tempfile::tempdir()?;
+        let state = tempfile::tempdir()?;
+        let out = output(chapter(
+            BIN,
+            &["spec", "--bundle", &dir.path().to_string_lossy()],
+        ))?;
+        out.expect_code(0)?;
+        let text = fs::read_to_string(dir.path().join("config.json"))?;
+        let mut config: Value = serde_json::from_str(&text)?;
+        config["root"] = json!({ "path": paths::rootfs()?, "readonly": true });
+        config["process"]["terminal"] = json!(false);
+        config["process"]["args"] = json!(args);
+        // A writable /tmp: the rootfs itself stays read-only.
+        config["mounts"]
+            .as_array_mut()
+            .context("default spec without mounts")?
+            .push(
+                json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                         "options": ["nosuid", "nodev", "size=1m"]}),
+            );
+        let bundle = Bundle {
+            dir,
+            state,
+            config,
+            ids: Default::default(),
+        };
+        bundle.save()?;
+        Ok(bundle)
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn save(&self) -> Result<()> {
+        fs::write(
+            self.path().join("config.json"),
+            serde_json::to_string_pretty(&self.config)?,
+        )?;
+        Ok(())
+    }
+
+    /// The runtime with `--root` set to this bundle's state root.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = chapter(BIN, &["--root", &self.state.path().to_string_lossy()]);
+        cmd.args(args).current_dir(self.path());
+        cmd
+    }
+
+    fn rt(&self, args: &[&str]) -> Result<Output> {
+        output(self.cmd(args))
+    }
+
+    /// `run ID` to the end.
+    fn run(&self, id: &str) -> Result<Output> {
+        self.ids.borrow_mut().push(id.to_string());
+        self.rt(&["run", id])
+    }
+
+    /// `create ID`, with the container's stdio on files (a container keeps
+    /// its stdio open, so it must not be a pipe the test waits on).
+    fn create(&self, id: &str) -> Result<Output> {
+        self.create_with(id, &[])
+    }
+
+    /// `create [FLAGS...] ID`.
+    fn create_with(&self, id: &str, flags: &[&str]) -> Result<Output> {
+        self.ids.borrow_mut().push(id.to_string());
+        let out_path = self.path().join(format!("{id}.out"));
+        let err_path = self.path().join(format!("{id}.err"));
+        let mut args = vec!["create"];
+        args.extend(flags);
+        args.push(id);
+        let status = self
+            .cmd(&args)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out_path)?)
+            .stderr(fs::File::create(&err_path)?)
+            .status()?;
+        Ok(Output {
+            code: status.code().unwrap_or(-1),
+            stdout: fs::read_to_string(&out_path)?,
+            stderr: fs::read_to_string(&err_path)?,
+        })
+    }
+
+    /// What the container wrote to its stdout so far (after `create`).
+    fn container_stdout(&self, id: &str) -> Result<String> {
+        Ok(fs::read_to_string(self.path().join(format!("{id}.out")))?)
+    }
+
+    /// create + start, returning the container's PID.
+    fn start(&self, id: &str) -> Result<String> {
+        self.create(id)?.expect_code(0)?;
+        self.rt(&["start", id])?.expect_code(0)?;
+        self.pid(id)
+    }
+
+    fn state(&self, id: &str) -> Result<Value> {
+        let out = self.rt(&["state", id])?;
+        out.expect_code(0)?;
+        Ok(serde_json::from_str(&out.stdout)?)
+    }
+
+    fn status(&self, id: &str) -> Result<String> {
+        Ok(self.state(id)?["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    fn pid(&self, id: &str) -> Result<String> {
+        Ok(self.state(id)?["pid"].to_string())
+    }
+
+    /// The ids with state left in the state root.
+    fn leftovers(&self) -> Result<Vec<String>> {
+        Ok(fs::read_dir(self.state.path())?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect())
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        for id in self.ids.borrow().iter() {
+            let _ = self.rt(&["delete", "--force", id]);
+        }
+    }
+}
+
+/// Fails unless `out` is a failure whose stderr says `text`.
+fn fails_with(out: &Output, text: &str) -> Result<()> {
+    ensure!(
+        out.code != 0 && out.stderr.contains(text),
+        "expected a failure saying {text:?}, got {out:?}"
+    );
+    Ok(())
+}
+
+/// A line of `/proc/<pid>/status`, e.g. `CapEff`.
+fn status_field(pid: &str, field: &str) -> Result<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_string())
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
+}
+
+/// The bit mask of a list of capability numbers, as `/proc/<pid>/status` shows it.
+fn cap_mask(numbers: &[u32]) -> String {
+    format!(
+        "{:016x}",
+        numbers.iter().fold(0u64, |mask, n| mask | (1u64 << n))
+    )
+}
+
+/// Runs `script` in a container made from `edit`ed default config; returns stdout.
+fn run_script(script: &str, edit: impl FnOnce(&mut Value)) -> Result<String> {
+    let mut bundle = Bundle::new(&["sh", "-c", script])?;
+    edit(&mut bundle.config);
+    bundle.save()?;
+    let out = bundle.run("c")?;
+    out.expect_code(0)?;
+    Ok(out.stdout)
+}
+
+fn lifecycle() -> Result<()> {
+    let before = mounts()?;
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; echo started; while :; do sleep 0.1; done",
+    ])?;
+    b.create("life")?.expect_code(0)?;
+    let state = b.state("life")?;
+    ensure!(state["status"] == "created", "after create: {state}");
+    let pid = state["pid"].to_string();
+    // The process exists, set up, but has not executed the command yet: it is
+    // still the runtime's binary, blocked on exec.fifo.
+    let exe = fs::read_link(format!("/proc/{pid}/exe"))?;
+    ensure!(
+        exe.ends_with(BIN),
+        "created process already runs {}",
+        exe.display()
+    );
+    ensure!(b.container_stdout("life")?.is_empty(), "command ran early");
+    ensure!(
+        b.state.path().join("life/exec.fifo").exists(),
+        "no exec.fifo"
+    );
+
+    b.rt(&["start", "life"])?.expect_code(0)?;
+    ensure!(b.status("life")? == "running", "after start");
+    wait_for(Duration::from_secs(5), || {
+        b.container_stdout("life").ok().filter(|s| s == "started\n")
+    })?;
+    ensure!(
+        !b.state.path().join("life/exec.fifo").exists(),
+        "exec.fifo left after start"
+    );
+    fails_with(&b.rt(&["start", "life"])?, "it is running, not created")?;
+
+    b.rt(&["kill", "life", "SIGTERM"])?.expect_code(0)?;
+    wait_for(Duration::from_secs(5), || {
+        (b.status("life").ok()? == "stopped").then_some(())
+    })?;
+    b.rt(&["delete", "life"])?.expect_code(0)?;
+    ensure!(
+        b.leftovers()?.is_empty(),
+        "state left: {:?}",
+        b.leftovers()?
+    );
+    let out = b.rt(&["state", "life"])?;
+    fails_with(&out, "does not exist")?;
+    assert_mounts_unchanged(&before)
+}
+
+fn signal_names() -> Result<()> {
+    for signal in ["TERM", "SIGTERM", "15", "term"] {
+        let b = Bundle::new(&[
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+        ])?;
+        b.start("s")?;
+        std::thread::sleep(Duration::from_millis(100));
+        b.rt(&["kill", "s", signal])?.expect_code(0)?;
+        wait_for(Duration::from_secs(5), || {
+            (b.status("s").ok()? == "stopped").then_some(())
+        })
+        .with_context(|| format!("kill s {signal}"))?;
+    }
+    let b = Bundle::new(&["true"])?;
+    let out = b.rt(&["kill", "nope", "NOSUCHSIG"])?;
+    ensure!(out.code != 0, "{out:?}");
+    Ok(())
+}
+
+fn kill_all_reaches_every_process() -> Result<()> {
+    // PID 1 (sleep, no handler) ignores TERM; its sibling sleep does not.
+    let b = Bundle::new(&["sh", "-c", "sleep 30 & exec sleep 31"])?;
+    let pid1 = b.start("k")?;
+    let sibling = wait_for(Duration::from_secs(5), || {
+        let out = b.rt(&["ps", "--format", "json", "k"]).ok()?;
+        let pids: Vec<i64> = serde_json::from_str(&out.stdout).ok()?;
+        pids.into_iter().map(|p| p.to_string()).find(|p| *p != pid1)
+    })?;
+    // Dead means gone or a zombie (PID 1 here never reaps).
+    let dead = |pid: &str| matches!(state(pid), None | Some('Z'));
+    b.rt(&["kill", "k", "TERM"])?.expect_code(0)?;
+    std::thread::sleep(Duration::from_millis(200));
+    ensure!(!dead(&sibling), "TERM to PID 1 alone reached {sibling}");
+    b.rt(&["kill", "--all", "k", "TERM"])?.expect_code(0)?;
+    wait_for(Duration::from_secs(5), || dead(&sibling).then_some(()))
+        .context("kill --all did not reach the second process")?;
+    ensure!(!dead(&pid1), "PID 1 has no handler for TERM and lives on");
+    Ok(())
+}
+
+fn stopped_on_its_own() -> Result<()> {
+    let b = Bundle::new(&["sh", "-c", "sleep 0.3"])?;
+    b.start("own")?;
+    ensure!(b.status("own")? == "running", "just started");
+    wait_for(Duration::from_secs(5), || {
+        (b.status("own").ok()? == "stopped").then_some(())
+    })?;
+    ensure!(
+        b.state("own")?["pid"] == 0,
+        "a stopped container has no pid"
+    );
+    b.rt(&["delete", "own"])?.expect_code(0)?;
+    Ok(())
+}
+
+fn state_is_creating_during_create() -> Result<()> {
+    // A createRuntime hook runs while create is under way: it asks the
+    // runtime for the state of the very container being created.
+    let mut b = Bundle::new(&["true"])?;
+    let seen = b.path().join("seen");
+    let state_cmd = format!(
+        "{} --root {} state mid > {}",
+        paths::bin(BIN).display(),
+        b.state.path().display(),
+        seen.display()
+    );
+    b.config["hooks"] =
+        json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", state_cmd]}]});
+    b.save()?;
+    b.create("mid")?.expect_code(0)?;
+    let during: Value = serde_json::from_str(&fs::read_to_string(&seen)?)?;
+    ensure!(during["status"] == "creating", "during create: {during}");
+    ensure!(b.status("mid")? == "created", "after create");
+    Ok(())
+}
+
+fn delete_rules() -> Result<()> {
+    let b = Bundle::new(&["sleep", "30"])?;
+    let pid = b.start("d")?;
+    fails_with(&b.rt(&["delete", "d"])?, "use --force")?;
+    ensure!(
+        b.status("d")? == "running",
+        "a refused delete changed the container"
+    );
+    ensure!(Path::new(&format!("/proc/{pid}")).exists());
+    b.rt(&["delete", "--force", "d"])?.expect_code(0)?;
+    ensure!(
+        matches!(state(&pid), None | Some('Z')),
+        "process {pid} survived delete --force"
+    );
+    ensure!(b.leftovers()?.is_empty());
+    // Engines call it on ids that may be gone already.
+    b.rt(&["delete", "--force", "never-existed"])?
+        .expect_code(0)?;
+    let out = b.rt(&["delete", "never-existed"])?;
+    fails_with(&out, "does not exist")?;
+    // A created container (its command never ran) may be deleted without force.
+    b.create("c")?.expect_code(0)?;
+    b.rt(&["delete", "c"])?.expect_code(0)?;
+    ensure!(b.leftovers()?.is_empty());
+    Ok(())
+}
+
+fn run_returns_the_exit_code() -> Result<()> {
+    let b = Bundle::new(&["sh", "-c", "echo out; exit 3"])?;
+    let out = b.run("r")?;
+    out.expect_code(3)?;
+    ensure!(out.stdout == "out\n", "{out:?}");
+    ensure!(b.leftovers()?.is_empty(), "run leaves no state");
+    Ok(())
+}
+
+/// Spoils a bundle for one bad-bundle case.
+type BreakBundle = Box<dyn Fn(&Bundle) -> Result<()>>;
+
+fn bad_bundles() -> Result<()> {
+    let before = mounts()?;
+    let cases: Vec<(&str, BreakBundle, &str)> = vec![
+        (
+            "missing config.json",
+            Box::new(|b| Ok(fs::remove_file(b.path().join("config.json"))?)),
+            "config.json",
+        ),
+        (
+            "bad JSON",
+            Box::new(|b| Ok(fs::write(b.path().join("config.json"), "{ oops")?)),
+            "not valid JSON",
+        ),
+        (
+            "unsupported ociVersion",
+            Box::new(|b| {
+                let mut c = b.config.clone();
+                c["ociVersion"] = json!("9.0.0");
+                Ok(fs::write(b.path().join("config.json"), c.to_string())?)
+            }),
+            "ociVersion \"9.0.0\" is not supported",
+        ),
+        (
+            "missing root",
+            Box::new(|b| {
+                let mut c = b.config.clone();
+                c["root"]["path"] = json!("no-such-rootfs");
+                Ok(fs::write(b.path().join("config.json"), c.to_string())?)
+            }),
+            "root.path",
+        ),
+        (
+            "invalid capability",
+            Box::new(|b| {
+                let mut c = b.config.clone();
+                c["process"]["capabilities"]["bounding"] = json!(["CAP_CHOWN", "CAP_FLY"]);
+                Ok(fs::write(b.path().join("config.json"), c.to_string())?)
+            }),
+            "process.capabilities.bounding[1]",
+        ),
+        (
+            "command not in the rootfs",
+            Box::new(|b| {
+                let mut c = b.config.clone();
+                c["process"]["args"] = json!(["no-such-command"]);
+                Ok(fs::write(b.path().join("config.json"), c.to_string())?)
+            }),
+            "command not found: no-such-command",
+        ),
+    ];
+    for (what, break_it, expected) in cases {
+        let b = Bundle::new(&["true"])?;
+        break_it(&b)?;
+        let log = b.path().join("log.json");
+        let out = output(b.cmd(&[
+            "--log",
+            &log.to_string_lossy(),
+            "--log-format",
+            "json",
+            "create",
+            "x",
+        ]))?;
+        ensure!(out.code != 0, "{what}: create succeeded");
+        // Warnings aside (linux.resources until chapter 4 is merged), one line.
+        let lines: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| !l.contains(": warning: "))
+            .collect();
+        ensure!(
+            lines.len() == 1 && lines[0].contains(expected),
+            "{what}: expected one line with {expected:?}, got {:?}",
+            out.stderr
+        );
+        ensure!(
+            b.leftovers()?.is_empty(),
+            "{what}: state left behind: {:?}",
+            b.leftovers()?
+        );
+        // The same error, as a JSON line where containerd's shim looks.
+        let text = fs::read_to_string(&log)?;
+        let last: Value = serde_json::from_str(text.lines().last().unwrap_or_default())?;
+        ensure!(
+            last["level"] == "error" && last["msg"].as_str().unwrap_or("").contains(expected),
+            "{what}: log line {last}"
+        );
+    }
+    assert_mounts_unchanged(&before)
+}
+
+fn cli_flags() -> Result<()> {
+    let out = output(chapter(BIN, &["--version"]))?;
+    out.expect_code(0)?;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    ensure!(
+        lines.len() == 3 && lines[1].starts_with("commit: ") && lines[2].starts_with("spec: 1."),
+        "{:?}",
+        out.stdout
+    );
+    let out = output(chapter(BIN, &["--systemd-cgroup", "list"]))?;
+    fails_with(&out, "--systemd-cgroup is not supported")?;
+    // Engines put global flags first; they must parse with any command.
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().to_string_lossy().into_owned();
+    let out = output(chapter(
+        BIN,
+        &[
+            "--root",
+            &root,
+            "--log",
+            &format!("{root}/log"),
+            "--log-format",
+            "json",
+            "list",
+        ],
+    ))?;
+    out.expect_code(0)?;
+    ensure!(out.stdout.starts_with("ID "), "{out:?}");
+    Ok(())
+}
+
+fn namespaces_new_and_joined() -> Result<()> {
+    let b = Bundle::new(&["sleep", "30"])?;
+    let pid = b.start("a")?;
+    for kind in ["pid", "net", "ipc", "uts", "mnt", "cgroup"] {
+        ensure!(
+            ns_inode(&pid, kind)? != ns_inode("self", kind)?,
+            "the container shares the host's {kind} namespace"
+        );
+    }
+    ensure!(
+        ns_inode(&pid, "user")? == ns_inode("self", "user")?,
+        "no user namespace was asked for"
+    );
+    // A second container joins the first one's network namespace by path.
+    let mut joiner = Bundle::new(&["sleep", "30"])?;
+    for ns in joiner.config["linux"]["namespaces"]
+        .as_array_mut()
+        .context("namespaces")?
+    {
+        if ns["type"] == "network" {
+            ns["path"] = json!(format!("/proc/{pid}/ns/net"));
+        }
+    }
+    joiner.save()?;
+    let other = joiner.start("b")?;
+    ensure!(
+        ns_inode(&other, "net")? == ns_inode(&pid, "net")?,
+        "did not join the network namespace"
+    );
+    ensure!(
+        ns_inode(&other, "uts")? != ns_inode(&pid, "uts")?,
+        "only net was to be shared"
+    );
+    Ok(())
+}
+
+fn hostname_user_and_groups() -> Result<()> {
+    let out = run_script("hostname; id", |c| {
+        c["hostname"] = json!("box6");
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [10, 20]});
+    })?;
+    ensure!(out == "box6\nuid=1000 gid=1001 groups=10,20\n", "{out:?}");
+    Ok(())
+}
+
+fn capabilities_all_five_sets() -> Result<()> {
+    let mut b = Bundle::new(&["sleep", "30"])?;
+    // CAP_CHOWN=0, CAP_KILL=5, CAP_NET_BIND_SERVICE=10, CAP_SYS_ADMIN=21
+    b.config["process"]["capabilities"] = json!({
+        "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        "effective": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        "inheritable": ["CAP_NET_BIND_SERVICE"],
+        "ambient": ["CAP_NET_BIND_SERVICE"],
+    });
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    b.save()?;
+    let pid = b.start("caps")?;
+    // After execve as uid 1000: ambient caps become permitted and effective.
+    for (field, expected) in [
+        ("CapBnd", cap_mask(&[0, 5, 10])),
+        ("CapInh", cap_mask(&[10])),
+        ("CapAmb", cap_mask(&[10])),
+        ("CapPrm", cap_mask(&[10])),
+        ("CapEff", cap_mask(&[10])),
+    ] {
+        let actual = status_field(&pid, field)?;
+        ensure!(actual == expected, "{field}: {actual}, expected {expected}");
+    }
+    // As root, the default config's bounding set is what the process gets.
+    let out = run_script("grep -E '^Cap(Eff|Bnd)' /proc/self/status", |_| {})?;
+    ensure!(
+        !out.contains("000001ffffffffff") && out.lines().count() == 2,
+        "{out}"
+    );
+    let sys_admin = 1u64 << 21;
+    for line in out.lines() {
+        let hex = line.split_whitespace().last().unwrap_or("0");
+        let mask = u64::from_str_radix(hex, 16)?;
+        ensure!(mask & sys_admin == 0, "CAP_SYS_ADMIN kept: {line}");
+    }
+    Ok(())
+}
+
+fn no_new_privileges_and_seccomp() -> Result<()> {
+    let mut b = Bundle::new(&["sh", "-c", "mkdir /tmp/x; echo rc=$?; sleep 30"])?;
+    b.config["process"]["noNewPrivileges"] = json!(true);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    b.save()?;
+    let pid = b.start("sec")?;
+    ensure!(status_field(&pid, "NoNewPrivs")? == "1", "NoNewPrivs");
+    ensure!(status_field(&pid, "Seccomp")? == "2", "Seccomp mode");
+    let out = wait_for(Duration::from_secs(5), || {
+        b.container_stdout("sec").ok().filter(|s| s.contains("rc="))
+    })?;
+    ensure!(out.contains("rc=1"), "mkdir was not refused: {out:?}");
+    let err = fs::read_to_string(b.path().join("sec.err"))?;
+    ensure!(err.contains("Operation not permitted"), "{err:?}");
+
+    // Without both: no filter, and no_new_privs off.
+    let mut b = Bundle::new(&["sleep", "30"])?;
+    b.config["process"]["noNewPrivileges"] = json!(false);
+    b.save()?;
+    let pid = b.start("plain")?;
+    ensure!(status_field(&pid, "NoNewPrivs")? == "0");
+    ensure!(status_field(&pid, "Seccomp")? == "0");
+    Ok(())
+}
+
+fn masked_readonly_paths_and_readonly_root() -> Result<()> {
+    let out = run_script(
+        "wc -c < /proc/timer_list; ls /sys/firmware | wc -l; \
+         echo 1 > /proc/sys/kernel/domainname || echo ro-proc-sys; \
+         touch /newfile || echo ro-root; touch /tmp/ok && echo tmp-rw",
+        |c| {
+            c["linux"]["maskedPaths"] = json!(["/proc/timer_list", "/sys/firmware"]);
+            c["linux"]["readonlyPaths"] = json!(["/proc/sys"]);
+        },
+    )?;
+    let lines: Vec<&str> = out.lines().collect();
+    ensure!(
+        lines == ["0", "0", "ro-proc-sys", "ro-root", "tmp-rw"],
+        "{out:?}"
+    );
+    Ok(())
+}
+
+fn mounts_in_order_with_options() -> Result<()> {
+    let data = tempfile::tempdir()?;
+    fs::write(data.path().join("marker"), "from the host\n")?;
+    let host = data.path().to_string_lossy().into_owned();
+    let out = run_script(
+        "cat /mnt/a/data/marker; touch /mnt/a/data/x || echo ro-bind; \
+         grep ' /mnt/a ' /proc/self/mountinfo | grep -o nosuid",
+        move |c| {
+            let mounts = c["mounts"].as_array_mut().expect("mounts");
+            // The bind comes second: it lands inside the tmpfs of the first.
+            mounts.push(
+                json!({"destination": "/mnt/a", "type": "tmpfs", "source": "tmpfs",
+                               "options": ["nosuid", "size=64k"]}),
+            );
+            mounts.push(
+                json!({"destination": "/mnt/a/data", "type": "bind", "source": host,
+                               "options": ["rbind", "ro"]}),
+            );
+        },
+    )?;
+    ensure!(out == "from the host\nro-bind\nnosuid\n", "{out:?}");
+    ensure!(
+        fs::read_dir(data.path())?.count() == 1,
+        "the read-only bind was written"
+    );
+    Ok(())
+}
+
+fn rootfs_propagation() -> Result<()> {
+    let root_line = "awk '$5 == \"/\"' /proc/self/mountinfo";
+    let shared = run_script(root_line, |c| {
+        c["linux"]["rootfsPropagation"] = json!("shared");
+    })?;
+    ensure!(shared.contains("shared:"), "{shared:?}");
+    let private = run_script(root_line, |c| {
+        c["linux"]["rootfsPropagation"] = json!("private");
+    })?;
+    ensure!(!private.contains("shared:"), "{private:?}");
+    Ok(())
+}
+
+fn devices_default_and_listed() -> Result<()> {
+    let out = run_script(
+        "stat -c '%n %F %t:%T %a' /dev/null /dev/urandom /dev/mynull; echo x > /dev/null && echo null-ok",
+        |c| {
+            c["linux"]["devices"] = json!([{"path": "/dev/mynull", "type": "c", "major": 1,
+                                            "minor": 3, "fileMode": 384, "uid": 0, "gid": 0}]);
+        },
+    )?;
+    ensure!(
+        out == "/dev/null character special file 1:3 666\n\
+                /dev/urandom character special file 1:9 666\n\
+                /dev/mynull character special file 1:3 600\nnull-ok\n",
+        "{out:?}"
+    );
+    Ok(())
+}
+
+fn sysctl_rlimits_oom_score() -> Result<()> {
+    let host_forward = fs::read_to_string("/proc/sys/net/ipv4/ip_forward")?;
+    let out = run_script(
+        "cat /proc/sys/net/ipv4/ip_forward; ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj",
+        |c| {
+            c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+            c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456}]);
+            c["process"]["oomScoreAdj"] = json!(500);
+        },
+    )?;
+    ensure!(out == "1\n123\n456\n500\n", "{out:?}");
+    ensure!(
+        fs::read_to_string("/proc/sys/net/ipv4/ip_forward")? == host_forward,
+        "the host's sysctl changed"
+    );
+    Ok(())
+}
+
+fn user_namespace_maps() -> Result<()> {
+    let mut b = Bundle::new(&["sh", "-c", "id -u; sleep 30"])?;
+    // The container's root is host uid 100000: give it a rootfs it owns
+    // (pivot_root needs to create a directory in it).
+    let rootfs = b.path().join("rootfs");
+    let status = Command::new("cp")
+        .args([
+            "-a",
+            &paths::rootfs()?.to_string_lossy(),
+            &rootfs.to_string_lossy(),
+        ])
+        .status()?;
+    ensure!(status.success(), "cp -a rootfs");
+    let status = Command::new("chown")
+        .args(["-R", "100000:100000", &rootfs.to_string_lossy()])
+        .status()?;
+    ensure!(status.success(), "chown rootfs");
+    b.config["root"]["path"] = json!("rootfs");
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .context("namespaces")?
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.save()?;
+    let pid = b.start("u")?;
+    let map = fs::read_to_string(format!("/proc/{pid}/uid_map"))?;
+    ensure!(
+        map.split_whitespace().collect::<Vec<_>>() == ["0", "100000", "65536"],
+        "{map:?}"
+    );
+    let uid = status_field(&pid, "Uid")?;
+    ensure!(uid.starts_with("100000"), "host sees uid {uid}");
+    ensure!(ns_inode(&pid, "user")? != ns_inode("self", "user")?);
+    let out = wait_for(Duration::from_secs(5), || {
+        b.container_stdout("u").ok().filter(|s| !s.is_empty())
+    })?;
+    ensure!(out == "0\n", "inside, the process is root: {out:?}");
+    // Asking for a user namespace without maps is refused up front.
+    b.config["linux"]["uidMappings"] = json!(null);
+    b.save()?;
+    let out = b.create("nomaps")?;
+    fails_with(&out, "uidMappings")?;
+    Ok(())
+}
+
+fn hooks_get_the_state() -> Result<()> {
+    let mut b = Bundle::new(&["true"])?;
+    let out_dir = b.path().join("hooks");
+    fs::create_dir(&out_dir)?;
+    let host = out_dir.to_string_lossy().into_owned();
+    let hook = |dir: &str, name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {dir}/{name}.json")]});
+    b.config["hooks"] = json!({
+        "prestart": [hook(&host, "prestart")],
+        "createRuntime": [hook(&host, "createRuntime")],
+        "createContainer": [hook(&host, "createContainer")],
+        // Runs inside the container, after pivot_root: the bind mount below.
+        "startContainer": [hook("/hooks", "startContainer")],
+        "poststart": [hook(&host, "poststart")],
+        "poststop": [hook(&host, "poststop")],
+    });
+    b.config["mounts"].as_array_mut().context("mounts")?.push(
+        json!({"destination": "/hooks", "type": "bind", "source": host, "options": ["rbind"]}),
+    );
+    b.save()?;
+    b.run("hooked")?.expect_code(0)?;
+    for (name, status) in [
+        ("prestart", "creating"),
+        ("createRuntime", "creating"),
+        ("createContainer", "creating"),
+        ("startContainer", "created"),
+        ("poststart", "running"),
+        ("poststop", "stopped"),
+    ] {
+        let text = fs::read_to_string(out_dir.join(format!("{name}.json")))
+            .with_context(|| format!("hook {name} did not run"))?;
+        let state: Value = serde_json::from_str(&text)?;
+        ensure!(
+            state["id"] == "hooked" && state["status"] == status,
+            "{name}: {state}"
+        );
+        ensure!(
+            state["bundle"].as_str() == Some(&*b.path().canonicalize()?.to_string_lossy()),
+            "{name}: {state}"
+        );
+    }
+    // A failing createRuntime hook undoes the create.
+    b.config["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]});
+    b.save()?;
+    fails_with(
+        &b.create("failing")?,
+        "createRuntime hook 0 (/bin/false) failed",
+    )?;
+    ensure!(b.leftovers()?.is_empty(), "{:?}", b.leftovers()?);
+    Ok(())
+}
+
+fn exec_ps_and_list() -> Result<()> {
+    let mut b = Bundle::new(&["sleep", "30"])?;
+    b.config["hostname"] = json!("execbox");
+    b.save()?;
+    let pid = b.start("e")?;
+    let out = b.rt(&[
+        "exec",
+        "e",
+        "sh",
+        "-c",
+        "echo $$; hostname; cat /proc/1/comm",
+    ])?;
+    out.expect_code(0)?;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    ensure!(
+        lines.len() == 3 && lines[0] != "1" && lines[1] == "execbox" && lines[2] == "sleep",
+        "{out:?}"
+    );
+    let out = b.rt(&["exec", "e", "sh", "-c", "exit 7"])?;
+    out.expect_code(7)?;
+    let process = b.path().join("process.json");
+    fs::write(
+        &process,
+        json!({"args": ["sh", "-c", "id -u"], "cwd": "/", "user": {"uid": 4, "gid": 4},
+               "env": ["PATH=/bin"]})
+        .to_string(),
+    )?;
+    let out = b.rt(&["exec", "--process", &process.to_string_lossy(), "e"])?;
+    out.expect_code(0)?;
+    ensure!(out.stdout == "4\n", "{out:?}");
+
+    let out = b.rt(&["ps", "--format", "json", "e"])?;
+    out.expect_code(0)?;
+    let pids: Vec<i64> = serde_json::from_str(&out.stdout)?;
+    ensure!(pids == [pid.parse::<i64>()?], "{pids:?}");
+
+    // Detached, as containerd's shim runs it: the pid file (on the host, not
+    // in the container) names a process in the container's namespaces.
+    let pid_file = b.path().join("exec.pid");
+    let status = b
+        .cmd(&[
+            "exec",
+            "--detach",
+            "--pid-file",
+            &pid_file.to_string_lossy(),
+            "e",
+            "sleep",
+            "5",
+        ])
+        // Not pipes: the detached process keeps its stdio open.
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    ensure!(status.success(), "exec --detach: {status}");
+    let exec_pid = fs::read_to_string(&pid_file)?;
+    for kind in ["pid", "mnt", "net", "uts"] {
+        ensure!(
+            ns_inode(&exec_pid, kind)? == ns_inode(&pid, kind)?,
+            "exec'd process not in the container's {kind} namespace"
+        );
+    }
+    let out = b.rt(&["ps", "--format", "json", "e"])?;
+    let pids: Vec<i64> = serde_json::from_str(&out.stdout)?;
+    ensure!(pids.len() == 2, "ps after exec --detach: {pids:?}");
+    let out = b.rt(&["list"])?;
+    out.expect_code(0)?;
+    ensure!(
+        out.stdout
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("e ") && l.contains("running")),
+        "{out:?}"
+    );
+    Ok(())
+}
+
+fn containerd_drives_the_runtime() -> Result<()> {
+    let before = mounts()?;
+    let mut cmd = Command::new(paths::workspace().join("scripts/containerd-hello"));
+    cmd.env("RUNTIME", paths::bin(BIN))
+        .env("ROOTFS", paths::rootfs()?)
+        .args(["sh", "-c", "echo hello; cat /proc/1/cmdline | tr '\\0' ' '"]);
+    let out = cfs_tests::run::output_within(cmd, Duration::from_secs(120))?;
+    out.expect_code(0)?;
+    // The container's PID 1 is the command: our runtime exec'd it for the shim.
+    ensure!(
+        out.stdout == "hello\nsh -c echo hello; cat /proc/1/cmdline | tr '\\0' ' ' ",
+        "{out:?}"
+    );
+    assert_mounts_unchanged(&before)
+}
+
+/// Accepts one connection on `listener` and takes the fd sent with SCM_RIGHTS.
+fn receive_fd(listener: UnixListener) -> Result<OwnedFd> {
+    let (stream, _) = listener.accept()?;
+    let mut buf = [0u8; 64];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )?;
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just gave us this descriptor.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    bail!("no descriptor in the console socket message")
+}
+
+fn terminal_through_console_socket() -> Result<()> {
+    let mut b = Bundle::new(&["sh", "-c", "test -t 0 && test -t 1 && echo tty-ok"])?;
+    b.config["process"]["terminal"] = json!(true);
+    b.save()?;
+    let out = b.create("noconsole")?;
+    fails_with(&out, "--console-socket")?;
+    ensure!(b.leftovers()?.is_empty());
+    let socket = b.path().join("console.sock");
+    let listener = UnixListener::bind(&socket)?;
+    let receiver = std::thread::spawn(move || receive_fd(listener));
+    b.create_with("tty", &["--console-socket", &socket.to_string_lossy()])?
+        .expect_code(0)?;
+    let master = receiver
+        .join()
+        .map_err(|_| cfs_tests::anyhow!("receiver panicked"))??;
+    b.rt(&["start", "tty"])?.expect_code(0)?;
+    // The container's output arrives on the pty master (with \r\n line ends);
+    // reading fails with EIO once the container has closed the other side.
+    let mut text = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut fs::File::from(master), &mut text);
+    let text = String::from_utf8_lossy(&text);
+    ensure!(text == "tty-ok\r\n", "{text:?}");
+    Ok(())
+}
+
+fn veth_network_from_a_hook() -> Result<()> {
+    let ns = format!("cfs-net-{}", std::process::id());
+    struct Netns(String);
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    ensure!(
+        Command::new("ip")
+            .args(["netns", "add", &ns])
+            .status()?
+            .success(),
+        "ip netns add"
+    );
+    let _guard = Netns(ns.clone());
+    let hook = paths::workspace().join("chapters/ch06-full-runtime/hooks/veth.sh");
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0 | awk '{print $4}'; sleep 30",
+    ])?;
+    b.config["hooks"] = json!({"createRuntime": [{"path": hook,
+        "args": ["veth.sh", ns, "10.200.0.1/24", "10.200.0.2/24"]}]});
+    b.save()?;
+    b.start("net")?;
+    let out = wait_for(Duration::from_secs(5), || {
+        b.container_stdout("net").ok().filter(|s| !s.is_empty())
+    })?;
+    ensure!(out == "10.200.0.2/24\n", "inside: {out:?}");
+    // From the test's own namespace, across the veth pair, into the container.
+    let ping = |address: &str| {
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns", "exec", &ns, "busybox", "ping", "-c", "1", "-W", "1",
+        ]);
+        cmd.arg(address);
+        output(cmd)
+    };
+    ping("10.200.0.2")?.expect_code(0)?;
+    // An address nobody has does not answer: the check above can fail.
+    ensure!(ping("10.200.0.3")?.code != 0, "10.200.0.3 answered");
+    b.rt(&["delete", "--force", "net"])?.expect_code(0)?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    cfs_tests::main(vec![
+        plain("cli_version_and_global_flags", cli_flags),
+        root("lifecycle_create_start_kill_delete", lifecycle),
+        root("kill_takes_signal_names_and_numbers", signal_names),
+        root(
+            "kill_all_reaches_every_process",
+            kill_all_reaches_every_process,
+        ),
+        root(
+            "state_is_stopped_after_the_process_exits",
+            stopped_on_its_own,
+        ),
+        root(
+            "state_is_creating_during_create",
+            state_is_creating_during_create,
+        ),
+        root("delete_needs_force_for_a_running_container", delete_rules),
+        root("run_returns_the_exit_code", run_returns_the_exit_code),
+        root("bad_bundles_fail_cleanly", bad_bundles),
+        root(
+            "namespaces_new_and_joined_by_path",
+            namespaces_new_and_joined,
+        ),
+        root("hostname_user_and_groups", hostname_user_and_groups),
+        root("capabilities_all_five_sets", capabilities_all_five_sets),
+        root(
+            "no_new_privileges_and_seccomp",
+            no_new_privileges_and_seccomp,
+        ),
+        root(
+            "masked_and_readonly_paths",
+            masked_readonly_paths_and_readonly_root,
+        ),
+        root("mounts_in_order_with_options", mounts_in_order_with_options),
+        root("rootfs_propagation", rootfs_propagation),
+        root("devices_default_and_listed", devices_default_and_listed),
+        root("sysctl_rlimits_oom_score_adj", sysctl_rlimits_oom_score),
+        root("user_namespace_maps", user_namespace_maps),
+        root("hooks_get_the_state_on_stdin", hooks_get_the_state),
+        root("exec_ps_and_list", exec_ps_and_list),
+        root(
+            "containerd_runs_a_container_on_it",
+            containerd_drives_the_runtime,
+        ),
+        root(
+            "terminal_through_console_socket",
+            terminal_through_console_socket,
+        ),
+        root("veth_network_from_a_hook", veth_network_from_a_hook),
+    ])
+}
