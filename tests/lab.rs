@@ -3,8 +3,8 @@
 //! check fails on it, with a hint; every check passes on the reference; and
 //! `grade` tables a reference and a skeleton as expected. Also: `start` refuses
 //! malformed markers and bad directories, leaving nothing behind; `check` and
-//! `grade` refuse bad input in one line; a copy that does not build is scored
-//! with every check not run.
+//! `grade` refuse bad input in one line; a copy that does not build is graded
+//! with none of the reference's checks run.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -601,7 +601,7 @@ fn check_and_grade_refuse_bad_input() -> Result<()> {
     Ok(())
 }
 
-fn a_copy_that_does_not_build_fails_every_check_unrun() -> Result<()> {
+fn a_copy_that_does_not_build_is_graded_with_no_check_run() -> Result<()> {
     let dir = work()?.join("broken-ch01");
     if !dir.exists() {
         lab(&["start", "ch01", &dir.to_string_lossy()])?.expect_code(0)?;
@@ -612,21 +612,46 @@ fn a_copy_that_does_not_build_fails_every_check_unrun() -> Result<()> {
     ensure!(broken != text, "no todo!() in {}", file.display());
     fs::write(&file, broken)?;
     let out = lab(&["check", "ch01", &dir.to_string_lossy()])?;
-    let n = declared_checks("ch01")?;
     ensure!(
         out.code == 1
             && out.stdout.contains("✘ build: ")
             && out.stdout.contains("error: lab ch01: ")
-            && out.stdout.matches(": not run\n").count() == n
-            && out.stdout.contains(&format!("0 of {n} checks pass")),
+            && out.stdout.contains("no check ran: the build failed"),
         "{}{}",
         out.stdout,
         out.stderr
     );
-    let results = results(&dir, "ch01")?;
+    // Graded, it scores 0 of the reference's checks, none of them run.
+    let csv = work()?.join("broken.csv");
+    let out = lab(&[
+        "grade",
+        "--csv",
+        &csv.to_string_lossy(),
+        &dir.to_string_lossy(),
+    ])?;
+    out.expect_code(0)?;
+    let n = declared_checks("ch01")?;
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("broken-ch01 "))
+        .context("no row for the broken copy")?;
+    let mut expected = vec!["broken-ch01", "✘", "unchanged"];
+    expected.extend(std::iter::repeat("✘").take(n));
+    let score = format!("0/{n}");
+    expected.push(&score);
     ensure!(
-        results.len() == n && results.iter().all(|(_, s)| s == "not-run"),
-        "{results:?}"
+        row.split_whitespace().collect::<Vec<_>>() == expected,
+        "row: {row}"
+    );
+    let text = fs::read_to_string(&csv)?;
+    let last = text.lines().last().unwrap_or_default().to_string();
+    let fields: Vec<&str> = last.split(',').collect();
+    ensure!(
+        fields.len() == 5 + n + 2
+            && fields[3] == "fail"
+            && fields[5..5 + n].iter().all(|f| *f == "not-run"),
+        "CSV: {text}"
     );
     Ok(())
 }
@@ -690,8 +715,8 @@ fn main() -> ExitCode {
         check_and_grade_refuse_bad_input,
     ));
     trials.push(root(
-        "a_copy_that_does_not_build_fails_every_check_unrun",
-        a_copy_that_does_not_build_fails_every_check_unrun,
+        "a_copy_that_does_not_build_is_graded_with_no_check_run",
+        a_copy_that_does_not_build_is_graded_with_no_check_run,
     ));
     trials.push(root(
         "grade_tables_a_reference_and_a_skeleton",
