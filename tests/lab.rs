@@ -533,6 +533,21 @@ fn start_turns_markers_into_todos_and_refuses_bad_ones() -> Result<()> {
         ensure!(!dir.exists(), "{what}: {} was left behind", dir.display());
     }
 
+    // A failure half-way (here: the reference has no tests/ch01.rs to
+    // checksum) leaves nothing behind either.
+    let tree = fake_reference("fake-no-tests", good)?;
+    fs::remove_file(tree.join("tests/ch01.rs"))?;
+    let dir = work()?.join("fake-no-tests-student");
+    let out = lab_in(&tree, &["start", "ch01", &dir.to_string_lossy()])?;
+    ensure!(
+        out.code != 0
+            && out
+                .stderr
+                .contains("lab: start failed; removed what it made"),
+        "{out:?}"
+    );
+    ensure!(!dir.exists(), "{} was left behind", dir.display());
+
     // Directories it must not use.
     let inside = workspace().join("target/lab-inside");
     let out = lab(&["start", "ch01", &inside.to_string_lossy()])?;
