@@ -12,7 +12,7 @@ use std::process::{Child, Command};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use cfs_tests::kernel::{cgroup_procs, cgroups_named, children};
+use cfs_tests::kernel::{cgroup_dirs_holding, cgroup_procs, cgroups_named, children};
 use cfs_tests::paths::rootfs;
 use cfs_tests::run::{chapter, output, wait_for, Background, Output};
 use cfs_tests::{bail, ensure, root, Context, Result};
@@ -361,11 +361,7 @@ impl Running {
         })?;
         // The child is in the group before it is released, so before it execs.
         let dirs = wait_for(Duration::from_secs(10), || {
-            let dirs = cgroups_named(&name).ok()?;
-            let joined = dirs
-                .iter()
-                .all(|d| cgroup_procs(d).is_ok_and(|p| p.contains(&child)));
-            (!dirs.is_empty() && joined).then_some(dirs)
+            cgroup_dirs_holding(&name, child)
         })?;
         Ok(Running {
             bg,

@@ -138,6 +138,16 @@ pub fn cgroups_named(name: &str) -> Result<Vec<std::path::PathBuf>> {
     Ok(found)
 }
 
+/// The directories of cgroup `name` (see [`cgroups_named`]) once each of them
+/// lists `pid` in its `cgroup.procs`; `None` until then (for `wait_for`).
+pub fn cgroup_dirs_holding(name: &str, pid: Pid) -> Option<Vec<std::path::PathBuf>> {
+    let dirs = cgroups_named(name).ok()?;
+    let all_hold_it = dirs
+        .iter()
+        .all(|dir| cgroup_procs(dir).is_ok_and(|procs| procs.contains(&pid)));
+    (!dirs.is_empty() && all_hold_it).then_some(dirs)
+}
+
 /// The PIDs listed in a cgroup's `cgroup.procs`.
 pub fn cgroup_procs(dir: &Path) -> Result<Vec<Pid>> {
     let path = dir.join("cgroup.procs");

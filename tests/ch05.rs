@@ -1,0 +1,834 @@
+//! Chapter 5: image layers on overlayfs, whiteouts and opaque directories,
+//! copy-on-write, the init layer, commit, and a store that leaves nothing
+//! mounted behind.
+//!
+//! The library tests mount overlays themselves, always through the
+//! `overlay::Mounted` guard, which unmounts on drop, so a failing assertion
+//! unmounts too. The binary tests use a store in a temporary directory whose
+//! guard unmounts anything still mounted under it before deleting it.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use cfs_tests::kernel::{
+    assert_mounts_unchanged, cgroup_dirs_holding, cgroups_named, children, mounts,
+};
+use cfs_tests::paths::workspace;
+use cfs_tests::run::{as_nobody, chapter, output, wait_for, Background, Output};
+use cfs_tests::{ensure, root, Context, Result};
+use ch05_overlay::overlay::{self, Overlay};
+use ch05_overlay::{diff, layer};
+use nix::sys::signal::Signal;
+use tempfile::TempDir;
+
+const BIN: &str = "ch05-overlay";
+
+// ---- helpers ----
+
+/// A layer tar built in memory: `dir/` makes a directory, `path=text` a file,
+/// `path` alone an empty file (which is how `.wh.` markers are written).
+fn layer_tar(entries: &[&str]) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(1_700_000_000);
+        if let Some(dir) = entry.strip_suffix('/') {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+            builder.append_data(&mut header, dir, std::io::empty())?;
+        } else {
+            let (path, text) = entry.split_once('=').unwrap_or((entry, ""));
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(0o644);
+            header.set_size(text.len() as u64);
+            builder.append_data(&mut header, path, text.as_bytes())?;
+        }
+    }
+    Ok(builder.into_inner()?)
+}
+
+/// The entry names of a tar, and whether any is a character device.
+fn tar_names(bytes: &[u8]) -> Result<(Vec<String>, bool)> {
+    let mut names = Vec::new();
+    let mut devices = false;
+    for entry in tar::Archive::new(bytes).entries()? {
+        let entry = entry?;
+        devices |= entry.header().entry_type() == tar::EntryType::Char;
+        // `tar -C dir -cf x.tar .` writes `./etc/`; compare plain `etc`.
+        let name = entry.path()?.display().to_string();
+        let name = name.trim_start_matches("./").trim_end_matches('/');
+        if !name.is_empty() && name != "." {
+            names.push(name.to_string());
+        }
+    }
+    Ok((names, devices))
+}
+
+/// Unpacks `tar` into a new directory `dir/name` and returns its path.
+fn unpack_into(dir: &Path, name: &str, tar: &[u8]) -> Result<(PathBuf, layer::Summary)> {
+    let path = dir.join(name);
+    fs::create_dir(&path)?;
+    let summary = layer::unpack(tar, &path, std::io::sink())?;
+    Ok((path, summary))
+}
+
+/// A fresh overlay with `lower` (top first) and new upper and work
+/// directories under `dir/name`, mounted at `dir/name/merged`.
+fn mount_fresh(dir: &Path, name: &str, lower: &[&Path]) -> Result<(Overlay, overlay::Mounted)> {
+    let base = dir.join(name);
+    let ov = Overlay {
+        lower: lower.iter().map(|p| p.to_path_buf()).collect(),
+        upper: base.join("upper"),
+        work: base.join("work"),
+    };
+    let merged = base.join("merged");
+    for d in [&ov.upper, &ov.work, &merged] {
+        fs::create_dir_all(d)?;
+    }
+    let mounted = ov.mount(&merged)?;
+    Ok((ov, mounted))
+}
+
+fn is_whiteout(path: &Path) -> bool {
+    path.symlink_metadata()
+        .is_ok_and(|meta| overlay::is_whiteout(&meta))
+}
+
+fn sorted_names(dir: &Path) -> Result<Vec<String>> {
+    let mut names: Vec<String> = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()?;
+    names.sort();
+    Ok(names)
+}
+
+/// Every relative path under `dir`.
+fn all_paths(dir: &Path, rel: &Path, out: &mut BTreeSet<PathBuf>) -> Result<()> {
+    for entry in fs::read_dir(dir.join(rel))? {
+        let entry = entry?;
+        let rel = rel.join(entry.file_name());
+        out.insert(rel.clone());
+        if entry.file_type()?.is_dir() {
+            all_paths(dir, &rel, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// A store in a temporary directory. Dropping it unmounts whatever is still
+/// mounted under it (only our own mounts live there), then deletes it.
+struct Store {
+    dir: TempDir,
+    root: String,
+}
+
+impl Store {
+    fn new() -> Result<Store> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().join("store").to_string_lossy().into_owned();
+        Ok(Store { dir, root })
+    }
+
+    /// A store with the default images of `scripts/mkimages`: base and app.
+    fn with_images() -> Result<Store> {
+        let store = Store::new()?;
+        let out = output({
+            let mut cmd = Command::new(workspace().join("scripts/mkimages"));
+            cmd.args(["--root", &store.root]);
+            cmd
+        })?;
+        out.expect_code(0)?;
+        Ok(store)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut all = vec!["--root", self.root.as_str()];
+        all.extend(args);
+        chapter(BIN, &all)
+    }
+
+    fn run(&self, args: &[&str]) -> Result<Output> {
+        output(self.command(args))
+    }
+
+    fn ok(&self, args: &[&str]) -> Result<Output> {
+        let out = self.run(args)?;
+        out.expect_code(0)?;
+        Ok(out)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        Path::new(&self.root).join(rel)
+    }
+
+    /// The directory of an image's layer: index 0 is the bottom one, -1 the top.
+    fn layer(&self, image: &str, index: isize) -> Result<PathBuf> {
+        let text = fs::read_to_string(self.path(&format!("images/{image}.json")))?;
+        let layers: Vec<String> = text
+            .split('"')
+            .filter(|s| s.starts_with("sha256:"))
+            .map(str::to_string)
+            .collect();
+        let i = if index < 0 {
+            layers.len() as isize + index
+        } else {
+            index
+        };
+        let digest = layers
+            .get(usize::try_from(i)?)
+            .with_context(|| format!("image {image} has no layer {index}"))?;
+        Ok(self.path("layers").join(&digest["sha256:".len()..]))
+    }
+
+    fn containers(&self) -> Result<Vec<String>> {
+        sorted_names(&self.path("containers"))
+    }
+
+    /// Fails unless the store holds no container and the mount table is
+    /// as it was `before`.
+    fn nothing_left(&self, before: &BTreeSet<String>) -> Result<()> {
+        let containers = self.containers()?;
+        ensure!(containers.is_empty(), "containers left: {containers:?}");
+        assert_mounts_unchanged(before)
+    }
+
+    fn layer_count(&self) -> Result<usize> {
+        Ok(sorted_names(&self.path("layers"))?.len())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let prefix = format!("{}/", self.dir.path().display());
+        if let Ok(table) = fs::read_to_string("/proc/self/mountinfo") {
+            let mut points: Vec<&str> = table
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .filter(|p| p.starts_with(&prefix))
+                .collect();
+            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+            for point in points {
+                let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+}
+
+fn contains(out: &Output, text: &str) -> Result<()> {
+    ensure!(
+        out.stdout.contains(text) || out.stderr.contains(text),
+        "expected {text:?}\nstdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    Ok(())
+}
+
+// ---- the library, on real overlay mounts ----
+
+/// The bottom layer of the library tests.
+const BASE: &[&str] = &[
+    "etc/",
+    "etc/motd=welcome\n",
+    "etc/passwd=root:x:0:0::/root:/bin/sh\n",
+    "opt/",
+    "opt/old=old\n",
+    "opt/keep/",
+    "opt/keep/file=k\n",
+];
+
+/// `.wh.NAME` becomes a 0/0 device, `.wh..wh..opq` the opaque attribute, and
+/// the kernel reads them as the OCI conventions mean: the deleted file is gone
+/// and the opaque directory hides the lower one's contents.
+fn import_converts_whiteouts() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let base = layer_tar(BASE)?;
+    let top = layer_tar(&[
+        "etc/",
+        "etc/.wh.passwd",
+        "opt/",
+        "opt/.wh..wh..opq",
+        "opt/new=new\n",
+    ])?;
+    let (base, _) = unpack_into(tmp.path(), "base", &base)?;
+    let (top, summary) = unpack_into(tmp.path(), "top", &top)?;
+    ensure!(summary.whiteouts == 1 && summary.opaque == 1, "{summary:?}");
+    ensure!(
+        is_whiteout(&top.join("etc/passwd")),
+        "no 0/0 device for passwd"
+    );
+    ensure!(
+        !top.join("etc/.wh.passwd").exists(),
+        "the .wh. file was kept"
+    );
+    ensure!(
+        !top.join("opt/.wh..wh..opq").exists(),
+        "the opq marker was kept"
+    );
+    ensure!(overlay::is_opaque(&top.join("opt"))?, "opt is not opaque");
+    ensure!(!overlay::is_opaque(&top.join("etc"))?, "etc is opaque");
+
+    let (_, mounted) = mount_fresh(tmp.path(), "c", &[&top, &base])?;
+    let merged = mounted.target().to_path_buf();
+    ensure!(
+        fs::read_to_string(merged.join("etc/motd"))? == "welcome\n",
+        "motd from the base layer is not visible"
+    );
+    ensure!(
+        !merged.join("etc/passwd").exists(),
+        "the whiteout did not hide passwd"
+    );
+    ensure!(
+        sorted_names(&merged.join("opt"))? == ["new"],
+        "opaque opt shows {:?}",
+        sorted_names(&merged.join("opt"))?
+    );
+    mounted.unmount()?;
+    Ok(())
+}
+
+/// Copy-on-write, deletion and directory replacement in a mounted overlay,
+/// then `pack` (commit) and `unpack` (import) of the upper layer: an overlay
+/// of the committed layer shows exactly what the container saw.
+fn commit_round_trip() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (base, _) = unpack_into(tmp.path(), "base", &layer_tar(BASE)?)?;
+    let (ov, mounted) = mount_fresh(tmp.path(), "c1", &[&base])?;
+    let merged = mounted.target().to_path_buf();
+
+    fs::write(merged.join("etc/motd"), "changed\n")?;
+    fs::remove_file(merged.join("etc/passwd"))?;
+    fs::remove_dir_all(merged.join("opt"))?;
+    fs::create_dir(merged.join("opt"))?;
+    fs::write(merged.join("opt/x"), "x\n")?;
+
+    // Copy-on-write: the change is in the upper layer only.
+    ensure!(
+        fs::read_to_string(ov.upper.join("etc/motd"))? == "changed\n",
+        "no copy-up"
+    );
+    ensure!(
+        fs::read_to_string(base.join("etc/motd"))? == "welcome\n",
+        "lower changed"
+    );
+    ensure!(base.join("etc/passwd").exists(), "lower lost passwd");
+    ensure!(
+        is_whiteout(&ov.upper.join("etc/passwd")),
+        "no whiteout in upper"
+    );
+    ensure!(
+        overlay::is_opaque(&ov.upper.join("opt"))?,
+        "opt not opaque in upper"
+    );
+
+    // Our lookup agrees with the kernel on every path of every layer.
+    let mut paths = BTreeSet::new();
+    all_paths(&base, Path::new(""), &mut paths)?;
+    all_paths(&ov.upper, Path::new(""), &mut paths)?;
+    let stack = [ov.upper.clone(), base.clone()];
+    for path in &paths {
+        let kernel = merged.join(path).symlink_metadata().is_ok();
+        ensure!(
+            overlay::exists_in(&stack, path) == kernel,
+            "lookup of {} disagrees with the kernel ({kernel})",
+            path.display()
+        );
+    }
+
+    let found: Vec<String> = diff::changes(&ov.upper, std::slice::from_ref(&base))?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let expected = [
+        "C /etc",
+        "C /etc/motd",
+        "D /etc/passwd",
+        "C /opt",
+        "D /opt/keep",
+        "D /opt/old",
+        "A /opt/x",
+    ];
+    ensure!(found == expected, "diff: {found:?}");
+    mounted.unmount()?;
+
+    let mut tar = Vec::new();
+    let packed = layer::pack(&ov.upper, &mut tar, &BTreeSet::new())?;
+    let (names, devices) = tar_names(&tar)?;
+    ensure!(!devices, "a character device reached the tar: {names:?}");
+    for name in ["etc/.wh.passwd", "opt/.wh..wh..opq", "etc/motd", "opt/x"] {
+        ensure!(
+            names.iter().any(|n| n == name),
+            "{name} missing in {names:?}"
+        );
+    }
+    ensure!(packed.whiteouts == 1 && packed.opaque == 1, "{packed:?}");
+
+    let (committed, summary) = unpack_into(tmp.path(), "committed", &tar)?;
+    ensure!(summary.digest == packed.digest, "digest changed on import");
+    let (_, again) = mount_fresh(tmp.path(), "c2", &[&committed, &base])?;
+    let merged = again.target().to_path_buf();
+    ensure!(
+        fs::read_to_string(merged.join("etc/motd"))? == "changed\n",
+        "motd"
+    );
+    ensure!(!merged.join("etc/passwd").exists(), "passwd came back");
+    ensure!(
+        sorted_names(&merged.join("opt"))? == ["x"],
+        "opt is not replaced"
+    );
+    again.unmount()?;
+    Ok(())
+}
+
+// ---- the binary ----
+
+fn corrupt_tars_are_clear_errors() -> Result<()> {
+    let store = Store::with_images()?;
+    let before = store.layer_count()?;
+    let dir = store.dir.path();
+    fs::write(dir.join("garbage.tar"), vec![b'x'; 4096])?;
+    let mut base = Vec::new();
+    fs::File::open(workspace().join("build/images/base.tar"))?.read_to_end(&mut base)?;
+    fs::write(dir.join("truncated.tar"), &base[..base.len() / 2])?;
+    fs::write(dir.join("empty.tar"), "")?;
+    let mut gz = Vec::new();
+    flate2::read::GzEncoder::new(&base[..], Default::default()).read_to_end(&mut gz)?;
+    fs::write(dir.join("truncated.tar.gz"), &gz[..gz.len() / 2])?;
+
+    for (file, says) in [
+        ("garbage.tar", "corrupt"),
+        ("truncated.tar", "failed to unpack"),
+        ("empty.tar", "is empty"),
+        ("truncated.tar.gz", "truncated.tar.gz"),
+    ] {
+        let path = dir.join(file).to_string_lossy().into_owned();
+        // Also with a good layer first: its unpacked copy must go too.
+        let good = workspace().join("build/images/app.tar");
+        let out = store.run(&["import", "bad", &good.to_string_lossy(), &path])?;
+        ensure!(out.code == 1, "{file}: exit {}: {}", out.code, out.stderr);
+        contains(&out, says)?;
+        ensure!(
+            out.stderr.lines().count() == 1,
+            "{file}: not one line: {}",
+            out.stderr
+        );
+        ensure!(
+            !store.path("images/bad.json").exists(),
+            "{file}: image created"
+        );
+        ensure!(
+            store.layer_count()? == before,
+            "{file}: a layer stayed behind"
+        );
+    }
+    Ok(())
+}
+
+fn copy_on_write_in_containers() -> Result<()> {
+    let store = Store::with_images()?;
+    let base = store.layer("base", 0)?.join("diff/etc/motd");
+    let original = fs::read_to_string(&base)?;
+    store.ok(&[
+        "run",
+        "--name",
+        "c1",
+        "base",
+        "--",
+        "sh",
+        "-c",
+        "echo changed > /etc/motd",
+    ])?;
+    ensure!(
+        fs::read_to_string(store.path("containers/c1/upper/etc/motd"))? == "changed\n",
+        "the change is not in c1's upper layer"
+    );
+    ensure!(
+        fs::read_to_string(&base)? == original,
+        "the image's layer changed"
+    );
+    let out = store.ok(&["run", "--name", "c2", "base", "--", "cat", "/etc/motd"])?;
+    ensure!(out.stdout == original, "c2 sees {:?}", out.stdout);
+    // The check fails on the wrong input: c1's own view is the changed file.
+    let diff = store.ok(&["diff", "c1"])?;
+    ensure!(
+        diff.stdout == "C /etc\nC /etc/motd\n",
+        "diff c1: {}",
+        diff.stdout
+    );
+    ensure!(
+        store.ok(&["diff", "c2"])?.stdout.is_empty(),
+        "c2 changed something"
+    );
+    Ok(())
+}
+
+fn whiteouts_and_opaque_dirs_survive_commit() -> Result<()> {
+    let store = Store::with_images()?;
+    // The app image's own layer deletes /etc/rootfs-release.
+    let app = store.layer("app", -1)?;
+    ensure!(
+        is_whiteout(&app.join("diff/etc/rootfs-release")),
+        "no whiteout in app"
+    );
+    let (names, _) = tar_names(&fs::read(app.join("layer.tar"))?)?;
+    ensure!(
+        names.iter().any(|n| n == "etc/.wh.rootfs-release"),
+        "{names:?}"
+    );
+
+    let script = "rm /etc/group && rm -r /usr/local/bin && mkdir /usr/local/bin && \
+                  printf '#!/bin/sh\\necho hi\\n' > /usr/local/bin/hi && chmod 755 /usr/local/bin/hi";
+    store.ok(&["run", "--name", "c1", "app", "--", "sh", "-c", script])?;
+    ensure!(
+        is_whiteout(&store.path("containers/c1/upper/etc/group")),
+        "no whiteout"
+    );
+    ensure!(
+        overlay::is_opaque(&store.path("containers/c1/upper/usr/local/bin"))?,
+        "usr/local/bin is not opaque"
+    );
+    let out = store.ok(&["commit", "c1", "app2"])?;
+    contains(&out, "whiteouts 1, opaque directories 1")?;
+    let top = store.layer("app2", -1)?;
+    let (names, devices) = tar_names(&fs::read(top.join("layer.tar"))?)?;
+    ensure!(!devices, "a device in the committed tar: {names:?}");
+    for name in [
+        "etc/.wh.group",
+        "usr/local/bin/.wh..wh..opq",
+        "usr/local/bin/hi",
+    ] {
+        ensure!(
+            names.iter().any(|n| n == name),
+            "{name} missing in {names:?}"
+        );
+    }
+
+    let check = "test -e /etc/group && echo group; test -e /etc/rootfs-release && echo release; ls /usr/local/bin";
+    let out = store.ok(&["run", "app2", "--", "sh", "-c", check])?;
+    ensure!(out.stdout == "hi\n", "from app2: {:?}", out.stdout);
+    let out = store.ok(&["run", "app", "--", "sh", "-c", check])?;
+    ensure!(out.stdout == "group\nhello\n", "from app: {:?}", out.stdout);
+    Ok(())
+}
+
+fn hosts_and_the_init_layer() -> Result<()> {
+    let store = Store::with_images()?;
+    let script = "cat /etc/hosts; cat /etc/hostname; echo '10.9.9.9 edited' >> /etc/hosts; \
+                  echo other > /etc/hostname; echo kept > /etc/kept";
+    let out = store.ok(&[
+        "run",
+        "--name",
+        "c1",
+        "--hostname",
+        "web",
+        "--add-host",
+        "db:10.0.0.5",
+        "--add-host",
+        "cache:fd00::7",
+        "app",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ])?;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    for line in ["10.0.0.5\tdb", "fd00::7\tcache", "127.0.1.1\tweb", "web"] {
+        ensure!(
+            lines.contains(&line),
+            "{line:?} missing in {:?}",
+            out.stdout
+        );
+    }
+    let plain = store.ok(&["run", "app", "--", "cat", "/etc/hosts"])?;
+    ensure!(
+        !plain.stdout.contains("db"),
+        "db without --add-host: {}",
+        plain.stdout
+    );
+
+    // The container's edits were copied up; diff shows them, commit skips them.
+    let diff = store.ok(&["diff", "c1"])?;
+    contains(&diff, "C /etc/hosts")?;
+    let out = store.ok(&["commit", "c1", "app2"])?;
+    contains(&out, "init-layer files left out 2")?;
+    let top = store.layer("app2", -1)?;
+    let (names, _) = tar_names(&fs::read(top.join("layer.tar"))?)?;
+    ensure!(names.iter().any(|n| n == "etc/kept"), "{names:?}");
+    // The image's own layers may have these files (the rootfs does); the new one must not.
+    for file in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+        ensure!(
+            !top.join("diff").join(file).exists(),
+            "the committed layer holds {file}"
+        );
+        ensure!(
+            !names.iter().any(|n| n == file),
+            "the committed tar holds {file}"
+        );
+    }
+    let out = store.ok(&[
+        "run",
+        "--hostname",
+        "other",
+        "app2",
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/hosts /etc/hostname /etc/kept",
+    ])?;
+    ensure!(
+        !out.stdout.contains("edited"),
+        "an old edit came back: {}",
+        out.stdout
+    );
+    ensure!(
+        !out.stdout.contains("db"),
+        "an old --add-host came back: {}",
+        out.stdout
+    );
+    contains(&out, "other\nkept\n")?;
+    Ok(())
+}
+
+fn failed_runs_leave_nothing() -> Result<()> {
+    let store = Store::with_images()?;
+    let before = mounts()?;
+    let cases: [(&[&str], &str, i32); 4] = [
+        (&["run", "nope", "--", "sh"], "no image named nope", 1),
+        (
+            &["run", "app", "--", "no-such-command"],
+            "command no-such-command not found in image app",
+            1,
+        ),
+        (
+            &["run", "--add-host", "db", "app", "--", "sh"],
+            "NAME:IP",
+            2,
+        ),
+        (
+            &["run", "--name", "../x", "app", "--", "sh"],
+            "not valid",
+            1,
+        ),
+    ];
+    for (args, says, code) in cases {
+        let out = store.run(args)?;
+        ensure!(
+            out.code == code,
+            "{args:?}: exit {}: {}",
+            out.code,
+            out.stderr
+        );
+        contains(&out, says)?;
+        store
+            .nothing_left(&before)
+            .with_context(|| format!("after {args:?}"))?;
+    }
+    // A layer missing from the store (deleted by hand): the mount cannot be made.
+    let layer = store.layer("app", -1)?;
+    fs::rename(layer.join("diff"), layer.join("gone"))?;
+    let out = store.run(&["run", "app", "--", "true"])?;
+    ensure!(out.code == 1, "exit {}", out.code);
+    contains(&out, "is missing from the store")?;
+    store.nothing_left(&before)?;
+    fs::rename(layer.join("gone"), layer.join("diff"))?;
+
+    // A command that fails after it started is a finished container, kept for diff.
+    let out = store.run(&[
+        "run",
+        "--name",
+        "c1",
+        "app",
+        "--",
+        "sh",
+        "-c",
+        "touch /x; exit 3",
+    ])?;
+    ensure!(out.code == 3, "exit {}", out.code);
+    contains(&store.ok(&["ps"])?, "exited (3)")?;
+    store.ok(&["rm", "c1"])?;
+    store.nothing_left(&before)?;
+    Ok(())
+}
+
+fn rm_after_the_runtime_was_killed() -> Result<()> {
+    let store = Store::with_images()?;
+    let before = mounts()?;
+    let args = [
+        "run", "--name", "c1", "--pids", "32", "--memory", "64M", "app", "--", "sleep", "30",
+    ];
+    let bg = Background::start(store.command(&args))?;
+    let merged = store.path("containers/c1/merged");
+    let child = wait_for(Duration::from_secs(10), || {
+        children(bg.pid()).first().copied()
+    })?;
+    ensure!(overlay::is_mounted(&merged)?, "not mounted while running");
+    // Chapter 4's cgroup holds the container, with its limits.
+    let cgroup = format!("cfs-c1-{}", bg.pid());
+    let dirs = wait_for(Duration::from_secs(10), || {
+        cgroup_dirs_holding(&cgroup, child)
+    })?;
+    ensure!(
+        dirs.iter()
+            .any(|d| fs::read_to_string(d.join("pids.max")).is_ok_and(|v| v.trim() == "32")),
+        "no pids.max of 32 in {dirs:?}"
+    );
+    contains(&store.ok(&["ps"])?, "running (pid")?;
+    let refused = store.run(&["rm", "c1"])?;
+    ensure!(
+        refused.code == 1,
+        "rm of a running container: exit {}",
+        refused.code
+    );
+    contains(&refused, "is running")?;
+
+    bg.signal(Signal::SIGKILL)?;
+    bg.finish(Duration::from_secs(10))?;
+    // The kernel kills the container with its runtime (PR_SET_PDEATHSIG); the mount stays.
+    wait_for(Duration::from_secs(10), || {
+        let ps = store.ok(&["ps"]).ok()?;
+        ps.stdout.contains("stopped").then_some(())
+    })?;
+    ensure!(
+        overlay::is_mounted(&merged)?,
+        "the overlay vanished by itself"
+    );
+    contains(&store.ok(&["ps"])?, "mounted")?;
+    ensure!(
+        !cgroups_named(&cgroup)?.is_empty(),
+        "the cgroup vanished by itself"
+    );
+    store.ok(&["rm", "c1"])?;
+    ensure!(!overlay::is_mounted(&merged)?, "rm did not unmount");
+    let left = cgroups_named(&cgroup)?;
+    ensure!(left.is_empty(), "rm left the cgroup: {left:?}");
+    store.nothing_left(&before)?;
+    Ok(())
+}
+
+/// Two running containers change the same file of the image and each sees
+/// only its own change, from inside; a third, started meanwhile, sees the
+/// image's file; the image's layers do not change.
+fn two_containers_at_once() -> Result<()> {
+    let store = Store::with_images()?;
+    let motd = store.layer("app", 0)?.join("diff/etc/motd");
+    let original = fs::read_to_string(&motd)?;
+    let script = |me: &str, other: &str| {
+        format!(
+            "echo {me} >/etc/motd; touch /{me}-was-here; while [ ! -e /tmp/stop ]; do sleep 0.05; done; \
+             cat /etc/motd; test -e /{other}-was-here && echo saw-{other}; true"
+        )
+    };
+    let start = |id: &str, other: &str| {
+        Background::start(store.command(&[
+            "run",
+            "--name",
+            id,
+            "app",
+            "--",
+            "sh",
+            "-c",
+            &script(id, other),
+        ]))
+    };
+    let a = start("a", "b")?;
+    let b = start("b", "a")?;
+    for id in ["a", "b"] {
+        let mark = store.path(&format!("containers/{id}/upper/{id}-was-here"));
+        wait_for(Duration::from_secs(10), || mark.exists().then_some(()))?;
+        let merged = store.path(&format!("containers/{id}/merged"));
+        ensure!(overlay::is_mounted(&merged)?, "{id} is not mounted");
+    }
+    let third = store.ok(&["run", "app", "--", "cat", "/etc/motd"])?;
+    ensure!(
+        third.stdout == original,
+        "a third container sees {:?}",
+        third.stdout
+    );
+    for id in ["a", "b"] {
+        fs::write(store.path(&format!("containers/{id}/merged/tmp/stop")), "")?;
+    }
+    let a = a.finish(Duration::from_secs(10))?;
+    let b = b.finish(Duration::from_secs(10))?;
+    ensure!(a.stdout == "a\n", "a saw {:?} ({})", a.stdout, a.stderr);
+    ensure!(b.stdout == "b\n", "b saw {:?} ({})", b.stdout, b.stderr);
+    ensure!(
+        fs::read_to_string(&motd)? == original,
+        "the image's motd changed"
+    );
+    Ok(())
+}
+
+fn images_share_layers_and_rmi_keeps_what_is_used() -> Result<()> {
+    let store = Store::with_images()?;
+    ensure!(
+        store.layer("base", 0)? == store.layer("app", 0)?,
+        "base layer not shared"
+    );
+    ensure!(store.layer_count()? == 2, "expected 2 layers");
+    store.ok(&["run", "--name", "c1", "base", "--", "true"])?;
+    let refused = store.run(&["rmi", "base"])?;
+    ensure!(
+        refused.code == 1,
+        "rmi of a used image: exit {}",
+        refused.code
+    );
+    contains(&refused, "used by container c1")?;
+    let out = store.ok(&["rmi", "app"])?;
+    ensure!(out.stdout.lines().count() == 2, "rmi app: {}", out.stdout);
+    ensure!(store.layer_count()? == 1, "the shared base layer went too");
+    store.ok(&["run", "base", "--", "true"])?;
+    store.ok(&["rm", "c1"])?;
+    Ok(())
+}
+
+fn not_root_is_a_one_line_error() -> Result<()> {
+    let store = Store::new()?;
+    // nobody could create the store here: only the root check stops it.
+    fs::set_permissions(store.dir.path(), fs::Permissions::from_mode(0o777))?;
+    let out = as_nobody(store.command(&["images"]))?;
+    out.expect_code(1)?;
+    ensure!(
+        out.stderr.trim()
+            == "ch05-overlay: must run as root to create namespaces: run it with sudo",
+        "stderr: {:?}",
+        out.stderr
+    );
+    ensure!(!store.path("").exists(), "the store was created anyway");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    cfs_tests::main(vec![
+        root("not_root_is_a_one_line_error", not_root_is_a_one_line_error),
+        root("import_converts_whiteouts", import_converts_whiteouts),
+        root("commit_round_trip", commit_round_trip),
+        root(
+            "corrupt_tars_are_clear_errors",
+            corrupt_tars_are_clear_errors,
+        ),
+        root("copy_on_write_in_containers", copy_on_write_in_containers),
+        root(
+            "whiteouts_and_opaque_dirs_survive_commit",
+            whiteouts_and_opaque_dirs_survive_commit,
+        ),
+        root("hosts_and_the_init_layer", hosts_and_the_init_layer),
+        root("failed_runs_leave_nothing", failed_runs_leave_nothing),
+        root(
+            "rm_after_the_runtime_was_killed",
+            rm_after_the_runtime_was_killed,
+        ),
+        root("two_containers_at_once", two_containers_at_once),
+        root(
+            "images_share_layers_and_rmi_keeps_what_is_used",
+            images_share_layers_and_rmi_keeps_what_is_used,
+        ),
+    ])
+}
