@@ -144,9 +144,14 @@ fn main() -> ExitCode {
                     std::thread::sleep(Duration::from_millis(200));
                     bg.signal(Signal::SIGTERM)?;
                     let out = bg.finish(Duration::from_secs(10))?;
+                    let mode = if extra.is_empty() {
+                        "without --init"
+                    } else {
+                        "with --init"
+                    };
                     ensure!(
                         out.code == 42,
-                        "{extra:?}: expected exit 42 from the command's trap, got {}\nstderr: {}",
+                        "{mode}: expected exit 42 from the command's trap, got {}\nstderr: {}",
                         out.code,
                         out.stderr
                     );
