@@ -132,6 +132,41 @@ fn console_blocks_are_checked_sessions() -> Result<()> {
     Ok(())
 }
 
+/// Every block of included source is captioned with its file's path, on the
+/// last non-empty line before the fence.
+fn code_includes_have_captions() -> Result<()> {
+    let re = Regex::new(r"^\{\{#include \.\./\.\./([^:}]+)")?;
+    let mut problems = Vec::new();
+    for page in pages() {
+        let text = fs::read_to_string(&page)?;
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, pair) in lines.windows(2).enumerate() {
+            let Some(c) = re.captures(pair[1]) else {
+                continue;
+            };
+            if !pair[0].starts_with("```") {
+                continue;
+            }
+            let caption = lines[..i]
+                .iter()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .copied()
+                .unwrap_or("");
+            if !caption.starts_with(&format!("`{}`", &c[1])) {
+                problems.push(format!(
+                    "{}:{}: no caption `{}` before the block",
+                    page.display(),
+                    i + 1,
+                    &c[1]
+                ));
+            }
+        }
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n"));
+    Ok(())
+}
+
 fn summary_lists_every_page() -> Result<()> {
     let summary = fs::read_to_string(src().join("SUMMARY.md"))?;
     for page in pages() {
@@ -167,6 +202,7 @@ fn main() -> ExitCode {
             console_blocks_are_checked_sessions,
         ),
         plain("summary_lists_every_page", summary_lists_every_page),
+        plain("code_includes_have_captions", code_includes_have_captions),
     ];
     let sessions: Vec<Trial> = files_with(&src().join("sessions"), "console")
         .into_iter()

@@ -486,15 +486,16 @@ fn cpus_0_2_is_20_percent_of_one_cpu() -> Result<()> {
 }
 // ANCHOR_END: cpu_test
 
-/// The same loop without `--cpus` uses more than the 25% ceiling, and the
-/// kernel never throttles it: the test above would fail without the limit.
+/// The same loop without `--cpus` uses clearly more than the 25% ceiling (over
+/// 30%, which holds even when other work shares the two cores), and the kernel
+/// never throttles it: the test above would fail without the limit.
 fn without_cpus_the_loop_takes_more() -> Result<()> {
     let mut seen = Vec::new();
     for _ in 0..3 {
         let Share { share, throttled } = measure_hog(&[])?;
         seen.push(format!("{:.1}%", share * 100.0));
         ensure!(throttled == 0, "throttled without a quota: {throttled}");
-        if share > 0.5 {
+        if share > 0.30 {
             eprintln!("cpu share without --cpus: {}", seen.join(", "));
             return Ok(());
         }

@@ -108,6 +108,7 @@ where
 }
 // ANCHOR_END: spawn
 
+// ANCHOR: child_entry
 /// The child's side of [`spawn`]: wait for "go", then run its part.
 fn child_entry<F>(read_fd: RawFd, write_fd: RawFd, child_main: Option<F>) -> isize
 where
@@ -142,6 +143,7 @@ where
         }
     }
 }
+// ANCHOR_END: child_entry
 
 /// Why `execve(2)` failed, kept apart so the exit code can follow the shell's
 /// convention: 127 when the command was not found, 126 when it was found but

@@ -196,6 +196,7 @@ pub fn mount_proc() -> Result<()> {
 }
 // ANCHOR_END: proc
 
+// ANCHOR: sys
 /// Mounts `sysfs` read-only on `/sys`: programs look there for devices and
 /// kernel settings, and a container must not change them.
 pub fn mount_sys() -> Result<()> {
@@ -210,6 +211,7 @@ pub fn mount_sys() -> Result<()> {
     )
     .context("failed to mount sysfs at /sys")
 }
+// ANCHOR_END: sys
 
 /// Replaces the inherited environment with a small default one: the host's
 /// variables (its `PATH` with host directories, `SUDO_USER`, ...) mean nothing
