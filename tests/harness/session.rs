@@ -13,8 +13,9 @@
 //! | a line `...` | any number of lines |
 //!
 //! The commands run one after another in one `bash`, as root, in an empty
-//! temporary directory, with the chapter binaries (and the static helpers of `target/static`) first on `PATH` and `$ROOTFS`
-//! set to the default rootfs, which is how the book tells learners to set up
+//! temporary directory, with the chapter binaries (and the static helpers of
+//! `target/static`) first on `PATH`, `$ROOTFS` set to the default rootfs and
+//! `$CFS` to the repository, which is how the book tells learners to set up
 //! their shell (`source scripts/env`).
 
 use std::fs;
@@ -76,7 +77,8 @@ pub fn execute(steps: &[Step], timeout: Duration) -> Result<Vec<Vec<String>>> {
         .arg(&script)
         .current_dir(dir.path())
         .env("PATH", path)
-        .env("ROOTFS", paths::rootfs()?);
+        .env("ROOTFS", paths::rootfs()?)
+        .env("CFS", paths::workspace());
     let output = run::output_within(cmd, timeout)?;
     let mut chunks: Vec<Vec<String>> = output
         .stdout
