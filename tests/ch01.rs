@@ -1,40 +1,68 @@
 //! Chapter 1: a child in a new UTS namespace, with its own hostname.
+//!
+//! The tests declared with `check` are also lab ch01's checks (`scripts/lab
+//! check ch01`): each says what it verifies and gives a hint for when it fails.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use cfs_tests::kernel::{children, hostname, ns_inode};
 use cfs_tests::run::{as_nobody, chapter, run, wait_for, Background};
-use cfs_tests::{ensure, root};
+use cfs_tests::{check, ensure, root, Context};
 
 const BIN: &str = "ch01-uts";
 
 fn main() -> ExitCode {
     cfs_tests::main(vec![
-        root("hostname_inside_is_the_one_asked_for", || {
-            let out = run(BIN, &["--hostname", "box", "--", "hostname"])?;
-            out.expect_code(0)?;
-            ensure!(
-                out.stdout.trim() == "box",
-                "hostname inside: {:?}",
-                out.stdout
-            );
-            Ok(())
-        }),
-        root("host_hostname_is_unchanged", || {
-            let before = hostname()?;
-            run(BIN, &["--hostname", "elsewhere", "--", "true"])?.expect_code(0)?;
-            ensure!(hostname()? == before, "the host's hostname changed");
-            Ok(())
-        }),
-        root(
+        check(
+            "hostname_inside_is_the_one_asked_for",
+            "gethostname(2) run inside the child's new UTS namespace returns the name given \
+             with --hostname (`hostname` prints box)",
+            "the child must call set_hostname, which calls sethostname(2), after clone(2) and \
+             before exec; spawn must run child_main in the child once it is released",
+            || {
+                let out = run(BIN, &["--hostname", "box", "--", "hostname"])?;
+                out.expect_code(0)?;
+                ensure!(
+                    out.stdout.trim() == "box",
+                    "hostname inside: {:?}",
+                    out.stdout
+                );
+                Ok(())
+            },
+        ),
+        check(
+            "host_hostname_is_unchanged",
+            "after a run with --hostname elsewhere, gethostname(2) on the host still returns \
+             the host's name: sethostname(2) changed only the new UTS namespace",
+            "clone(2) must get the flags spawn was given (CLONE_NEWUTS): without a new UTS \
+             namespace, sethostname(2) renames the host",
+            || {
+                let before = hostname()?;
+                let out = run(BIN, &["--hostname", "elsewhere", "--", "true"]);
+                let after = hostname()?;
+                if after != before {
+                    // Undo the damage before failing, so later tests see the host as it was.
+                    nix::unistd::sethostname(&before)?;
+                }
+                out?.expect_code(0)?;
+                ensure!(after == before, "the host's hostname changed to {after:?}");
+                Ok(())
+            },
+        ),
+        check(
             "child_has_its_own_uts_namespace_but_shares_the_rest",
+            "/proc/<child>/ns/uts has another inode than the runtime's, while its pid, mnt, \
+             net and ipc inodes are the runtime's",
+            "clone(2) creates exactly the namespaces whose CLONE_NEW* flags it is given: pass \
+             spawn's `flags`, no more, and keep the child alive until it execs the command",
             || {
                 let bg =
                     Background::start(chapter(BIN, &["--hostname", "box", "--", "sleep", "5"]))?;
                 let child = wait_for(Duration::from_secs(5), || {
                     children(bg.pid()).first().copied()
-                })?;
+                })
+                .context("the runtime has no child: clone(2) was not called")?;
                 let child = child.to_string();
                 ensure!(
                     ns_inode(&child, "uts")? != ns_inode("self", "uts")?,
@@ -49,22 +77,36 @@ fn main() -> ExitCode {
                 Ok(())
             },
         ),
-        root("exit_status_is_propagated", || {
-            run(BIN, &["--", "true"])?.expect_code(0)?;
-            run(BIN, &["--", "sh", "-c", "exit 3"])?.expect_code(3)?;
-            run(BIN, &["--", "sh", "-c", "kill -9 $$"])?.expect_code(128 + 9)?;
-            Ok(())
-        }),
-        root("command_not_found_exits_127", || {
-            let out = run(BIN, &["--", "no-such-command-here"])?;
-            out.expect_code(127)?;
-            ensure!(
-                out.stderr.trim() == "ch01-uts: command not found: no-such-command-here",
-                "stderr: {:?}",
-                out.stderr
-            );
-            Ok(())
-        }),
+        check(
+            "exit_status_is_propagated",
+            "the wait status from waitpid(2) becomes the runtime's exit code: exit 0 gives 0, \
+             exit 3 gives 3, death by SIGKILL gives 128 + 9 = 137",
+            "wait must call waitpid(2) again until the status says the child exited or was \
+             killed (retry on EINTR) and return exit_code(status)",
+            || {
+                run(BIN, &["--", "true"])?.expect_code(0)?;
+                run(BIN, &["--", "sh", "-c", "exit 3"])?.expect_code(3)?;
+                run(BIN, &["--", "sh", "-c", "kill -9 $$"])?.expect_code(128 + 9)?;
+                Ok(())
+            },
+        ),
+        check(
+            "command_not_found_exits_127",
+            "execvp(2) fails with ENOENT in the child, which prints one error line and exits \
+             127; the runtime exits 127 too",
+            "the cloned child must run child_entry, which turns the error of child_main into an \
+             exit code, and wait must pass that code on",
+            || {
+                let out = run(BIN, &["--", "no-such-command-here"])?;
+                out.expect_code(127)?;
+                ensure!(
+                    out.stderr.trim() == "ch01-uts: command not found: no-such-command-here",
+                    "stderr: {:?}",
+                    out.stderr
+                );
+                Ok(())
+            },
+        ),
         root("not_root_is_a_one_line_error", || {
             let out = as_nobody(chapter(BIN, &["--", "true"]))?;
             out.expect_code(1)?;
@@ -76,26 +118,33 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
-        root("verbose_narrates_the_kernel_calls_in_order", || {
-            let out = run(BIN, &["-v", "--hostname", "box", "--", "true"])?;
-            out.expect_code(0)?;
-            let wanted = [
-                "clone(CLONE_NEWUTS)",
-                "sethostname(\"box\")",
-                "execvp(\"true\"",
-                "waitpid(",
-            ];
-            let mut at = 0;
-            for needle in wanted {
-                let found = out.stderr[at..].find(needle);
-                ensure!(
-                    found.is_some(),
-                    "{needle} missing or out of order in\n{}",
-                    out.stderr
-                );
-                at += found.unwrap_or(0);
-            }
-            Ok(())
-        }),
+        check(
+            "verbose_narrates_the_kernel_calls_in_order",
+            "with -v, stderr names clone(CLONE_NEWUTS), sethostname(\"box\"), execvp(\"true\" \
+             and waitpid(, in the order the calls are made",
+            "announce each call with say! just before or after making it, worded like the \
+             call, as `-v` does in the book's ch01-verbose session",
+            || {
+                let out = run(BIN, &["-v", "--hostname", "box", "--", "true"])?;
+                out.expect_code(0)?;
+                let wanted = [
+                    "clone(CLONE_NEWUTS)",
+                    "sethostname(\"box\")",
+                    "execvp(\"true\"",
+                    "waitpid(",
+                ];
+                let mut at = 0;
+                for needle in wanted {
+                    let found = out.stderr[at..].find(needle);
+                    ensure!(
+                        found.is_some(),
+                        "{needle} missing or out of order in\n{}",
+                        out.stderr
+                    );
+                    at += found.unwrap_or(0);
+                }
+                Ok(())
+            },
+        ),
     ])
 }

@@ -6,17 +6,22 @@
 //! beneath this process's own (named `cfs-*`) and remove them.
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use cfs_tests::kernel::{cgroup_dirs_holding, cgroup_procs, cgroups_named, children};
+use cfs_tests::kernel::{
+    cgroup_dirs_holding, cgroup_procs, cgroups_named, children, cpu_ticks, last_cgroup_dir,
+};
 use cfs_tests::paths::rootfs;
-use cfs_tests::run::{chapter, output, wait_for, Background, Output};
+use cfs_tests::run::{chapter, dd_argv, output, wait_for, Background, Output};
 use cfs_tests::{bail, ensure, root, Context, Result};
-use ch04_cgroups::cgroups::{Cgroup, Cpus, Hierarchies, Layout, Limits, V2Hierarchy, Version};
+use ch04_cgroups::cgroups::{
+    Cgroup, Cpus, DeviceRule, FreezerState, Hierarchies, Layout, Limits, V2Hierarchy, Version,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -108,6 +113,7 @@ fn lib_create_holds_the_process_and_remove_kills_and_cleans_up() -> Result<()> {
         cpus: Some(Cpus::from_cpus(0.5)?),
         memory: Some(64 << 20),
         pids: Some(32),
+        ..Limits::default()
     };
     let cgroup = Cgroup::create(&name, &limits)?;
     let mut dirs = cgroup.dirs();
@@ -192,22 +198,7 @@ fn lib_keep_leaves_the_cgroup() -> Result<()> {
 /// created when the error came, and must be removed again.
 fn lib_a_failed_create_leaves_nothing_behind() -> Result<()> {
     let name = unique("clash");
-    let hierarchies = Hierarchies::detect()?;
-    let version = hierarchies.layout()?.version();
-    let blocker = match version {
-        Version::V1 => hierarchies
-            .v1
-            .last()
-            .context("no v1 hierarchy")?
-            .own
-            .join(&name),
-        Version::V2 => hierarchies
-            .v2
-            .as_ref()
-            .context("no cgroup2")?
-            .own
-            .join(&name),
-    };
+    let blocker = last_cgroup_dir(&name)?;
     fs::create_dir(&blocker).with_context(|| format!("failed to create {}", blocker.display()))?;
     let result = Cgroup::create(&name, &Limits::default());
     let left = cgroups_named(&name)?;
@@ -318,6 +309,210 @@ fn v2_backend_limits_need_the_controllers() -> Result<()> {
         );
     }
     ensure_removed(&name)?;
+    Ok(())
+}
+
+/// A host shell that waits for a line on stdin before it runs `script`, so
+/// that the test can put it in a cgroup first.
+struct Gated(Child);
+
+impl Gated {
+    fn start(script: &str) -> Result<Gated> {
+        Ok(Gated(
+            Command::new("sh")
+                .args(["-c", &format!("read go; {script}")])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("failed to start sh")?,
+        ))
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.0.id() as i32)
+    }
+
+    /// Lets it run the script; returns its stdout and stderr once it ends.
+    fn go(mut self) -> Result<(String, String)> {
+        let mut stdin = self.0.stdin.take().context("no stdin")?;
+        stdin.write_all(b"go\n")?;
+        drop(stdin);
+        let child = std::mem::replace(
+            &mut self.0,
+            Command::new("true")
+                .spawn()
+                .context("failed to start true")?,
+        );
+        let out = child.wait_with_output()?;
+        Ok((
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+}
+
+impl Drop for Gated {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Opens /dev/null and /dev/zero, and says which it could.
+const OPEN_DEVICES: &str = "echo x > /dev/null && echo null-ok; \
+    head -c 1 /dev/zero > /dev/null && echo zero-ok; true";
+
+/// Device rules "deny all, allow null" in a group, and a shell in it: /dev/zero
+/// is refused (EPERM), /dev/null still works. Without the rules both open.
+fn devices_deny_all_but_null(version: Version) -> Result<()> {
+    let hierarchies = Hierarchies::detect()?;
+    let name = unique(&format!("dev{version}"));
+    let limits = Limits {
+        devices: Some(vec![
+            DeviceRule::DENY_ALL,
+            DeviceRule::allow_char(1, Some(3)),
+        ]),
+        ..Limits::default()
+    };
+    let cgroup = Cgroup::create_in(&hierarchies, version, &name, &limits)?;
+    if version == Version::V1 {
+        let list = cgroup
+            .dirs()
+            .into_iter()
+            .map(|d| d.join("devices.list"))
+            .find(|f| f.exists())
+            .context("no devices.list")?;
+        ensure!(
+            read(&list)? == "c 1:3 rwm",
+            "devices.list: {}",
+            read(&list)?
+        );
+    }
+    let shell = Gated::start(OPEN_DEVICES)?;
+    cgroup.add(shell.pid())?;
+    let (out, err) = shell.go()?;
+    cgroup.remove()?;
+    ensure!(out == "null-ok\n", "inside: {out:?} {err:?}");
+    ensure!(err.contains("Operation not permitted"), "{err:?}");
+    let plain = Cgroup::create_in(&hierarchies, version, &name, &Limits::default())?;
+    let shell = Gated::start(OPEN_DEVICES)?;
+    plain.add(shell.pid())?;
+    let (out, _) = shell.go()?;
+    plain.remove()?;
+    ensure!(out == "null-ok\nzero-ok\n", "without rules: {out:?}");
+    ensure_removed(&name)
+}
+
+/// v1 (this machine's layout): devices.deny and devices.allow.
+fn lib_devices_v1_files() -> Result<()> {
+    let layout = Hierarchies::detect()?.layout()?;
+    if layout.version() != Version::V1 {
+        // A v2 machine has no v1 devices hierarchy; the eBPF test covers it.
+        return devices_deny_all_but_null(Version::V2);
+    }
+    devices_deny_all_but_null(Version::V1)
+}
+
+/// v2: the eBPF program, attached to a group of the real cgroup2 tree (on a
+/// hybrid machine the unified tree, where no v1 devices rule applies).
+fn lib_devices_v2_ebpf() -> Result<()> {
+    devices_deny_all_but_null(Version::V2)
+}
+
+/// Freezes a group with a busy loop in it, from a second handle opened from
+/// the first one's placement (as a later run of a runtime does): the loop
+/// gets no CPU time while frozen, and runs again once thawed.
+fn freeze_and_thaw(version: Version) -> Result<()> {
+    let hierarchies = Hierarchies::detect()?;
+    let name = unique(&format!("freeze{version}"));
+    let limits = Limits {
+        freezer: true,
+        ..Limits::default()
+    };
+    let creator = Cgroup::create_in(&hierarchies, version, &name, &limits)?;
+    let mut hog = Command::new("sh")
+        .args(["-c", HOG])
+        .spawn()
+        .context("failed to start the loop")?;
+    let pid = Pid::from_raw(hog.id() as i32);
+    let added = creator.add(pid);
+    let placement = creator.placement();
+    drop(creator.keep());
+    let group = Cgroup::open(&placement)?;
+    let result = (|| {
+        added?;
+        ensure!(group.procs()? == [pid], "procs {:?}", group.procs()?);
+        ensure!(group.freezer_state()? == FreezerState::Thawed);
+        group.freeze()?;
+        ensure!(group.freezer_state()? == FreezerState::Frozen);
+        let before = cpu_ticks(&pid.to_string())?;
+        sleep(Duration::from_millis(500));
+        let after = cpu_ticks(&pid.to_string())?;
+        ensure!(before == after, "frozen, yet used {} ticks", after - before);
+        // v1 shows a frozen process as D (uninterruptible); v2 as S.
+        let letter = cfs_tests::kernel::state(&pid.to_string());
+        let expected = if version == Version::V1 { 'D' } else { 'S' };
+        ensure!(letter == Some(expected), "state {letter:?} while frozen");
+        group.thaw()?;
+        ensure!(group.freezer_state()? == FreezerState::Thawed);
+        let before = cpu_ticks(&pid.to_string())?;
+        sleep(Duration::from_millis(500));
+        ensure!(
+            cpu_ticks(&pid.to_string())? > before,
+            "thawed, yet not running"
+        );
+        // Frozen again: remove() must still kill it and remove the group.
+        group.freeze()?;
+        Ok(())
+    })();
+    let removed = Cgroup::open(&placement)?.remove();
+    let status = hog.wait()?;
+    result?;
+    removed?;
+    ensure!(status.signal() == Some(libc::SIGKILL), "{status}");
+    ensure_removed(&name)
+}
+
+fn lib_freeze_and_thaw() -> Result<()> {
+    freeze_and_thaw(Hierarchies::detect()?.layout()?.version())
+}
+
+fn lib_freeze_and_thaw_v2_on_cgroup2() -> Result<()> {
+    freeze_and_thaw(Version::V2)
+}
+
+/// A placement that is not a group beneath a mounted cgroup tree (a damaged
+/// state file) is refused before anything is read, killed or removed.
+fn lib_open_refuses_a_bad_placement() -> Result<()> {
+    let name = unique("bad");
+    let hierarchies = Hierarchies::detect()?;
+    let cgroup = Cgroup::create(&name, &Limits::default())?;
+    let good = cgroup.placement();
+    cgroup.remove()?;
+    let first = &good.dirs[0];
+    let mount = match good.version {
+        Version::V1 => hierarchies
+            .v1
+            .iter()
+            .find(|h| h.controllers == first.controllers)
+            .map(|h| h.mount.clone()),
+        Version::V2 => hierarchies.v2.as_ref().map(|h| h.mount.clone()),
+    }
+    .context("no hierarchy for the placement")?;
+    for bad in [
+        mount.clone(),
+        PathBuf::from("/tmp").join(&name),
+        mount.join("..").join("..").join("tmp"),
+    ] {
+        let mut placement = good.clone();
+        placement.dirs[0].path = bad.clone();
+        let err = Cgroup::open(&placement)
+            .err()
+            .with_context(|| format!("{} was accepted", bad.display()))?;
+        ensure!(err.to_string().contains("refusing"), "{err:#}");
+    }
+    Cgroup::open(&good)?;
     Ok(())
 }
 
@@ -533,21 +728,8 @@ fn oom_kills_counted(name: &str) -> Result<u64> {
     counted(name, &["memory.oom_control", "memory.events"], "oom_kill")
 }
 
-fn dd(size: &str) -> Vec<String> {
-    // dd's buffer is one block: bs=64M makes it allocate and fill 64 MiB.
-    [
-        "dd",
-        "if=/dev/zero",
-        "of=/dev/null",
-        &format!("bs={size}"),
-        "count=1",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
 fn memory_run(flags: &[&str], size: &str) -> Result<(Output, String, u64)> {
-    let argv = dd(size);
+    let argv = dd_argv(size);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let mut flags = flags.to_vec();
     flags.push("--keep-cgroup");
@@ -865,6 +1047,17 @@ fn main() -> std::process::ExitCode {
         root(
             "v2_backend_limits_need_the_controllers",
             v2_backend_limits_need_the_controllers,
+        ),
+        root("lib_devices_v1_files", lib_devices_v1_files),
+        root("lib_devices_v2_ebpf", lib_devices_v2_ebpf),
+        root("lib_freeze_and_thaw", lib_freeze_and_thaw),
+        root(
+            "lib_freeze_and_thaw_v2_on_cgroup2",
+            lib_freeze_and_thaw_v2_on_cgroup2,
+        ),
+        root(
+            "lib_open_refuses_a_bad_placement",
+            lib_open_refuses_a_bad_placement,
         ),
     ])
 }

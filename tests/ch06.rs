@@ -1,21 +1,31 @@
 //! Chapter 6: an OCI runtime. Each test writes a bundle (config.json made by
 //! the runtime's own `spec`, then edited), drives the runtime with runc's
 //! command line, and checks the result from outside (`/proc/<pid>/status`,
-//! `/proc/<pid>/ns/*`, the state directory, the mount table) or from inside
-//! (busybox commands in the container).
+//! `/proc/<pid>/ns/*`, the cgroup files, the state directory, the mount
+//! table) or from inside (busybox commands in the container).
+//!
+//! Each bundle gets a `cgroupsPath` of its own (`/cfs-test/<pid>-<n>`), so
+//! that test runs of other people on the same machine, whose containers
+//! have the same ids, never ask for the same cgroup.
 
 use std::fs;
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cfs_tests::kernel::{assert_mounts_unchanged, mounts, ns_inode, state};
-use cfs_tests::run::{chapter, output, wait_for, Output};
+use cfs_tests::kernel::{
+    assert_mounts_unchanged, cgroup_procs, cgroups_named, children, cpu_ticks, last_cgroup_dir,
+    mounts, ns_inode, state,
+};
+use cfs_tests::run::{chapter, dd_argv, output, wait_for, Background, Output};
 use cfs_tests::{bail, ensure, paths, plain, root, Context, Result};
+use ch04_cgroups::cgroups::{Hierarchies, Version};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 const BIN: &str = "ch06-full-runtime";
@@ -42,6 +52,9 @@ impl Bundle {
         let text = fs::read_to_string(dir.path().join("config.json"))?;
         let mut config: Value = serde_json::from_str(&text)?;
         config["root"] = json!({ "path": paths::rootfs()?, "readonly": true });
+        static BUNDLES: AtomicUsize = AtomicUsize::new(0);
+        let n = BUNDLES.fetch_add(1, Ordering::Relaxed);
+        config["linux"]["cgroupsPath"] = json!(format!("/cfs-test/{}-{n}", std::process::id()));
         config["process"]["terminal"] = json!(false);
         config["process"]["args"] = json!(args);
         // A writable /tmp: the rootfs itself stays read-only.
@@ -64,6 +77,18 @@ impl Bundle {
 
     fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The name of the cgroup of this bundle's containers: its cgroupsPath
+    /// flattened (`/cfs-test/42-0` becomes `cfs-test-42-0`).
+    fn cgroup_name(&self) -> String {
+        let path = self.config["linux"]["cgroupsPath"].as_str().unwrap_or("");
+        path.trim_start_matches('/').replace('/', "-")
+    }
+
+    /// Its directories, found by walking every mounted cgroup tree.
+    fn cgroup_dirs(&self) -> Result<Vec<PathBuf>> {
+        cgroups_named(&self.cgroup_name())
     }
 
     fn save(&self) -> Result<()> {
@@ -224,6 +249,17 @@ fn lifecycle() -> Result<()> {
         b.state.path().join("life/exec.fifo").exists(),
         "no exec.fifo"
     );
+    // In its cgroup already, before it runs the command.
+    let dirs = b.cgroup_dirs()?;
+    ensure!(!dirs.is_empty(), "no cgroup {}", b.cgroup_name());
+    for dir in &dirs {
+        ensure!(
+            cgroup_procs(dir)? == [Pid::from_raw(pid.parse()?)],
+            "{}: {:?}",
+            dir.display(),
+            cgroup_procs(dir)?
+        );
+    }
 
     b.rt(&["start", "life"])?.expect_code(0)?;
     ensure!(b.status("life")? == "running", "after start");
@@ -245,6 +281,11 @@ fn lifecycle() -> Result<()> {
         b.leftovers()?.is_empty(),
         "state left: {:?}",
         b.leftovers()?
+    );
+    ensure!(
+        b.cgroup_dirs()?.is_empty(),
+        "cgroup left: {:?}",
+        b.cgroup_dirs()?
     );
     let out = b.rt(&["state", "life"])?;
     fails_with(&out, "does not exist")?;
@@ -346,6 +387,7 @@ fn delete_rules() -> Result<()> {
         "process {pid} survived delete --force"
     );
     ensure!(b.leftovers()?.is_empty());
+    ensure!(b.cgroup_dirs()?.is_empty(), "{:?}", b.cgroup_dirs()?);
     // Engines call it on ids that may be gone already.
     b.rt(&["delete", "--force", "never-existed"])?
         .expect_code(0)?;
@@ -419,6 +461,24 @@ fn bad_bundles() -> Result<()> {
             }),
             "command not found: no-such-command",
         ),
+        (
+            "unsupported resource",
+            Box::new(|b| {
+                let mut c = b.config.clone();
+                c["linux"]["resources"]["blockIO"] = json!({"weight": 100});
+                Ok(fs::write(b.path().join("config.json"), c.to_string())?)
+            }),
+            "linux.resources.blockIO is not supported",
+        ),
+        (
+            "memory limit below a page",
+            Box::new(|b| {
+                let mut c = b.config.clone();
+                c["linux"]["resources"]["memory"] = json!({"limit": 100});
+                Ok(fs::write(b.path().join("config.json"), c.to_string())?)
+            }),
+            "below one page",
+        ),
     ];
     for (what, break_it, expected) in cases {
         let b = Bundle::new(&["true"])?;
@@ -433,12 +493,7 @@ fn bad_bundles() -> Result<()> {
             "x",
         ]))?;
         ensure!(out.code != 0, "{what}: create succeeded");
-        // Warnings aside (linux.resources until chapter 4 is merged), one line.
-        let lines: Vec<&str> = out
-            .stderr
-            .lines()
-            .filter(|l| !l.contains(": warning: "))
-            .collect();
+        let lines: Vec<&str> = out.stderr.lines().collect();
         ensure!(
             lines.len() == 1 && lines[0].contains(expected),
             "{what}: expected one line with {expected:?}, got {:?}",
@@ -448,6 +503,11 @@ fn bad_bundles() -> Result<()> {
             b.leftovers()?.is_empty(),
             "{what}: state left behind: {:?}",
             b.leftovers()?
+        );
+        ensure!(
+            b.cgroup_dirs()?.is_empty(),
+            "{what}: cgroup left behind: {:?}",
+            b.cgroup_dirs()?
         );
         // The same error, as a JSON line where containerd's shim looks.
         let text = fs::read_to_string(&log)?;
@@ -736,6 +796,13 @@ fn user_namespace_maps() -> Result<()> {
         b.container_stdout("u").ok().filter(|s| !s.is_empty())
     })?;
     ensure!(out == "0\n", "inside, the process is root: {out:?}");
+    // exec joins the user namespace too (its child does, before the others).
+    let out = b.rt(&["exec", "u", "sh", "-c", "id -u; cat /proc/self/uid_map"])?;
+    out.expect_code(0)?;
+    ensure!(
+        out.stdout.split_whitespace().collect::<Vec<_>>() == ["0", "0", "100000", "65536"],
+        "exec in a user namespace: {out:?}"
+    );
     // Asking for a user namespace without maps is refused up front.
     b.config["linux"]["uidMappings"] = json!(null);
     b.save()?;
@@ -792,6 +859,7 @@ fn hooks_get_the_state() -> Result<()> {
         "createRuntime hook 0 (/bin/false) failed",
     )?;
     ensure!(b.leftovers()?.is_empty(), "{:?}", b.leftovers()?);
+    ensure!(b.cgroup_dirs()?.is_empty(), "{:?}", b.cgroup_dirs()?);
     Ok(())
 }
 
@@ -877,13 +945,42 @@ fn containerd_drives_the_runtime() -> Result<()> {
     let mut cmd = Command::new(paths::workspace().join("scripts/containerd-hello"));
     cmd.env("RUNTIME", paths::bin(BIN))
         .env("ROOTFS", paths::rootfs()?)
-        .args(["sh", "-c", "echo hello; cat /proc/1/cmdline | tr '\\0' ' '"]);
+        .args([
+            "sh",
+            "-c",
+            "echo hello; cat /proc/1/cmdline | tr '\\0' ' '; echo; cat /proc/self/cgroup",
+        ]);
     let out = cfs_tests::run::output_within(cmd, Duration::from_secs(120))?;
     out.expect_code(0)?;
+    let mut lines = out.stdout.lines();
+    ensure!(lines.next() == Some("hello"), "{out:?}");
     // The container's PID 1 is the command: our runtime exec'd it for the shim.
     ensure!(
-        out.stdout == "hello\nsh -c echo hello; cat /proc/1/cmdline | tr '\\0' ' ' ",
+        lines.next() == Some("sh -c echo hello; cat /proc/1/cmdline | tr '\\0' ' '; echo; cat /proc/self/cgroup "),
         "{out:?}"
+    );
+    // containerd's cgroupsPath, /default/cfs-hello-<pid>, named the group
+    // (the config has no cgroup namespace: the host's paths show).
+    let groups = lines
+        .filter(|l| l.contains("/cfs-default-cfs-hello-"))
+        .count();
+    let hierarchies = Hierarchies::detect()?;
+    let expected = match cgroup_version()? {
+        // Those with cpu, cpuacct, devices, freezer, memory or pids: six here.
+        Version::V1 => hierarchies
+            .v1
+            .iter()
+            .filter(|h| {
+                h.controllers.iter().any(|c| {
+                    ["cpu", "cpuacct", "devices", "freezer", "memory", "pids"].contains(&c.as_str())
+                })
+            })
+            .count(),
+        Version::V2 => 1,
+    };
+    ensure!(
+        groups == expected,
+        "{groups} groups named after cgroupsPath: {out:?}"
     );
     assert_mounts_unchanged(&before)
 }
@@ -982,6 +1079,329 @@ fn veth_network_from_a_hook() -> Result<()> {
     Ok(())
 }
 
+/// The layout's version here: which files the kernel shows.
+fn cgroup_version() -> Result<Version> {
+    Ok(Hierarchies::detect()?.layout()?.version())
+}
+
+/// A file of the container's cgroup, from whichever directory has it.
+fn cgroup_file(dirs: &[PathBuf], file: &str) -> Result<Option<String>> {
+    for dir in dirs {
+        let path = dir.join(file);
+        if path.exists() {
+            return Ok(Some(fs::read_to_string(&path)?.trim().to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// A counter in a `key value` cgroup file (`oom_kill` in memory.events).
+fn cgroup_counter(dirs: &[PathBuf], file: &str, key: &str) -> Result<Option<u64>> {
+    Ok(cgroup_file(dirs, file)?.and_then(|text| {
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.parse().ok()).flatten()
+        })
+    }))
+}
+
+/// linux.resources lands in the cgroup's files, read from outside; the
+/// container's process is in every directory, and `/proc/<pid>/cgroup`
+/// names them; after delete they are gone.
+fn resources_are_written_to_the_cgroup() -> Result<()> {
+    let mut b = Bundle::new(&["sleep", "30"])?;
+    b.config["linux"]["resources"] = json!({
+        "cpu": {"quota": 20000, "period": 100000, "shares": 512},
+        "memory": {"limit": 33554432, "swap": 50331648},
+        "pids": {"limit": 16},
+    });
+    b.save()?;
+    let pid = b.start("res")?;
+    let dirs = b.cgroup_dirs()?;
+    let (expected, swap): (&[(&str, &str)], (&str, &str)) = match cgroup_version()? {
+        Version::V1 => (
+            &[
+                ("cpu.cfs_period_us", "100000"),
+                ("cpu.cfs_quota_us", "20000"),
+                ("cpu.shares", "512"),
+                ("memory.limit_in_bytes", "33554432"),
+                ("pids.max", "16"),
+            ],
+            ("memory.memsw.limit_in_bytes", "50331648"),
+        ),
+        Version::V2 => (
+            &[
+                ("cpu.max", "20000 100000"),
+                ("cpu.weight", "20"),
+                ("memory.max", "33554432"),
+                ("pids.max", "16"),
+            ],
+            // v2 counts swap apart: 48M - 32M.
+            ("memory.swap.max", "16777216"),
+        ),
+    };
+    for (file, value) in expected {
+        let actual = cgroup_file(&dirs, file)?;
+        ensure!(
+            actual.as_deref() == Some(*value),
+            "{file}: {actual:?} in {dirs:?}"
+        );
+    }
+    // Only where the kernel accounts swap.
+    if let Some(actual) = cgroup_file(&dirs, swap.0)? {
+        ensure!(actual == swap.1, "{}: {actual}", swap.0);
+    }
+    for dir in &dirs {
+        ensure!(
+            cgroup_procs(dir)? == [Pid::from_raw(pid.parse()?)],
+            "{} holds {:?}",
+            dir.display(),
+            cgroup_procs(dir)?
+        );
+    }
+    let name = b.cgroup_name();
+    let own = fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    let inside = own
+        .lines()
+        .filter(|l| l.ends_with(&format!("/{name}")))
+        .count();
+    ensure!(inside == dirs.len(), "/proc/{pid}/cgroup: {own}");
+    b.rt(&["delete", "--force", "res"])?.expect_code(0)?;
+    ensure!(b.cgroup_dirs()?.is_empty(), "{:?}", b.cgroup_dirs()?);
+    Ok(())
+}
+
+/// Without cgroupsPath the cgroup is named after the container id.
+fn cgroup_named_after_the_id_without_cgroups_path() -> Result<()> {
+    let mut b = Bundle::new(&["sleep", "30"])?;
+    b.config["linux"]["cgroupsPath"] = json!(null);
+    b.save()?;
+    let id = format!("noid-{}", std::process::id());
+    b.start(&id)?;
+    let name = format!("cfs-{id}");
+    ensure!(!cgroups_named(&name)?.is_empty(), "no cgroup {name}");
+    b.rt(&["delete", "--force", &id])?.expect_code(0)?;
+    ensure!(cgroups_named(&name)?.is_empty(), "{name} left");
+    Ok(())
+}
+
+/// dd with a 64 MiB buffer under a 32 MiB limit: the kernel's OOM killer
+/// kills it (137 from `run`), and the cgroup's own counter says so; an 8 MiB
+/// buffer fits.
+fn memory_limit_oom_kills() -> Result<()> {
+    let mut b = Bundle::new(&["true"])?;
+    b.config["process"]["args"] = json!(dd_argv("64M"));
+    b.config["linux"]["resources"] = json!({"memory": {"limit": 33554432}});
+    b.save()?;
+    b.start("oom")?;
+    wait_for(Duration::from_secs(10), || {
+        (b.status("oom").ok()? == "stopped").then_some(())
+    })?;
+    let dirs = b.cgroup_dirs()?;
+    let kills = match cgroup_counter(&dirs, "memory.oom_control", "oom_kill")? {
+        Some(n) => n,
+        None => cgroup_counter(&dirs, "memory.events", "oom_kill")?.context("no OOM counter")?,
+    };
+    ensure!(kills == 1, "the kernel counted {kills} OOM kills");
+    b.rt(&["delete", "oom"])?.expect_code(0)?;
+    b.run("oom-run")?.expect_code(137)?;
+    b.config["process"]["args"] = json!(dd_argv("8M"));
+    b.save()?;
+    b.run("fits")?.expect_code(0)?;
+    ensure!(b.cgroup_dirs()?.is_empty(), "{:?}", b.cgroup_dirs()?);
+    Ok(())
+}
+
+/// The freezer as the kernel shows it: v1 freezer.state, v2 cgroup.events.
+fn frozen(dirs: &[PathBuf]) -> Result<bool> {
+    if let Some(state) = cgroup_file(dirs, "freezer.state")? {
+        return Ok(state == "FROZEN");
+    }
+    Ok(cgroup_counter(dirs, "cgroup.events", "frozen")?.context("no freezer")? == 1)
+}
+
+/// pause freezes the cgroup: state says paused, the freezer says frozen, the
+/// busy loop gets no CPU time (and v1 shows it in state D); exec and a second
+/// pause are refused. resume undoes it all. A paused container is killed by
+/// KILL, and deleted with --force.
+fn pause_and_resume() -> Result<()> {
+    let b = Bundle::new(&["sh", "-c", "while :; do :; done"])?;
+    let pid = b.start("p")?;
+    let dirs = b.cgroup_dirs()?;
+    ensure!(!frozen(&dirs)?, "frozen from the start");
+    b.rt(&["pause", "p"])?.expect_code(0)?;
+    ensure!(
+        b.status("p")? == "paused",
+        "after pause: {}",
+        b.status("p")?
+    );
+    ensure!(frozen(&dirs)?, "the freezer says thawed");
+    if cgroup_version()? == Version::V1 {
+        ensure!(state(&pid) == Some('D'), "state {:?}", state(&pid));
+    }
+    let before = cpu_ticks(&pid)?;
+    std::thread::sleep(Duration::from_millis(300));
+    ensure!(cpu_ticks(&pid)? == before, "a paused loop used CPU time");
+    fails_with(&b.rt(&["pause", "p"])?, "it is paused")?;
+    fails_with(&b.rt(&["exec", "p", "true"])?, "it is paused")?;
+    fails_with(&b.rt(&["delete", "p"])?, "use --force")?;
+
+    b.rt(&["resume", "p"])?.expect_code(0)?;
+    ensure!(b.status("p")? == "running", "after resume");
+    ensure!(!frozen(&dirs)?, "still frozen");
+    let before = cpu_ticks(&pid)?;
+    std::thread::sleep(Duration::from_millis(300));
+    ensure!(cpu_ticks(&pid)? > before, "a resumed loop got no CPU time");
+    fails_with(&b.rt(&["resume", "p"])?, "it is running")?;
+
+    // KILL reaches a paused container (the runtime thaws it for that).
+    b.rt(&["pause", "p"])?.expect_code(0)?;
+    b.rt(&["kill", "p", "KILL"])?.expect_code(0)?;
+    wait_for(Duration::from_secs(5), || {
+        (b.status("p").ok()? == "stopped").then_some(())
+    })?;
+    b.rt(&["delete", "p"])?.expect_code(0)?;
+
+    let pid = b.start("q")?;
+    b.rt(&["pause", "q"])?.expect_code(0)?;
+    b.rt(&["delete", "--force", "q"])?.expect_code(0)?;
+    ensure!(matches!(state(&pid), None | Some('Z')), "{pid} survived");
+    ensure!(b.cgroup_dirs()?.is_empty(), "{:?}", b.cgroup_dirs()?);
+    Ok(())
+}
+
+/// exec'd processes join the container's cgroup (detached or not); the
+/// runtime process that waits for a non-detached one stays outside.
+fn exec_joins_the_cgroup() -> Result<()> {
+    let b = Bundle::new(&["sleep", "30"])?;
+    let pid: i32 = b.start("x")?.parse()?;
+    let dirs = b.cgroup_dirs()?;
+    let runtime = Background::start(b.cmd(&["exec", "x", "sleep", "3"]))?;
+    let exec_pid = wait_for(Duration::from_secs(5), || {
+        children(runtime.pid()).first().copied()
+    })?;
+    for dir in &dirs {
+        let procs = wait_for(Duration::from_secs(5), || {
+            cgroup_procs(dir).ok().filter(|p| p.contains(&exec_pid))
+        })?;
+        ensure!(procs.contains(&Pid::from_raw(pid)), "{procs:?}");
+        ensure!(
+            !procs.contains(&runtime.pid()),
+            "the runtime joined {}",
+            dir.display()
+        );
+    }
+    let out = b.rt(&["ps", "--format", "json", "x"])?;
+    let listed: Vec<i32> = serde_json::from_str(&out.stdout)?;
+    let mut expected = vec![pid, exec_pid.as_raw()];
+    expected.sort();
+    ensure!(listed == expected, "ps: {listed:?}, expected {expected:?}");
+    runtime.finish(Duration::from_secs(10))?.expect_code(0)?;
+    Ok(())
+}
+
+/// A container without a PID namespace of its own leaves its children
+/// behind when its first process exits; they are still in its cgroup, `ps`
+/// lists them, and `delete` kills them with the cgroup.
+fn delete_kills_what_is_left_in_the_cgroup() -> Result<()> {
+    let mut b = Bundle::new(&["sh", "-c", "sleep 60 & echo $!"])?;
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .context("namespaces")?
+        .retain(|ns| ns["type"] != "pid");
+    b.save()?;
+    b.start("left")?;
+    wait_for(Duration::from_secs(5), || {
+        (b.status("left").ok()? == "stopped").then_some(())
+    })?;
+    let sleeper = b.container_stdout("left")?.trim().to_string();
+    ensure!(
+        state(&sleeper).is_some(),
+        "sleep {sleeper:?} is not running"
+    );
+    let out = b.rt(&["ps", "--format", "json", "left"])?;
+    let listed: Vec<i64> = serde_json::from_str(&out.stdout)?;
+    ensure!(listed == [sleeper.parse::<i64>()?], "ps: {listed:?}");
+    b.rt(&["delete", "left"])?.expect_code(0)?;
+    ensure!(
+        matches!(state(&sleeper), None | Some('Z')),
+        "{sleeper} survived delete"
+    );
+    ensure!(b.cgroup_dirs()?.is_empty(), "{:?}", b.cgroup_dirs()?);
+    Ok(())
+}
+
+/// A cgroup that cannot be created in full (its name is taken in the last
+/// directory to be made) fails the create, and what was made is removed.
+fn failed_cgroup_create_leaves_nothing() -> Result<()> {
+    let b = Bundle::new(&["true"])?;
+    let blocker = last_cgroup_dir(&b.cgroup_name())?;
+    fs::create_dir(&blocker)?;
+    let out = b.create("clash");
+    let left = b.cgroup_dirs();
+    fs::remove_dir(&blocker)?;
+    fails_with(&out?, "already exists")?;
+    ensure!(
+        left? == [blocker.clone()],
+        "left besides {}",
+        blocker.display()
+    );
+    ensure!(b.leftovers()?.is_empty(), "{:?}", b.leftovers()?);
+    Ok(())
+}
+
+/// The config's cgroup mount shows the container its own cgroup, read-only.
+fn cgroup_mount_shows_its_own_cgroup() -> Result<()> {
+    let out = run_script(
+        "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; \
+         cat /sys/fs/cgroup/pids/cgroup.procs 2>/dev/null || cat /sys/fs/cgroup/cgroup.procs; \
+         (echo 1 > /sys/fs/cgroup/pids/pids.max || echo 1 > /sys/fs/cgroup/pids.max) 2>/dev/null \
+         || echo read-only",
+        |c| {
+            c["linux"]["resources"]["pids"] = json!({"limit": 9});
+        },
+    )?;
+    let lines: Vec<&str> = out.lines().collect();
+    ensure!(
+        lines.first() == Some(&"9") && lines.contains(&"1") && lines.last() == Some(&"read-only"),
+        "{out:?}"
+    );
+    Ok(())
+}
+
+/// Device rules from inside: the host's /dev/net/tun, bind-mounted in,
+/// opens without rules, is refused after "deny all", and opens again when a
+/// rule allows it; on v1 the cgroup's devices.list shows that rule.
+fn device_rules() -> Result<()> {
+    let open = "head -c 0 /dev/tunx && echo tun-open || echo tun-denied";
+    let with = |rules: Value| {
+        move |c: &mut Value| {
+            c["mounts"].as_array_mut().expect("mounts").push(
+                json!({"destination": "/dev/tunx", "type": "bind", "source": "/dev/net/tun",
+                       "options": ["bind"]}),
+            );
+            c["linux"]["resources"]["devices"] = rules;
+        }
+    };
+    ensure!(run_script(open, with(json!([])))? == "tun-open\n");
+    let deny = json!([{"allow": false, "access": "rwm"}]);
+    ensure!(run_script(open, with(deny))? == "tun-denied\n");
+    let allow = json!([{"allow": false, "access": "rwm"},
+                       {"allow": true, "type": "c", "major": 10, "minor": 200, "access": "r"}]);
+    ensure!(run_script(open, with(allow.clone()))? == "tun-open\n");
+    let mut b = Bundle::new(&["sleep", "30"])?;
+    with(allow)(&mut b.config);
+    b.save()?;
+    b.start("dev")?;
+    if let Some(list) = cgroup_file(&b.cgroup_dirs()?, "devices.list")? {
+        ensure!(
+            list.lines().any(|l| l == "c 10:200 r") && list.lines().any(|l| l == "c 1:3 rwm"),
+            "devices.list: {list}"
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     cfs_tests::main(vec![
         plain("cli_version_and_global_flags", cli_flags),
@@ -1032,5 +1452,29 @@ fn main() -> ExitCode {
             terminal_through_console_socket,
         ),
         root("veth_network_from_a_hook", veth_network_from_a_hook),
+        root(
+            "resources_are_written_to_the_cgroup",
+            resources_are_written_to_the_cgroup,
+        ),
+        root(
+            "cgroup_named_after_the_id_without_cgroups_path",
+            cgroup_named_after_the_id_without_cgroups_path,
+        ),
+        root("memory_limit_oom_kills", memory_limit_oom_kills),
+        root("pause_and_resume", pause_and_resume),
+        root("exec_joins_the_cgroup", exec_joins_the_cgroup),
+        root(
+            "delete_kills_what_is_left_in_the_cgroup",
+            delete_kills_what_is_left_in_the_cgroup,
+        ),
+        root(
+            "failed_cgroup_create_leaves_nothing",
+            failed_cgroup_create_leaves_nothing,
+        ),
+        root(
+            "cgroup_mount_shows_its_own_cgroup",
+            cgroup_mount_shows_its_own_cgroup,
+        ),
+        root("device_rules", device_rules),
     ])
 }

@@ -159,3 +159,41 @@ pub fn cgroup_procs(dir: &Path) -> Result<Vec<Pid>> {
         .map(Pid::from_raw)
         .collect())
 }
+
+/// The CPU time a process has used, in clock ticks: `utime` + `stime` of
+/// `/proc/<pid>/stat`. It stands still while the process is frozen.
+pub fn cpu_ticks(pid: &str) -> Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = fs::read_to_string(&path).with_context(|| format!("failed to read {path}"))?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .with_context(|| format!("unexpected {path}"))?
+        .1
+        .split_whitespace()
+        .collect();
+    let field = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("no field {} in {path}", i + 3))
+    };
+    Ok(field(11)? + field(12)?)
+}
+
+/// Where a cgroup `name`, made beneath our own, gets its last directory: on
+/// v1 in the pids hierarchy (the last, by mount point, of those a container
+/// joins), on v2 its one directory. A directory put there first makes the
+/// creation fail half-way, after the others were made.
+pub fn last_cgroup_dir(name: &str) -> Result<std::path::PathBuf> {
+    use ch04_cgroups::cgroups::{Hierarchies, Version};
+    let hierarchies = Hierarchies::detect()?;
+    let own = match hierarchies.layout()?.version() {
+        Version::V1 => hierarchies
+            .v1_with("pids")
+            .context("no pids hierarchy")?
+            .own
+            .clone(),
+        Version::V2 => hierarchies.v2.context("no cgroup2 tree")?.own,
+    };
+    Ok(own.join(name))
+}

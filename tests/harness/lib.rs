@@ -10,12 +10,17 @@
 //! never pass with tests that did not run. Root tests run one at a time, so a
 //! test that compares mount tables or measures CPU time is not disturbed by
 //! another.
+//!
+//! A root test can also be a lab *check*, declared with [`check`]: it says what
+//! it verifies in kernel terms and gives a hint for when it fails, so that
+//! `scripts/lab check` can show a chapter's checks as a scoreboard (see [`lab`]).
 
 use std::process::ExitCode;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 pub mod kernel;
+pub mod lab;
 pub mod paths;
 pub mod run;
 pub mod session;
@@ -56,6 +61,54 @@ where
     })
 }
 
+/// A root test that is also one of the chapter's lab checks (see [`lab`]).
+///
+/// `checked` says what the test verifies, in kernel terms ("/proc/<pid>/ns/uts
+/// of the child differs from the runtime's"); `hint` says what to look at when
+/// it fails, without giving the solution away. Under `cargo test` it behaves
+/// as [`root`], except that processes the test leaves behind are killed.
+pub fn check<F>(name: &str, checked: &str, hint: &str, test: F) -> Trial
+where
+    F: FnOnce() -> Result<()> + Send + 'static,
+{
+    lab::register(name, checked, hint);
+    let check = name.to_string();
+    Trial::ignorable_test(name, move || {
+        if !is_root() {
+            lab::record_skipped(&check, SKIP_REASON);
+            if in_ci() {
+                return Err(Failed::from(format!(
+                    "this test {SKIP_REASON}, and CI must not skip tests"
+                )));
+            }
+            return Ok(Completion::ignored_with(SKIP_REASON));
+        }
+        let sweep = lab::Sweep::start();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(test));
+        drop(sweep);
+        match result {
+            Ok(Ok(())) => {
+                lab::record_passed(&check);
+                Ok(Completion::Completed)
+            }
+            Ok(Err(err)) => {
+                let message = format!("{err:#}");
+                lab::record_failed(&check, &message);
+                Err(Failed::from(message))
+            }
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "the test panicked".to_string());
+                lab::record_failed(&check, &message);
+                Err(Failed::from(format!("test panicked: {message}")))
+            }
+        }
+    })
+}
+
 /// A test that runs as any user.
 pub fn plain<F>(name: &str, test: F) -> Trial
 where
@@ -66,11 +119,18 @@ where
 
 /// The `main` of every integration-test binary: runs the trials one at a time
 /// and says loudly how many were skipped for want of root.
+///
+/// With `CFS_LAB=1` it runs only the checks and prints a scoreboard instead
+/// (see [`lab`]).
 pub fn main(trials: Vec<Trial>) -> ExitCode {
     let mut args = Arguments::from_args();
+    if lab::enabled() {
+        return lab::run(args, trials);
+    }
     if args.test_threads.is_none() {
         args.test_threads = Some(1);
     }
+    lab::set_sequential(args.test_threads == Some(1));
     let conclusion = libtest_mimic::run(&args, trials);
     if conclusion.num_ignored > 0 {
         eprintln!(

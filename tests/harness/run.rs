@@ -171,3 +171,17 @@ pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> R
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The arguments of a memory hog: busybox `dd` reads one block into one
+/// buffer, so `bs=64M` makes it allocate and fill 64 MiB.
+pub fn dd_argv(size: &str) -> Vec<String> {
+    [
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        &format!("bs={size}"),
+        "count=1",
+    ]
+    .map(String::from)
+    .to_vec()
+}

@@ -15,8 +15,8 @@
 //! The commands run one after another in one `bash`, as root, in an empty
 //! temporary directory, with the chapter binaries (and the static helpers of
 //! `target/static`) first on `PATH`, `$ROOTFS` set to the default rootfs and
-//! `$CFS_TOP` to the repository, which is how the book tells learners to set
-//! up their shell (`source scripts/env`).
+//! `$CFS` to the repository, which is how the book tells learners to set up
+//! their shell (`source scripts/env`).
 
 use std::fs;
 use std::path::Path;
@@ -78,7 +78,7 @@ pub fn execute(steps: &[Step], timeout: Duration) -> Result<Vec<Vec<String>>> {
         .current_dir(dir.path())
         .env("PATH", path)
         .env("ROOTFS", paths::rootfs()?)
-        .env("CFS_TOP", paths::workspace());
+        .env("CFS", paths::workspace());
     let output = run::output_within(cmd, timeout)?;
     let mut chunks: Vec<Vec<String>> = output
         .stdout

@@ -83,6 +83,7 @@ pub fn spawn<F>(flags: CloneFlags, child_main: F) -> Result<Child>
 where
     F: FnOnce() -> Result<Infallible>,
 {
+    // LAB:BEGIN spawn: sync pipe (pipe2), clone(2) with `flags` running child_entry, say! it
     // Close-on-exec: the command must not inherit the pipe.
     let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).context("failed to create the sync pipe")?;
     let (read_fd, write_fd) = (go_read.as_raw_fd(), go_write.as_raw_fd());
@@ -103,6 +104,7 @@ where
         pid,
         go: Some(go_write),
     })
+    // LAB:END
 }
 // ANCHOR_END: spawn
 
@@ -230,6 +232,7 @@ pub fn signal_name(signal: Signal) -> &'static str {
 // ANCHOR: wait
 /// Waits for `pid` to end and returns its exit code (see [`exit_code`]).
 pub fn wait(pid: Pid) -> Result<i32> {
+    // LAB:BEGIN wait: waitpid(2) until the child ended (retry on EINTR), say! it, exit_code()
     loop {
         match waitpid(pid, None) {
             Ok(status) => {
@@ -244,6 +247,7 @@ pub fn wait(pid: Pid) -> Result<i32> {
             }
         }
     }
+    // LAB:END
 }
 // ANCHOR_END: wait
 

@@ -37,8 +37,10 @@ pub fn validate_hostname(name: &str) -> Result<()> {
 /// private. Called on the host, it would rename the host, which is why the
 /// chapter never does that.
 pub fn set_hostname(name: &str) -> Result<()> {
+    // LAB:BEGIN set_hostname: say! it, then sethostname(2) (nix::unistd), with context naming it
     say!("sethostname({name:?})");
     nix::unistd::sethostname(name).with_context(|| format!("failed to set hostname to {name:?}"))
+    // LAB:END
 }
 // ANCHOR_END: set_hostname
 

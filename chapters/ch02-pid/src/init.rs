@@ -73,6 +73,7 @@ pub fn block_signals() -> Result<()> {
 /// too; without it (the runtime's job on the host) only `main` is waited for.
 /// Expects the signals to be blocked already (see [`block_signals`]).
 pub fn supervise(main: Pid, reap_orphans: bool) -> Result<i32> {
+    // LAB:BEGIN supervise: reap with waitpid(WNOHANG) until StillAlive, sigwait, forward by kill(2)
     let signals = handled();
     let target = if reap_orphans {
         Pid::from_raw(-1)
@@ -113,6 +114,7 @@ pub fn supervise(main: Pid, reap_orphans: bool) -> Result<i32> {
             }
         }
     }
+    // LAB:END
 }
 // ANCHOR_END: supervise
 
@@ -120,6 +122,7 @@ pub fn supervise(main: Pid, reap_orphans: bool) -> Result<i32> {
 /// Becomes the namespace's init: forks the command as PID 2, supervises it as
 /// PID 1, and exits with its exit code. Never returns on success.
 pub fn run(argv: &[String]) -> Result<Infallible> {
+    // LAB:BEGIN run: fork(2); the child execs argv, the parent supervises it and exits with its code
     narrate::set_role("init");
     // Said before forking, so this line always comes before the command's own.
     say!("fork() a child for the command");
@@ -134,5 +137,6 @@ pub fn run(argv: &[String]) -> Result<Infallible> {
     let code = supervise(command, true)?;
     say!("exit({code})");
     std::process::exit(code)
+    // LAB:END
 }
 // ANCHOR_END: run

@@ -33,6 +33,7 @@ impl Resources {
             cpus: self.cpus,
             memory: self.memory,
             pids: self.pids,
+            ..Limits::default()
         }
     }
 

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use ch01_uts::{process, say};
 use ch02_pid::init as supervisor;
+use ch04_cgroups::cgroups::Cgroup;
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -51,12 +52,13 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
 }
 
-/// Undoes a half-done `create`: kills the child, removes the cgroup and the
-/// state directory. Disarmed once the container exists.
+/// Undoes a half-done `create`: kills the child, removes the cgroup (chapter
+/// 4's `Cgroup` does that when dropped) and the state directory. Disarmed
+/// once the container exists.
 struct Undo {
     dir: Option<PathBuf>,
     pid: Option<Pid>,
-    cgroup: Option<cgroups::Placement>,
+    cgroup: Option<Cgroup>,
 }
 
 impl Drop for Undo {
@@ -65,7 +67,7 @@ impl Drop for Undo {
             let _ = send(pid, Signal::SIGKILL);
             let _ = waitpid(pid, None);
         }
-        let _ = cgroups::remove(self.cgroup.as_ref());
+        drop(self.cgroup.take());
         if let Some(dir) = self.dir.take() {
             let _ = state::remove_dir(&dir);
         }
@@ -76,7 +78,9 @@ impl Undo {
     fn disarm(mut self) {
         self.dir = None;
         self.pid = None;
-        self.cgroup = None;
+        if let Some(cgroup) = self.cgroup.take() {
+            cgroup.keep();
+        }
     }
 }
 
@@ -129,6 +133,10 @@ pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Container
         dir: dir.clone(),
     };
     container.save()?;
+    // The limits are in place before the process exists.
+    let cgroup = cgroups::create(id, &spec)?;
+    container.cgroup = Some(cgroup.placement());
+    let cgroup = undo.cgroup.insert(cgroup);
     make_fifo(&container.fifo())?;
     let console = opts
         .console_socket
@@ -162,8 +170,9 @@ pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Container
     if plan.owns(Kind::User) {
         user_ns::write_maps(pid, &spec)?;
     }
-    container.cgroup = cgroups::create(id, &spec, pid)?;
-    undo.cgroup = container.cgroup.clone();
+    // Before the child runs a single instruction of its own: everything it
+    // does and every process it forks is counted and limited.
+    cgroup.add(pid)?;
     if let Some(adj) = process.oom_score_adj() {
         user::set_oom_score_adj(pid, adj)?;
     }
@@ -305,29 +314,50 @@ pub fn parse_signal(text: &str) -> Result<Signal> {
     })
 }
 
-/// `kill ID [SIGNAL]`: sends a signal to the container's process (with
-/// `all`, to every process in its PID namespace).
+// ANCHOR: kill
+/// `kill [--all] ID [SIGNAL]`: sends a signal to the container's process, or
+/// with `all` to every process in its cgroup. For `all` the group is frozen
+/// meanwhile: a process forked after `cgroup.procs` was read would escape
+/// the signal, and a frozen group forks nothing. (v2's `cgroup.kill` does
+/// the same in the kernel, for `SIGKILL` only.)
 pub fn kill(store: &Store, id: &str, signal: Signal, all: bool) -> Result<()> {
     let container = store.load(id)?;
     let status = container.status();
     if !matches!(status, Status::Created | Status::Running | Status::Paused) {
         bail!("cannot kill container {id}: it is {status}");
     }
-    let pids = if all {
-        processes(&container)?
-    } else {
-        container.pid.into_iter().collect()
-    };
-    for pid in pids {
-        say!("kill({pid}, {})", signal.as_str());
-        match send(Pid::from_raw(pid), signal) {
-            Ok(()) | Err(Errno::ESRCH) => {}
-            Err(errno) => {
-                return Err(errno).with_context(|| format!("failed to send {signal} to {pid}"))
-            }
+    let paused = status == Status::Paused;
+    if all {
+        let cgroup = cgroups::open(container.cgroup.as_ref())?;
+        if !paused {
+            cgroup.freeze()?;
         }
+        let sent = cgroup.procs().and_then(|pids| {
+            pids.into_iter()
+                .try_for_each(|pid| send_signal(pid.as_raw(), signal))
+        });
+        if !paused {
+            cgroup.thaw()?;
+        }
+        sent?;
+    } else if let Some(pid) = container.pid {
+        send_signal(pid, signal)?;
+    }
+    // A frozen process acts on a signal only once thawed: SIGKILL still
+    // means "now", so a paused container is thawed for it (as runc does).
+    if paused && signal == Signal::SIGKILL {
+        cgroups::open(container.cgroup.as_ref())?.thaw()?;
     }
     Ok(())
+}
+// ANCHOR_END: kill
+
+fn send_signal(pid: i32, signal: Signal) -> Result<()> {
+    say!("kill({pid}, {})", signal.as_str());
+    match send(Pid::from_raw(pid), signal) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(errno) => Err(errno).with_context(|| format!("failed to send {signal} to {pid}")),
+    }
 }
 
 // ANCHOR: delete
@@ -343,17 +373,16 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         Status::Stopped => {}
         // Its command never ran: nothing is lost by killing it.
         Status::Created => stop(&container)?,
-        status if force => {
-            stop(&container)?;
-            if status == Status::Paused {
-                cgroups::freeze(container.cgroup.as_ref(), false)?;
-            }
-        }
+        _ if force => stop(&container)?,
         status => {
             bail!("cannot delete container {id}: it is {status}: kill it first or use --force")
         }
     }
-    cgroups::remove(container.cgroup.as_ref())?;
+    if container.cgroup.is_some() {
+        // Kills whatever is left in the group (exec'd processes, or what a
+        // container without a PID namespace of its own left behind), then rmdir.
+        cgroups::open(container.cgroup.as_ref())?.remove()?;
+    }
     hooks::run_logged(
         container.spec.hooks().as_ref(),
         hooks::Point::Poststop,
@@ -369,8 +398,9 @@ fn stop(container: &Container) -> Result<()> {
         let pid = Pid::from_raw(pid);
         say!("kill({pid}, SIGKILL)");
         let _ = send(pid, Signal::SIGKILL);
-        if container.cgroup.as_ref().is_some_and(|c| c.is_frozen()) {
-            cgroups::freeze(container.cgroup.as_ref(), false)?;
+        // A frozen process acts on SIGKILL only once thawed.
+        if cgroups::is_frozen(container.cgroup.as_ref()) {
+            cgroups::open(container.cgroup.as_ref())?.thaw()?;
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while container.alive() {
@@ -477,10 +507,8 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32> {
     if !opts.detach {
         supervisor::block_signals()?;
     }
-    // The runtime joins the cgroup and the namespaces; its child inherits them
-    // (a joined PID namespace only applies to children).
-    // Opened now: after joining the mount namespace the path would lead
-    // into the container.
+    // Opened now, in the runtime's mount namespace (the child joins the
+    // container's, where the path would lead elsewhere).
     let mut pid_file = opts
         .pid_file
         .as_deref()
@@ -489,11 +517,18 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32> {
                 .with_context(|| format!("failed to create the pid file {}", path.display()))
         })
         .transpose()?;
-    cgroups::join(container.cgroup.as_ref(), nix::unistd::getpid())?;
-    namespaces::join_all_of(pid)?;
+    let cgroup = cgroups::open(container.cgroup.as_ref())?;
+    let mut namespaces = namespaces::open_all_of(pid)?;
+    // A joined PID namespace applies to the caller's children only: the
+    // runtime joins it; the child joins the others.
+    if let Some(i) = namespaces.iter().position(|(k, _, _)| *k == Kind::Pid) {
+        let (kind, file, path) = namespaces.remove(i);
+        namespaces::join(kind, &file, &path)?;
+    }
     let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).context("failed to create the exec pipe")?;
     let child = process::spawn(CloneFlags::empty(), move || {
-        let result = exec_child(&process, filter.as_ref(), console.as_ref());
+        let result = namespaces::join_all(&namespaces)
+            .and_then(|()| exec_child(&process, filter.as_ref(), console.as_ref()));
         let err = match result {
             Ok(never) => match never {},
             Err(err) => err,
@@ -503,6 +538,9 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32> {
             std::io::Write::write_all(&mut pipe, format!("{}{err:#}", FAILED as char).as_bytes());
         std::process::exit(process::exit_code_for(&err))
     })?;
+    // Into the container's cgroup while it waits, before it runs anything:
+    // the limits apply from its first instruction. The runtime stays outside.
+    cgroup.add(child.pid())?;
     let pid = child.release()?;
     // The pipe closes on a successful execve (close-on-exec) with nothing written.
     let mut message = String::new();
@@ -549,22 +587,11 @@ fn exec_child(
 }
 // ANCHOR_END: exec
 
-/// PIDs (host numbering) of the container's processes: every process in its
-/// PID namespace, or just its own process when it shares the host's.
+/// PIDs (host numbering) of the container's processes: those in its cgroup
+/// (`cgroup.procs`), exec'd ones included.
 pub fn processes(container: &Container) -> Result<Vec<i32>> {
-    let Some(pid) = container.pid.filter(|_| container.alive()) else {
-        return Ok(Vec::new());
-    };
-    let ns = |p: i32| fs::read_link(format!("/proc/{p}/ns/pid")).ok();
-    let theirs = ns(pid);
-    if theirs.is_none() || theirs == ns(std::process::id() as i32) {
-        return Ok(vec![pid]);
-    }
-    let mut pids: Vec<i32> = fs::read_dir("/proc")
-        .context("failed to read /proc")?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|p| ns(*p) == theirs)
-        .collect();
+    let cgroup = cgroups::open(container.cgroup.as_ref())?;
+    let mut pids: Vec<i32> = cgroup.procs()?.into_iter().map(Pid::as_raw).collect();
     pids.sort();
     Ok(pids)
 }
@@ -637,5 +664,10 @@ pub fn pause(store: &Store, id: &str, frozen: bool) -> Result<()> {
         let verb = if frozen { "pause" } else { "resume" };
         bail!("cannot {verb} container {id}: it is {status}");
     }
-    cgroups::freeze(container.cgroup.as_ref(), frozen)
+    let cgroup = cgroups::open(container.cgroup.as_ref())?;
+    if frozen {
+        cgroup.freeze()
+    } else {
+        cgroup.thaw()
+    }
 }

@@ -121,7 +121,7 @@ impl Init<'_> {
         if own_mount {
             rootfs::make_private()?;
             rootfs::bind_to_itself(&self.rootfs)?;
-            mounts::mount_all(self.spec, &self.rootfs)?;
+            mounts::mount_all(self.spec, &self.rootfs, container.cgroup.as_ref())?;
             if own_dev {
                 devices::create_all(self.spec, &self.rootfs, self.plan.owns(Kind::User))?;
             }

@@ -17,7 +17,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use ch01_uts::say;
 use ch03_mount_chroot::devices::{DEVICES, SYMLINKS};
-use nix::mount::{mount, MsFlags};
+use nix::mount::MsFlags;
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::unistd::{chown, Gid, Uid};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Spec};
@@ -116,21 +116,7 @@ impl Node {
             let host = Path::new("/dev").join(path.file_name().context("device without a name")?);
             std::fs::File::create(path)
                 .with_context(|| format!("failed to create {}", path.display()))?;
-            say!("mount({host:?}, {path:?}, NULL, MS_BIND)");
-            return mount(
-                Some(&host),
-                path,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .with_context(|| {
-                format!(
-                    "failed to bind-mount {} onto {}",
-                    host.display(),
-                    path.display()
-                )
-            });
+            return crate::mounts::bind(&host, path, MsFlags::empty());
         }
         say!(
             "mknod({path:?}, {:?}|{:o}, makedev({}, {}))",

@@ -31,6 +31,7 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use ch01_uts::say;
+use ch04_cgroups::cgroups::Placement;
 use nix::mount::{mount, MsFlags};
 use oci_spec::runtime::{Mount, Spec};
 
@@ -124,10 +125,11 @@ pub fn inside(rootfs: &Path, destination: &Path) -> Result<PathBuf> {
 }
 
 // ANCHOR: mount_all
-/// Performs the config's mounts beneath `rootfs`, in order.
-pub fn mount_all(spec: &Spec, rootfs: &Path) -> Result<()> {
+/// Performs the config's mounts beneath `rootfs`, in order. A `cgroup`
+/// mount shows the container's own cgroup (`cgroup`, see [`crate::cgroups`]).
+pub fn mount_all(spec: &Spec, rootfs: &Path, cgroup: Option<&Placement>) -> Result<()> {
     for m in spec.mounts().as_deref().unwrap_or_default() {
-        mount_one(m, rootfs).with_context(|| {
+        mount_one(m, rootfs, cgroup).with_context(|| {
             format!(
                 "config.json: mounts: failed to mount {}",
                 m.destination().display()
@@ -137,7 +139,7 @@ pub fn mount_all(spec: &Spec, rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
-fn mount_one(m: &Mount, rootfs: &Path) -> Result<()> {
+fn mount_one(m: &Mount, rootfs: &Path, cgroup: Option<&Placement>) -> Result<()> {
     let options = parse_options(m.options().as_deref().unwrap_or_default());
     let target = inside(rootfs, m.destination())?;
     let typ = m.typ().as_deref().unwrap_or("none");
@@ -148,9 +150,10 @@ fn mount_one(m: &Mount, rootfs: &Path) -> Result<()> {
     if bind && !source.exists() {
         bail!("bind source {} does not exist", source.display());
     }
-    make_mountpoint(&target, bind && source.is_file())?;
+    // A file (or a device node) is bind-mounted onto a file, a directory onto one.
+    make_mountpoint(&target, bind && !source.is_dir())?;
     if typ == "cgroup" {
-        return crate::cgroups::mount_in_container(&target, options.flags);
+        return crate::cgroups::mount_in_container(&target, options.flags, cgroup);
     }
     let data = options.data.join(",");
     let flags = if bind {
@@ -202,12 +205,36 @@ fn make_mountpoint(target: &Path, file: bool) -> Result<()> {
 
 /// `mount(NULL, target, NULL, MS_REMOUNT|MS_BIND|flags)`, keeping the flags
 /// the kernel locked on the mount (a bind mount may not lose `nosuid` &c.).
-fn remount(target: &Path, flags: MsFlags) -> Result<()> {
+pub(crate) fn remount(target: &Path, flags: MsFlags) -> Result<()> {
     let locked = current_flags(target)?;
     let all = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | locked;
     say!("mount(NULL, {target:?}, NULL, {all:?})");
     mount(None::<&str>, target, None::<&str>, all, None::<&str>)
         .with_context(|| format!("failed to remount {}", target.display()))
+}
+
+/// Bind-mounts `source` on `target`; then applies `flags` (such as
+/// `MS_RDONLY`), which a bind mount takes only with a remount.
+pub(crate) fn bind(source: &Path, target: &Path, flags: MsFlags) -> Result<()> {
+    say!("mount({source:?}, {target:?}, NULL, MS_BIND)");
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .with_context(|| {
+        format!(
+            "failed to bind-mount {} on {}",
+            source.display(),
+            target.display()
+        )
+    })?;
+    if !flags.is_empty() {
+        remount(target, flags)?;
+    }
+    Ok(())
 }
 
 /// The flags of the mount at `path` that a remount must keep (`statvfs(3)`).

@@ -183,9 +183,13 @@ pub fn join(kind: Kind, file: &File, what: &str) -> Result<()> {
 }
 // ANCHOR_END: join
 
-/// Joins every namespace of a running process, in join order, skipping those
-/// it shares with us (used by `exec`).
-pub fn join_all_of(pid: i32) -> Result<()> {
+/// A namespace of another process, opened to join: kind, file, path.
+pub type Opened = (Kind, File, String);
+
+/// Opens every namespace of a running process that we do not share, in
+/// join order (used by `exec`: the runtime joins the PID namespace, which
+/// applies to its children, and the child joins the rest with [`join_all`]).
+pub fn open_all_of(pid: i32) -> Result<Vec<Opened>> {
     let mut files = Vec::new();
     for kind in Kind::ORDER {
         let theirs = format!("/proc/{pid}/ns/{}", kind.proc_name());
@@ -202,7 +206,12 @@ pub fn join_all_of(pid: i32) -> Result<()> {
             files.push((kind, file, theirs));
         }
     }
-    for (kind, file, path) in &files {
+    Ok(files)
+}
+
+/// Joins each of `files`, in their order.
+pub fn join_all(files: &[Opened]) -> Result<()> {
+    for (kind, file, path) in files {
         join(*kind, file, path)?;
     }
     Ok(())

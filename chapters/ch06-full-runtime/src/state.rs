@@ -89,8 +89,8 @@ pub struct Container {
     /// field 22): a PID reused by another process has another start time.
     pub start_time: Option<u64>,
     pub created: String,
-    /// The container's cgroup, relative to the runtime's own cgroup, if it has one.
-    pub cgroup: Option<crate::cgroups::Placement>,
+    /// Where the container's cgroup is (chapter 4's description of it).
+    pub cgroup: Option<ch04_cgroups::cgroups::Placement>,
     /// The config as it was at create time (hooks for `delete`, defaults for `exec`).
     pub spec: Spec,
     /// Where the container's state directory is (not stored).
@@ -231,9 +231,10 @@ impl Container {
         if self.fifo().exists() {
             return Status::Created;
         }
-        match &self.cgroup {
-            Some(cgroup) if cgroup.is_frozen() => Status::Paused,
-            _ => Status::Running,
+        if crate::cgroups::is_frozen(self.cgroup.as_ref()) {
+            Status::Paused
+        } else {
+            Status::Running
         }
     }
 

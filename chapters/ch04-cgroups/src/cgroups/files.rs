@@ -1,7 +1,9 @@
 //! The cgroup filesystem as the backends see it: read, write, mkdir, rmdir.
 //!
-//! Everything a runtime does with cgroups is one of these four operations on
-//! files under `/sys/fs/cgroup`; there is no cgroup system call. The backends
+//! Nearly everything a runtime does with cgroups is one of these four
+//! operations on files under `/sys/fs/cgroup`; there is no cgroup system call.
+//! (The exception is v2's device control, an eBPF program attached with
+//! `bpf(2)`: the trait's one more method.) The backends
 //! go through this small trait rather than `std::fs` so that [`Kernel`] can
 //! narrate each request (`-v`), and so that the unit tests can swap in a fake
 //! that records the *file plan*: which files a backend writes, with what, in
@@ -11,6 +13,8 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use ch01_uts::say;
+
+use super::devices::{self, DeviceRule};
 
 /// The four file operations a cgroup backend needs.
 pub trait Files {
@@ -24,6 +28,8 @@ pub trait Files {
     fn rmdir(&self, path: &Path) -> io::Result<()>;
     /// Whether a file exists (some exist only on some kernels or set-ups).
     fn exists(&self, path: &Path) -> bool;
+    /// v2 only: attaches an eBPF program enforcing `rules` to the cgroup `dir`.
+    fn limit_devices(&self, dir: &Path, rules: &[DeviceRule]) -> anyhow::Result<()>;
 }
 
 /// The real cgroup filesystem, narrating each change it asks of the kernel.
@@ -67,6 +73,18 @@ impl Files for Kernel {
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }
+
+    fn limit_devices(&self, dir: &Path, rules: &[DeviceRule]) -> anyhow::Result<()> {
+        let program = devices::program(rules);
+        say!(
+            "bpf(BPF_PROG_LOAD, BPF_PROG_TYPE_CGROUP_DEVICE, {} instructions for {} rules), \
+             bpf(BPF_PROG_ATTACH, {}, BPF_CGROUP_DEVICE)",
+            program.len(),
+            rules.len(),
+            dir.display()
+        );
+        devices::attach(dir, &program)
+    }
 }
 
 #[cfg(test)]
@@ -86,7 +104,7 @@ pub mod fake {
     use std::io;
     use std::path::{Path, PathBuf};
 
-    use super::Files;
+    use super::{DeviceRule, Files};
 
     /// Files a controller puts in each cgroup (only those the tests look at).
     const FILES: &[(&str, &[&str])] = &[
@@ -95,6 +113,8 @@ pub mod fake {
             "cpu",
             &[
                 "cpu.max",
+                "cpu.weight",
+                "cpu.shares",
                 "cpu.cfs_period_us",
                 "cpu.cfs_quota_us",
                 "cpu.stat",
@@ -114,6 +134,11 @@ pub mod fake {
             ],
         ),
         ("pids", &["pids.max"]),
+        ("freezer", &["freezer.state"]),
+        (
+            "devices",
+            &["devices.allow", "devices.deny", "devices.list"],
+        ),
     ];
 
     #[derive(Debug, Default)]
@@ -220,6 +245,7 @@ pub mod fake {
                         | "cgroup.subtree_control"
                         | "cgroup.kill"
                         | "cgroup.events"
+                        | "cgroup.freeze"
                 )
             {
                 return true;
@@ -273,6 +299,13 @@ pub mod fake {
                     .insert(path.to_path_buf(), enabled.join(" "));
                 return Ok(());
             }
+            // v2: the group is frozen at once (no process needs to stop).
+            if path.ends_with("cgroup.freeze") {
+                self.values.borrow_mut().insert(
+                    dir.join("cgroup.events"),
+                    format!("populated 0\nfrozen {value}\n"),
+                );
+            }
             // A pretend process never stays: cgroup.procs reads empty, so
             // removal never sends a signal to a real PID.
             if !path.ends_with("cgroup.procs") {
@@ -312,6 +345,20 @@ pub mod fake {
 
         fn exists(&self, path: &Path) -> bool {
             self.file_exists(path)
+        }
+
+        fn limit_devices(&self, dir: &Path, rules: &[DeviceRule]) -> anyhow::Result<()> {
+            self.log.borrow_mut().push(format!(
+                "bpf attach {} BPF_CGROUP_DEVICE ({} rules)",
+                dir.display(),
+                rules.len()
+            ));
+            anyhow::ensure!(
+                self.dirs.borrow().contains(dir),
+                "no cgroup {}",
+                dir.display()
+            );
+            Ok(())
         }
     }
 }

@@ -22,10 +22,16 @@
 //! the runtime uses, with a backend per version ([`v1`], [`v2`]) that writes
 //! the files by hand. [`Limits`] is what to write.
 //!
-//! What it leaves out: I/O and cpuset limits, CPU weights, device access (v1
-//! `devices`, v2 an eBPF program), freezing, a cgroup namespace for the
-//! container (`CLONE_NEWCGROUP`), and the systemd driver through which runc
-//! asks systemd over D-Bus to create the cgroup instead of writing files.
+//! A runtime that is not one long-lived process (chapter 6's: `create`,
+//! `pause` and `delete` are separate runs) saves where the group is as a
+//! [`Placement`] and opens it again with [`Cgroup::open`]. Such a runtime also
+//! *freezes* a group ([`Cgroup::freeze`]: `pause`) and limits which
+//! [`devices`] its processes may use.
+//!
+//! What it leaves out: I/O and cpuset limits, a cgroup namespace for the
+//! container (`CLONE_NEWCGROUP`, chapter 6), and the systemd driver through
+//! which runc asks systemd over D-Bus to create the cgroup instead of writing
+//! files.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -37,25 +43,40 @@ use ch01_uts::say;
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
 
 use crate::units::format_size;
 
+pub mod devices;
 pub mod files;
 pub mod v1;
 pub mod v2;
 
+pub use devices::{Access, DeviceKind, DeviceRule};
 pub use files::{Files, Kernel, KERNEL};
 
 // ANCHOR: limits
 /// What the container may use; `None` leaves a resource unlimited.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Limits {
     /// CPU bandwidth: `quota` microseconds of CPU time in every `period`.
     pub cpus: Option<Cpus>,
-    /// Memory in bytes, page cache included; swap is not allowed on top.
+    /// CPU weight, counted as v1's `cpu.shares` (2 to 262144, default 1024):
+    /// the group's share of CPU time when CPUs are contended, not a ceiling.
+    pub cpu_shares: Option<u64>,
+    /// Memory in bytes, page cache included.
     pub memory: Option<u64>,
+    /// Memory plus swap in bytes, as v1's `memory.memsw.limit_in_bytes` and
+    /// the OCI config count it; `None`: no swap on top of `memory`.
+    pub memory_swap: Option<u64>,
     /// How many processes (and threads) may exist in the group at once.
     pub pids: Option<u64>,
+    /// Which devices the group may use, rules in order ([`devices`]);
+    /// `None` leaves it to the parent group (usually: all).
+    pub devices: Option<Vec<DeviceRule>>,
+    /// Whether the group must be freezable ([`Cgroup::freeze`]): on v1 it
+    /// then joins the `freezer` hierarchy; every v2 group can be frozen.
+    pub freezer: bool,
 }
 
 /// CPU bandwidth as the kernel's CFS scheduler enforces it: a group may run
@@ -126,10 +147,29 @@ pub fn min_memory() -> u64 {
 }
 
 impl Limits {
+    /// The range of v1's `cpu.shares`.
+    pub const SHARES: std::ops::RangeInclusive<u64> = 2..=262_144;
+
     /// Checks the limits before any cgroup exists.
     pub fn check(&self) -> Result<()> {
         if let Some(cpus) = self.cpus {
             Cpus::new(cpus.quota_us, cpus.period_us)?;
+        }
+        if let Some(shares) = self.cpu_shares {
+            ensure!(
+                Self::SHARES.contains(&shares),
+                "CPU shares of {shares} are outside the kernel's range of 2 to 262144 (1024 is the default)"
+            );
+        }
+        if let Some(swap) = self.memory_swap {
+            let Some(memory) = self.memory else {
+                bail!("a memory+swap limit needs a memory limit too");
+            };
+            ensure!(
+                swap >= memory,
+                "a memory+swap limit of {swap} bytes is below the memory limit of {memory} bytes: \
+                 it counts memory and swap together"
+            );
         }
         if let Some(bytes) = self.memory {
             let page = min_memory();
@@ -150,7 +190,7 @@ impl Limits {
     /// The controllers these limits need, by their v2 names (v1's are the same).
     pub fn controllers(&self) -> Vec<&'static str> {
         let mut needed = Vec::new();
-        if self.cpus.is_some() {
+        if self.cpus.is_some() || self.cpu_shares.is_some() {
             needed.push("cpu");
         }
         if self.memory.is_some() {
@@ -169,11 +209,23 @@ impl fmt::Display for Limits {
         if let Some(cpus) = self.cpus {
             parts.push(format!("cpus {}", cpus.cpus()));
         }
+        if let Some(shares) = self.cpu_shares {
+            parts.push(format!("cpu shares {shares}"));
+        }
         if let Some(bytes) = self.memory {
             parts.push(format!("memory {}", format_size(bytes)));
         }
+        if let Some(bytes) = self.memory_swap {
+            parts.push(format!("memory+swap {}", format_size(bytes)));
+        }
         if let Some(pids) = self.pids {
             parts.push(format!("pids {pids}"));
+        }
+        if let Some(rules) = &self.devices {
+            parts.push(format!("{} device rules", rules.len()));
+        }
+        if self.freezer {
+            parts.push("freezer".to_string());
         }
         if parts.is_empty() {
             write!(f, "no limits")
@@ -184,7 +236,8 @@ impl fmt::Display for Limits {
 }
 
 /// Which interface a cgroup is made with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Version {
     V1,
     V2,
@@ -490,6 +543,10 @@ pub(crate) fn remove_dir(
     dir: &Path,
     kill: &dyn Fn(&[Pid]) -> Result<()>,
 ) -> Result<()> {
+    if !files.exists(&dir.join("cgroup.procs")) {
+        // Removed already (by an earlier, interrupted run, or by hand).
+        return Ok(());
+    }
     let deadline = Instant::now() + EMPTY_TIMEOUT;
     let mut killed = false;
     loop {
@@ -525,6 +582,23 @@ pub(crate) fn remove_dir(
 }
 // ANCHOR_END: remove_dir
 
+/// How long [`wait_until`] waits for a group to freeze or thaw.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Polls `done` until it says yes, for at most [`FREEZE_TIMEOUT`].
+pub(crate) fn wait_until(what: &str, done: &dyn Fn() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + FREEZE_TIMEOUT;
+    let mut pause = Duration::from_micros(100);
+    while !done()? {
+        if Instant::now() > deadline {
+            bail!("{what} did not happen within {FREEZE_TIMEOUT:?}");
+        }
+        thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
 /// Sends `SIGKILL` to each process; one that is already gone is fine.
 pub(crate) fn kill_each(dir: &Path, pids: &[Pid]) -> Result<()> {
     for pid in pids {
@@ -555,6 +629,82 @@ fn check_name(name: &str) -> Result<()> {
 enum Backend {
     V1(v1::Cgroup),
     V2(v2::Cgroup),
+}
+
+// ANCHOR: placement
+/// Where a cgroup is: what a later run of a runtime needs to open it again
+/// ([`Cgroup::open`]). Chapter 6 keeps it in the container's `state.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub version: Version,
+    /// One directory per v1 hierarchy; one on v2.
+    pub dirs: Vec<Dir>,
+}
+
+/// One directory of a cgroup, with the controllers of its v1 hierarchy
+/// (none listed on v2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dir {
+    pub path: PathBuf,
+    pub controllers: Vec<String>,
+}
+// ANCHOR_END: placement
+
+impl Placement {
+    /// A v1 cgroup's directories, each with its hierarchy's controllers.
+    pub fn v1(dirs: Vec<(PathBuf, Vec<String>)>) -> Placement {
+        Placement {
+            version: Version::V1,
+            dirs: dirs
+                .into_iter()
+                .map(|(path, controllers)| Dir { path, controllers })
+                .collect(),
+        }
+    }
+
+    /// Refuses a placement that is not a group beneath a cgroup tree mounted
+    /// here: removing a group kills what is in it, so a damaged state file
+    /// must not name, say, the root of a hierarchy.
+    fn check(&self, hierarchies: &Hierarchies) -> Result<()> {
+        for dir in &self.dirs {
+            let mount = match self.version {
+                Version::V1 => hierarchies
+                    .v1
+                    .iter()
+                    .find(|h| h.controllers == dir.controllers)
+                    .map(|h| &h.mount),
+                Version::V2 => hierarchies.v2.as_ref().map(|h| &h.mount),
+            };
+            let beneath = mount.is_some_and(|m| dir.path.starts_with(m) && dir.path != *m);
+            let plain = dir.path.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::RootDir
+                )
+            });
+            ensure!(
+                beneath && plain,
+                "{} is not a cgroup beneath a {} hierarchy{} of this machine: refusing to use it",
+                dir.path.display(),
+                self.version,
+                if dir.controllers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" with {}", dir.controllers.join(","))
+                }
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What a group's freezer says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreezerState {
+    Thawed,
+    /// Asked to freeze; some processes still run on (on their way to a stop).
+    Freezing,
+    Frozen,
 }
 
 // ANCHOR: cgroup
@@ -617,6 +767,82 @@ impl Cgroup {
             backend,
             armed: true,
         })
+    }
+
+    // ANCHOR: open
+    /// Opens a cgroup that an earlier process created, from its
+    /// [`Placement`]. Dropping it does not remove it: that takes
+    /// [`Cgroup::remove`].
+    pub fn open(placement: &Placement) -> Result<Cgroup> {
+        placement.check(&Hierarchies::detect()?)?;
+        Ok(Cgroup::open_with(&KERNEL, placement))
+    }
+    // ANCHOR_END: open
+
+    /// Like [`Cgroup::open`], without the check, on any [`Files`].
+    pub fn open_with(files: &'static dyn Files, placement: &Placement) -> Cgroup {
+        let backend = match placement.version {
+            Version::V1 => Backend::V1(v1::Cgroup::open(
+                files,
+                placement
+                    .dirs
+                    .iter()
+                    .map(|d| (d.path.clone(), d.controllers.clone()))
+                    .collect(),
+            )),
+            Version::V2 => Backend::V2(v2::Cgroup::open(
+                files,
+                placement.dirs.first().map(|d| d.path.clone()),
+            )),
+        };
+        Cgroup {
+            backend,
+            armed: false,
+        }
+    }
+
+    /// Where the cgroup is, to save for [`Cgroup::open`].
+    pub fn placement(&self) -> Placement {
+        match &self.backend {
+            Backend::V1(cgroup) => Placement::v1(cgroup.dirs_with_controllers()),
+            Backend::V2(cgroup) => Placement {
+                version: Version::V2,
+                dirs: cgroup
+                    .dirs()
+                    .into_iter()
+                    .map(|path| Dir {
+                        path,
+                        controllers: Vec::new(),
+                    })
+                    .collect(),
+            },
+        }
+    }
+
+    /// Freezes every process in the group: each stops where it is, as if
+    /// never scheduled again, until [`Cgroup::thaw`]. Returns once all are
+    /// frozen. Unlike `SIGSTOP`, the processes cannot notice, catch or undo it.
+    pub fn freeze(&self) -> Result<()> {
+        match &self.backend {
+            Backend::V1(cgroup) => cgroup.set_frozen(true),
+            Backend::V2(cgroup) => cgroup.set_frozen(true),
+        }
+    }
+
+    /// Lets the processes of a frozen group run again.
+    pub fn thaw(&self) -> Result<()> {
+        match &self.backend {
+            Backend::V1(cgroup) => cgroup.set_frozen(false),
+            Backend::V2(cgroup) => cgroup.set_frozen(false),
+        }
+    }
+
+    /// Whether the group is frozen.
+    pub fn freezer_state(&self) -> Result<FreezerState> {
+        match &self.backend {
+            Backend::V1(cgroup) => cgroup.freezer_state(),
+            Backend::V2(cgroup) => cgroup.freezer_state(),
+        }
     }
 
     /// Moves process `pid` into the cgroup. The runtime calls it while the
@@ -838,6 +1064,7 @@ mod tests {
             cpus: Some(Cpus::from_cpus(0.5)?),
             memory: Some(64 << 20),
             pids: Some(32),
+            ..Limits::default()
         };
         limits.check()?;
         assert_eq!(limits.controllers(), vec!["cpu", "memory", "pids"]);
@@ -872,5 +1099,88 @@ mod tests {
         assert_eq!(field(stat, "usage_usec"), Some(1234));
         assert_eq!(field(stat, "nr_throttled"), Some(19));
         assert_eq!(field(stat, "nr"), None);
+    }
+
+    #[test]
+    fn shares_and_swap_are_checked() {
+        let check = |limits: Limits| limits.check().map_err(|e| e.to_string());
+        assert!(check(Limits {
+            cpu_shares: Some(1),
+            ..Limits::default()
+        })
+        .is_err_and(|e| e.contains("range of 2 to 262144")));
+        assert!(check(Limits {
+            memory_swap: Some(64 << 20),
+            ..Limits::default()
+        })
+        .is_err_and(|e| e.contains("needs a memory limit")));
+        assert!(check(Limits {
+            memory: Some(64 << 20),
+            memory_swap: Some(32 << 20),
+            ..Limits::default()
+        })
+        .is_err_and(|e| e.contains("below the memory limit")));
+        assert!(check(Limits {
+            memory: Some(64 << 20),
+            memory_swap: Some(64 << 20),
+            cpu_shares: Some(512),
+            ..Limits::default()
+        })
+        .is_ok());
+    }
+
+    #[test]
+    fn a_placement_must_be_beneath_a_hierarchy() -> Result<()> {
+        let h = Hierarchies::parse(HYBRID_MOUNTINFO, HYBRID_CGROUP)?;
+        let v1 = |path: &str, controller: &str| Placement {
+            version: Version::V1,
+            dirs: vec![Dir {
+                path: PathBuf::from(path),
+                controllers: vec![controller.to_string()],
+            }],
+        };
+        v1("/sys/fs/cgroup/pids/cfs-a", "pids").check(&h)?;
+        v1("/sys/fs/cgroup/memory/process_api/376c/cfs-a", "memory").check(&h)?;
+        for (path, controller) in [
+            // The root of a hierarchy: removing it would kill every process.
+            ("/sys/fs/cgroup/pids", "pids"),
+            // In the wrong hierarchy, outside any, or climbing out.
+            ("/sys/fs/cgroup/cpu/cfs-a", "pids"),
+            ("/tmp/cfs-a", "pids"),
+            ("/sys/fs/cgroup/pids/../../../tmp", "pids"),
+        ] {
+            let err = v1(path, controller).check(&h).err();
+            assert!(
+                err.is_some_and(|e| e.to_string().contains("refusing")),
+                "{path} was accepted"
+            );
+        }
+        let v2 = Placement {
+            version: Version::V2,
+            dirs: vec![Dir {
+                path: PathBuf::from("/sys/fs/cgroup/unified/cfs-a"),
+                controllers: Vec::new(),
+            }],
+        };
+        v2.check(&h)?;
+        Ok(())
+    }
+
+    #[test]
+    fn placements_are_saved_as_json() -> Result<()> {
+        let placement = Placement {
+            version: Version::V2,
+            dirs: vec![Dir {
+                path: PathBuf::from("/sys/fs/cgroup/cfs-a"),
+                controllers: Vec::new(),
+            }],
+        };
+        let text = serde_json::to_string(&placement)?;
+        assert_eq!(
+            text,
+            r#"{"version":"v2","dirs":[{"path":"/sys/fs/cgroup/cfs-a","controllers":[]}]}"#
+        );
+        assert_eq!(serde_json::from_str::<Placement>(&text)?, placement);
+        Ok(())
     }
 }

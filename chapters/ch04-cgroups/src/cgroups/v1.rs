@@ -7,11 +7,13 @@
 //! `/process_api/<id>` while the others' is `/`). The limits go into files
 //! named after the controller (`cpu.cfs_quota_us`, `memory.limit_in_bytes`,
 //! `pids.max`), and the container's first process is written to each
-//! directory's `cgroup.procs`.
+//! directory's `cgroup.procs`. Asked for, the group also joins the `freezer`
+//! hierarchy (`freezer.state`: `FROZEN`, `THAWED`) and the `devices` one
+//! (`devices.allow`, `devices.deny`).
 //!
-//! What it leaves out: the other v1 controllers (`blkio`, `cpuset`, `devices`,
-//! `freezer`, `net_cls`, ...); runc joins them all and uses `freezer` to stop
-//! the processes before killing them, so none can fork while being killed.
+//! What it leaves out: the other v1 controllers (`blkio`, `cpuset`,
+//! `net_cls`, ...); runc joins them all, and freezes a group before it
+//! signals every process in it, so that none can fork meanwhile.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,13 +23,25 @@ use ch01_uts::say;
 use nix::unistd::Pid;
 
 use super::{
-    field, kill_each, mkdir, procs, read, remove_dir, write, CpuStat, Files, Limits, MemoryEvents,
-    V1Hierarchy,
+    field, kill_each, mkdir, procs, read, remove_dir, wait_until, write, CpuStat, Files,
+    FreezerState, Limits, MemoryEvents, V1Hierarchy,
 };
 
 /// The controllers the container joins, limited or not: `cpuacct` counts its
 /// CPU time and `memory` its OOM kills even without a limit.
 pub const CONTROLLERS: &[&str] = &["cpu", "cpuacct", "memory", "pids"];
+
+/// [`CONTROLLERS`], and `freezer` and `devices` when the limits ask for them.
+fn joined(limits: &Limits) -> Vec<&'static str> {
+    let mut joined = CONTROLLERS.to_vec();
+    if limits.freezer {
+        joined.push("freezer");
+    }
+    if limits.devices.is_some() {
+        joined.push("devices");
+    }
+    joined
+}
 
 /// A v1 cgroup: its directory in each hierarchy.
 pub struct Cgroup {
@@ -46,7 +60,9 @@ impl Cgroup {
         name: &str,
         limits: &Limits,
     ) -> Result<Cgroup> {
-        for controller in limits.controllers() {
+        let mut needed = limits.controllers();
+        needed.extend(joined(limits).into_iter().skip(CONTROLLERS.len()));
+        for controller in needed {
             if !hierarchies
                 .iter()
                 .any(|h| h.controllers.iter().any(|c| c == controller))
@@ -70,13 +86,20 @@ impl Cgroup {
         Ok(cgroup)
     }
 
+    /// The cgroup an earlier process created: its directory in each
+    /// hierarchy, with that hierarchy's controllers.
+    pub fn open(files: &'static dyn Files, dirs: Vec<(PathBuf, Vec<String>)>) -> Cgroup {
+        Cgroup { files, dirs }
+    }
+
     // ANCHOR: build
     fn build(&mut self, hierarchies: &[V1Hierarchy], name: &str, limits: &Limits) -> Result<()> {
+        let joined = joined(limits);
         for hierarchy in hierarchies {
             if !hierarchy
                 .controllers
                 .iter()
-                .any(|c| CONTROLLERS.contains(&c.as_str()))
+                .any(|c| joined.contains(&c.as_str()))
             {
                 continue;
             }
@@ -99,6 +122,13 @@ impl Cgroup {
                 &cpus.quota_us.to_string(),
             )?;
         }
+        if let Some(shares) = limits.cpu_shares {
+            write(
+                files,
+                &self.dir("cpu")?.join("cpu.shares"),
+                &shares.to_string(),
+            )?;
+        }
         if let Some(bytes) = limits.memory {
             let dir = self.dir("memory")?;
             write(
@@ -106,11 +136,12 @@ impl Cgroup {
                 &dir.join("memory.limit_in_bytes"),
                 &bytes.to_string(),
             )?;
-            // memory + swap: the same figure, so no swap on top. The file
-            // exists only when the kernel accounts swap (swapaccount=1).
+            // memory + swap: by default the same figure, so no swap on top.
+            // The file exists only when the kernel accounts swap (swapaccount=1).
             let memsw = dir.join("memory.memsw.limit_in_bytes");
             if files.exists(&memsw) {
-                write(files, &memsw, &bytes.to_string())?;
+                let total = limits.memory_swap.unwrap_or(bytes);
+                write(files, &memsw, &total.to_string())?;
             }
         }
         if let Some(pids) = limits.pids {
@@ -119,6 +150,13 @@ impl Cgroup {
                 &self.dir("pids")?.join("pids.max"),
                 &pids.to_string(),
             )?;
+        }
+        if let Some(rules) = &limits.devices {
+            // In order: "a" in devices.deny resets the list to "deny all".
+            let dir = self.dir("devices")?;
+            for rule in rules {
+                write(files, &dir.join(rule.v1_file()), &rule.to_string())?;
+            }
         }
         Ok(())
     }
@@ -145,6 +183,38 @@ impl Cgroup {
 
     pub fn dirs(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|(dir, _)| dir.clone()).collect()
+    }
+
+    pub fn dirs_with_controllers(&self) -> Vec<(PathBuf, Vec<String>)> {
+        self.dirs.clone()
+    }
+
+    // ANCHOR: freeze
+    /// Writes `FROZEN` or `THAWED` to `freezer.state`. Freezing is not
+    /// instant: each process stops the next time it would return to user
+    /// space, and the file reads `FREEZING` until all have.
+    pub fn set_frozen(&self, frozen: bool) -> Result<()> {
+        let path = self.dir("freezer")?.join("freezer.state");
+        let want = if frozen { "FROZEN" } else { "THAWED" };
+        write(self.files, &path, want)?;
+        let done = wait_until(&format!("{want} in {}", path.display()), &|| {
+            Ok(read(self.files, &path)?.trim() == want)
+        });
+        if frozen && done.is_err() {
+            // Not half frozen: let the group run again, and report.
+            let _ = write(self.files, &path, "THAWED");
+        }
+        done
+    }
+    // ANCHOR_END: freeze
+
+    pub fn freezer_state(&self) -> Result<FreezerState> {
+        let path = self.dir("freezer")?.join("freezer.state");
+        Ok(match read(self.files, &path)?.trim() {
+            "FROZEN" => FreezerState::Frozen,
+            "FREEZING" => FreezerState::Freezing,
+            _ => FreezerState::Thawed,
+        })
     }
 
     /// The processes in the group (each hierarchy lists the same ones).
@@ -204,6 +274,15 @@ impl Cgroup {
 
     /// Empties and removes each directory, last created first.
     pub fn remove(&mut self) -> Result<()> {
+        // A frozen process does not die of SIGKILL until it is thawed: kill
+        // what is there while it cannot fork, then thaw.
+        if let Ok(freezer) = self.dir("freezer") {
+            let state = freezer.join("freezer.state");
+            if self.files.exists(&state) && read(self.files, &state)?.trim() != "THAWED" {
+                kill_each(freezer, &procs(self.files, freezer)?)?;
+                self.set_frozen(false)?;
+            }
+        }
         while let Some((dir, _)) = self.dirs.last() {
             let dir = dir.clone();
             remove_dir(self.files, &dir, &|pids| kill_each(&dir, pids))?;
@@ -231,12 +310,13 @@ mod tests {
             h("memory", "/cg/memory/app"),
             h("pids", "/cg/pids"),
             h("devices", "/cg/devices"),
+            h("freezer", "/cg/freezer"),
         ]
     }
 
     fn fake() -> &'static Fake {
         Fake {
-            v1: ["cpu", "cpuacct", "memory", "pids", "devices"]
+            v1: ["cpu", "cpuacct", "memory", "pids", "devices", "freezer"]
                 .iter()
                 .map(|c| (PathBuf::from(format!("/cg/{c}")), vec![c.to_string()]))
                 .collect(),
@@ -254,6 +334,7 @@ mod tests {
             cpus: Some(Cpus::from_cpus(0.2)?),
             memory: Some(64 << 20),
             pids: Some(32),
+            ..Limits::default()
         };
         let mut cgroup = Cgroup::create(files, &hierarchies(), "cfs-1", &limits)?;
         cgroup.add(Pid::from_raw(42))?;
@@ -346,5 +427,87 @@ mod tests {
         ] {
             assert!(log.contains(&format!("rmdir {dir}")), "{dir} left: {log:?}");
         }
+    }
+
+    // ANCHOR: runtime_plan
+    /// What chapter 6 asks for: a weight, swap on top of memory, device rules
+    /// and a freezer; then a later process opens it, pauses and resumes it,
+    /// and removes it while frozen.
+    #[test]
+    fn file_plan_of_a_runtime() -> Result<()> {
+        use crate::cgroups::{Cgroup as Any, DeviceRule, FreezerState, Placement};
+        let files = fake();
+        let limits = Limits {
+            cpu_shares: Some(512),
+            memory: Some(32 << 20),
+            memory_swap: Some(48 << 20),
+            devices: Some(vec![
+                DeviceRule::DENY_ALL,
+                DeviceRule::allow_char(1, Some(3)),
+            ]),
+            freezer: true,
+            ..Limits::default()
+        };
+        let cgroup = Cgroup::create(files, &hierarchies(), "cfs-1", &limits)?;
+        let placement = Placement::v1(cgroup.dirs_with_controllers());
+        // A later run of the runtime, from the saved placement.
+        let later = Any::open_with(files, &placement);
+        assert_eq!(later.placement(), placement);
+        later.freeze()?;
+        assert_eq!(later.freezer_state()?, FreezerState::Frozen);
+        later.thaw()?;
+        later.freeze()?;
+        later.remove()?;
+        assert_eq!(
+            files.log(),
+            [
+                "mkdir /cg/cpu/cfs-1",
+                "mkdir /cg/cpuacct/cfs-1",
+                "mkdir /cg/memory/app/cfs-1",
+                "mkdir /cg/pids/cfs-1",
+                "mkdir /cg/devices/cfs-1",
+                "mkdir /cg/freezer/cfs-1",
+                r#"write /cg/cpu/cfs-1/cpu.shares "512""#,
+                r#"write /cg/memory/app/cfs-1/memory.limit_in_bytes "33554432""#,
+                r#"write /cg/memory/app/cfs-1/memory.memsw.limit_in_bytes "50331648""#,
+                r#"write /cg/devices/cfs-1/devices.deny "a *:* rwm""#,
+                r#"write /cg/devices/cfs-1/devices.allow "c 1:3 rwm""#,
+                r#"write /cg/freezer/cfs-1/freezer.state "FROZEN""#,
+                r#"write /cg/freezer/cfs-1/freezer.state "THAWED""#,
+                r#"write /cg/freezer/cfs-1/freezer.state "FROZEN""#,
+                // remove: kill what is inside (nothing here), thaw, rmdir.
+                r#"write /cg/freezer/cfs-1/freezer.state "THAWED""#,
+                "rmdir /cg/freezer/cfs-1",
+                "rmdir /cg/devices/cfs-1",
+                "rmdir /cg/pids/cfs-1",
+                "rmdir /cg/memory/app/cfs-1",
+                "rmdir /cg/cpuacct/cfs-1",
+                "rmdir /cg/cpu/cfs-1",
+            ]
+        );
+        Ok(())
+    }
+    // ANCHOR_END: runtime_plan
+
+    #[test]
+    fn a_missing_freezer_hierarchy_is_reported() {
+        let files = fake();
+        let limits = Limits {
+            freezer: true,
+            ..Limits::default()
+        };
+        let err = Cgroup::create(files, &hierarchies()[..5], "cfs-1", &limits).err();
+        assert!(err.is_some_and(|e| e.to_string().contains("freezer controller")));
+        assert!(files.log().is_empty(), "{:?}", files.log());
+    }
+
+    #[test]
+    fn removing_twice_is_fine() -> Result<()> {
+        let files = fake();
+        let mut cgroup = Cgroup::create(files, &hierarchies(), "cfs-1", &Limits::default())?;
+        let dirs = cgroup.dirs_with_controllers();
+        cgroup.remove()?;
+        Cgroup::open(files, dirs).remove()?;
+        Ok(())
     }
 }

@@ -18,8 +18,12 @@
 //! same, and systemd's own layout (slices hold scopes and services, which
 //! hold processes) exists because of this rule.
 //!
-//! What it leaves out: threaded cgroups, `io`, `cpuset`, `cpu.weight`, and
-//! the pressure (PSI) files such as `memory.pressure`.
+//! Freezing needs no controller in v2: every group but the root has
+//! `cgroup.freeze`, and `cgroup.events` says when the group is `frozen`.
+//! Device access has no files at all: an eBPF program ([`super::devices`]).
+//!
+//! What it leaves out: threaded cgroups, `io`, `cpuset`, and the pressure
+//! (PSI) files such as `memory.pressure`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,8 +33,8 @@ use ch01_uts::say;
 use nix::unistd::Pid;
 
 use super::{
-    field, kill_each, mkdir, procs, read, remove_dir, write, CpuStat, Files, Limits, MemoryEvents,
-    V2Hierarchy,
+    field, kill_each, mkdir, procs, read, remove_dir, wait_until, write, CpuStat, Files,
+    FreezerState, Limits, MemoryEvents, V2Hierarchy,
 };
 
 /// A v2 cgroup: one directory.
@@ -72,6 +76,11 @@ impl Cgroup {
         Ok(cgroup)
     }
 
+    /// The cgroup an earlier process created (`None`: removed already).
+    pub fn open(files: &'static dyn Files, dir: Option<PathBuf>) -> Cgroup {
+        Cgroup { files, dir }
+    }
+
     // ANCHOR: limit
     fn limit(&self, limits: &Limits) -> Result<()> {
         let dir = self.dir()?;
@@ -81,17 +90,24 @@ impl Cgroup {
             let value = format!("{} {}", cpus.quota_us, cpus.period_us);
             write(files, &dir.join("cpu.max"), &value)?;
         }
+        if let Some(shares) = limits.cpu_shares {
+            write(files, &dir.join("cpu.weight"), &weight(shares).to_string())?;
+        }
         if let Some(bytes) = limits.memory {
             write(files, &dir.join("memory.max"), &bytes.to_string())?;
-            // Swap is limited on its own in v2; 0 means none. The file exists
-            // only when the kernel accounts swap.
+            // Swap is limited on its own in v2, not together with memory;
+            // 0 means none. The file exists only when the kernel accounts swap.
             let swap = dir.join("memory.swap.max");
             if files.exists(&swap) {
-                write(files, &swap, "0")?;
+                let extra = limits.memory_swap.map_or(0, |total| total - bytes);
+                write(files, &swap, &extra.to_string())?;
             }
         }
         if let Some(pids) = limits.pids {
             write(files, &dir.join("pids.max"), &pids.to_string())?;
+        }
+        if let Some(rules) = &limits.devices {
+            files.limit_devices(dir, rules)?;
         }
         Ok(())
     }
@@ -116,6 +132,38 @@ impl Cgroup {
 
     pub fn procs(&self) -> Result<Vec<Pid>> {
         procs(self.files, self.dir()?)
+    }
+
+    // ANCHOR: freeze
+    /// Writes 1 or 0 to `cgroup.freeze`, then waits until `cgroup.events`
+    /// says `frozen 1` (or `frozen 0`): only then has every process stopped.
+    pub fn set_frozen(&self, frozen: bool) -> Result<()> {
+        let dir = self.dir()?;
+        let value = if frozen { "1" } else { "0" };
+        write(self.files, &dir.join("cgroup.freeze"), value)?;
+        let events = dir.join("cgroup.events");
+        let done = wait_until(&format!("frozen {value} in {}", events.display()), &|| {
+            Ok(field(&read(self.files, &events)?, "frozen") == Some(u64::from(frozen)))
+        });
+        if frozen && done.is_err() {
+            // Not half frozen: let the group run again, and report.
+            let _ = write(self.files, &dir.join("cgroup.freeze"), "0");
+        }
+        done
+    }
+    // ANCHOR_END: freeze
+
+    pub fn freezer_state(&self) -> Result<FreezerState> {
+        let dir = self.dir()?;
+        if read(self.files, &dir.join("cgroup.freeze"))?.trim() != "1" {
+            return Ok(FreezerState::Thawed);
+        }
+        let events = read(self.files, &dir.join("cgroup.events"))?;
+        Ok(if field(&events, "frozen") == Some(1) {
+            FreezerState::Frozen
+        } else {
+            FreezerState::Freezing
+        })
     }
 
     /// `cpu.stat`: `usage_usec` is always there; the throttling figures
@@ -173,6 +221,13 @@ impl Cgroup {
         self.dir = None;
         Ok(())
     }
+}
+
+/// v1's `cpu.shares` (2 to 262144, default 1024) as v2's `cpu.weight` (1 to
+/// 10000, default 100): the same linear map runc and the kernel's docs use,
+/// so 2 becomes 1 and 262144 becomes 10000 (and 1024 becomes 39, not 100).
+pub fn weight(shares: u64) -> u64 {
+    1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
 }
 
 // ANCHOR: place
@@ -299,6 +354,7 @@ mod tests {
             cpus: Some(Cpus::from_cpus(0.2)?),
             memory: Some(64 << 20),
             pids: Some(32),
+            ..Limits::default()
         })
     }
 
@@ -445,5 +501,71 @@ mod tests {
             "{:?}",
             files.log()
         );
+    }
+
+    // ANCHOR: runtime_plan
+    /// What chapter 6 asks for on v2: the weight becomes cpu.weight, swap is
+    /// counted apart from memory, the device rules become an eBPF program,
+    /// and the freezer is cgroup.freeze, with cgroup.events saying "frozen".
+    #[test]
+    fn file_plan_of_a_runtime() -> Result<()> {
+        use crate::cgroups::{Cgroup as Any, DeviceRule, Dir, FreezerState, Placement, Version};
+        let files = systemd_machine().leak();
+        let limits = Limits {
+            cpu_shares: Some(1024),
+            memory: Some(32 << 20),
+            memory_swap: Some(48 << 20),
+            pids: Some(16),
+            devices: Some(vec![
+                DeviceRule::DENY_ALL,
+                DeviceRule::allow_char(1, Some(3)),
+            ]),
+            freezer: true,
+            ..Limits::default()
+        };
+        let cgroup = Cgroup::create(files, &tree(SCOPE), "cfs-1", &limits)?;
+        let slice = "/cg/user.slice/user-1000.slice";
+        let placement = Placement {
+            version: Version::V2,
+            dirs: vec![Dir {
+                path: PathBuf::from(format!("{slice}/cfs-1")),
+                controllers: Vec::new(),
+            }],
+        };
+        assert_eq!(cgroup.dirs(), [placement.dirs[0].path.clone()]);
+        let later = Any::open_with(files, &placement);
+        assert_eq!(later.freezer_state()?, FreezerState::Thawed);
+        later.freeze()?;
+        assert_eq!(later.freezer_state()?, FreezerState::Frozen);
+        later.thaw()?;
+        later.remove()?;
+        assert_eq!(
+            files.log(),
+            [
+                r#"write /cg/user.slice/cgroup.subtree_control "+cpu""#.to_string(),
+                format!(r#"write {slice}/cgroup.subtree_control "+cpu""#),
+                format!(r#"write {SCOPE}/cgroup.subtree_control "+cpu +memory +pids""#),
+                format!("mkdir {slice}/cfs-1"),
+                // 1024 shares, v1's default, is weight 39 (v2's default is 100).
+                format!(r#"write {slice}/cfs-1/cpu.weight "39""#),
+                format!(r#"write {slice}/cfs-1/memory.max "33554432""#),
+                // 48M of memory and swap together: 16M of swap.
+                format!(r#"write {slice}/cfs-1/memory.swap.max "16777216""#),
+                format!(r#"write {slice}/cfs-1/pids.max "16""#),
+                format!("bpf attach {slice}/cfs-1 BPF_CGROUP_DEVICE (2 rules)"),
+                format!(r#"write {slice}/cfs-1/cgroup.freeze "1""#),
+                format!(r#"write {slice}/cfs-1/cgroup.freeze "0""#),
+                format!("rmdir {slice}/cfs-1"),
+            ]
+        );
+        Ok(())
+    }
+    // ANCHOR_END: runtime_plan
+
+    #[test]
+    fn shares_map_onto_weights() {
+        assert_eq!(weight(2), 1);
+        assert_eq!(weight(1024), 39);
+        assert_eq!(weight(262_144), 10_000);
     }
 }
