@@ -104,6 +104,36 @@ impl Background {
             .with_context(|| format!("failed to send {signal} to {}", self.pid()))
     }
 
+    /// Waits up to `timeout` for the first child of the process we started
+    /// (a runtime's container). When the process ends first, fails with its
+    /// exit code and output, as [`Output::expect_code`] does.
+    pub fn first_child(&mut self, timeout: Duration) -> Result<Pid> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(child) = crate::kernel::children(self.pid()).first() {
+                return Ok(*child);
+            }
+            let ended = match self.child.as_mut() {
+                Some(child) => child.try_wait()?.is_some(),
+                None => bail!("already finished"),
+            };
+            if ended {
+                let child = self.child.take().context("already finished")?;
+                let out = collect(child, timeout)?;
+                bail!(
+                    "it ended (exit code {}) before it started a child process\nstdout: {}\nstderr: {}",
+                    out.code,
+                    out.stdout,
+                    out.stderr
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("no child process within {timeout:?}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for the end, with a time limit.
     pub fn finish(mut self, timeout: Duration) -> Result<Output> {
         let child = self.child.take().context("already finished")?;
