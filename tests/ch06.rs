@@ -341,10 +341,12 @@ fn kill_all_reaches_every_process() -> Result<()> {
 }
 
 fn stopped_on_its_own() -> Result<()> {
-    let b = Bundle::new(&["sh", "-c", "sleep 0.3"])?;
+    // Long enough to be still running when `state` answers under qemu's TCG
+    // (scripts/vm-test), where everything is about ten times slower.
+    let b = Bundle::new(&["sh", "-c", "sleep 3"])?;
     b.start("own")?;
     ensure!(b.status("own")? == "running", "just started");
-    wait_for(Duration::from_secs(5), || {
+    wait_for(Duration::from_secs(20), || {
         (b.status("own").ok()? == "stopped").then_some(())
     })?;
     ensure!(

@@ -315,6 +315,14 @@ fn enable(files: &dyn Files, tree: &V2Hierarchy, dir: &Path, needed: &[&str]) ->
             );
         }
     }
+    // No internal processes: a cgroup other than the root that holds processes
+    // may not hand controllers to children. The kernel refuses memory with
+    // EBUSY, but it accepts cpu and pids alone (they can be "threaded") and
+    // then makes `dir` a threaded root, whose new children cannot take
+    // processes at all (EOPNOTSUPP). So we never ask where processes live.
+    if dir != tree.mount && !procs(files, dir)?.is_empty() {
+        return Ok(Enable::Busy);
+    }
     let value: Vec<String> = missing.iter().map(|c| format!("+{c}")).collect();
     match files.write(&control, &value.join(" ")) {
         Ok(()) => Ok(Enable::Done),

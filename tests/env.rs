@@ -1,0 +1,1003 @@
+//! The learner's environment: `scripts/doctor` and `scripts/reset`.
+//!
+//! Each doctor check is shown failing, on a missing or broken rootfs, a fake
+//! cgroup tree, a fake sysctl tree, an overlay as the state directory, a
+//! process without capabilities, a normal user, a PATH without `ip`; and
+//! passing on this machine (and, through scripts/vm-test, on a cgroup-v2 VM).
+//!
+//! Reset is shown cleaning a mess made on purpose (a chapter binary killed
+//! with SIGKILL mid-run, a mounted overlay, stacked mounts, cgroups with live
+//! processes, a network namespace, veths, a state file) and leaving alone what
+//! is not the project's: a cgroup under another name, a process whose PID a
+//! stale state file names. On this shared machine every reset is narrowed to
+//! names and directories the test made (`--prefix`, `--state-dir`,
+//! `--build-dir`).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, SystemTime};
+
+use cfs_tests::kernel::{
+    assert_mounts_unchanged, cgroup_dirs_holding, cgroups_named, children, exists, mounts, state,
+};
+use cfs_tests::paths::{bin, rootfs, workspace};
+use cfs_tests::run::{as_nobody, output, wait_for, Background, Output};
+use cfs_tests::{bail, ensure, root, Context, Result};
+use nix::unistd::Pid;
+
+fn script(name: &str) -> Command {
+    Command::new(workspace().join("scripts").join(name))
+}
+
+fn doctor(args: &[&str]) -> Result<Output> {
+    let mut cmd = script("doctor");
+    cmd.args(args);
+    output(cmd)
+}
+
+/// The line doctor printed for `check`.
+fn find_line<'a>(out: &'a Output, check: &str) -> Result<&'a str> {
+    out.stdout
+        .lines()
+        .find(|l| l.get(6..).is_some_and(|rest| rest.starts_with(check)))
+        .with_context(|| format!("no {check} line in\n{}", out.stdout))
+}
+
+/// The line doctor printed for `check`, which must have `status`.
+fn check_line<'a>(out: &'a Output, status: &str, check: &str) -> Result<&'a str> {
+    let line = find_line(out, check)?;
+    ensure!(
+        line.starts_with(&format!("{status:<4}  ")),
+        "wanted {status} for {check}, got:\n{line}\nin\n{}",
+        out.stdout
+    );
+    Ok(line)
+}
+
+/// Doctor failed, and its last line names `chapter` as the first one that cannot run.
+fn blocks(out: &Output, chapter: &str) -> Result<()> {
+    out.expect_code(1)?;
+    let last = out.stdout.lines().last().unwrap_or_default();
+    ensure!(
+        last == format!(
+            "doctor: {chapter} and the chapters after it cannot run here: fix the FAIL lines above"
+        ),
+        "last line: {last:?}"
+    );
+    Ok(())
+}
+
+fn contains(line: &str, words: &[&str]) -> Result<()> {
+    for word in words {
+        ensure!(line.contains(word), "{word:?} missing from\n{line}");
+    }
+    Ok(())
+}
+
+fn write(path: impl AsRef<Path>, text: &str) -> Result<()> {
+    let path = path.as_ref();
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    }
+    fs::write(path, text).with_context(|| format!("failed to write {}", path.display()))
+}
+
+fn path_str(path: &Path) -> Result<&str> {
+    path.to_str().context("path is not UTF-8")
+}
+
+const CHECKS: [&str; 15] = [
+    "root",
+    "kernel",
+    "uts namespace",
+    "pid namespace",
+    "mount namespace",
+    "ipc namespace",
+    "network namespace",
+    "cgroup namespace",
+    "user namespace",
+    "rootfs",
+    "cgroups",
+    "overlayfs",
+    "user namespaces",
+    "seccomp",
+    "veth",
+];
+
+fn doctor_passes_here() -> Result<()> {
+    let before = mounts()?;
+    let out = doctor(&[])?;
+    out.expect_code(0)?;
+    for check in CHECKS {
+        let line = find_line(&out, check)?;
+        ensure!(
+            line.starts_with("ok  ") || line.starts_with("warn"),
+            "{check}: {line}"
+        );
+    }
+    ensure!(
+        out.stdout.lines().last() == Some("doctor: every chapter can run here"),
+        "{}",
+        out.stdout
+    );
+    assert_mounts_unchanged(&before)?;
+    // The overlay probe's scratch directory is gone.
+    let mut dir = PathBuf::from("/var/lib/containers-from-scratch");
+    while !dir.is_dir() {
+        dir = dir.parent().context("no existing ancestor")?.to_path_buf();
+    }
+    for entry in fs::read_dir(&dir)? {
+        let name = entry?.file_name();
+        ensure!(
+            !name.to_string_lossy().starts_with(".cfs-doctor-"),
+            "doctor left {name:?} in {}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn doctor_as_a_normal_user() -> Result<()> {
+    let out = as_nobody(script("doctor"))?;
+    check_line(&out, "FAIL", "root")?;
+    check_line(&out, "skip", "uts namespace")?;
+    blocks(&out, "ch01-uts")
+}
+
+fn doctor_without_capabilities() -> Result<()> {
+    // uid 0 with every capability dropped: as in a container that is not privileged.
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--bounding-set=-all", "--inh-caps=-all"])
+        .arg(workspace().join("scripts/doctor"));
+    let out = output(cmd)?;
+    contains(
+        check_line(&out, "FAIL", "root")?,
+        &["without CAP_SYS_ADMIN"],
+    )?;
+    contains(
+        check_line(&out, "FAIL", "uts namespace")?,
+        &["Operation not permitted", "(needed from ch01-uts)", "fix: "],
+    )?;
+    check_line(&out, "FAIL", "mount namespace")?;
+    blocks(&out, "ch01-uts")
+}
+
+fn doctor_missing_rootfs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let missing = dir.path().join("rootfs");
+    let out = doctor(&["--rootfs", path_str(&missing)?])?;
+    contains(
+        check_line(&out, "FAIL", "rootfs")?,
+        &[
+            "no busybox at",
+            "fix: build the default rootfs: sudo scripts/mkrootfs",
+        ],
+    )?;
+    blocks(&out, "ch03-mount-chroot")
+}
+
+fn doctor_dynamic_busybox() -> Result<()> {
+    // A dynamically linked program in place of the static busybox: its loader
+    // is not in the rootfs, so exec fails with ENOENT although the file exists.
+    let dir = tempfile::tempdir()?;
+    let fake = dir.path().join("rootfs");
+    fs::create_dir_all(fake.join("bin"))?;
+    fs::copy("/usr/bin/true", fake.join("bin/busybox"))?;
+    let out = doctor(&["--rootfs", path_str(&fake)?])?;
+    contains(
+        check_line(&out, "FAIL", "rootfs")?,
+        &[
+            "No such file or directory",
+            "dynamically linked",
+            "busybox-static",
+        ],
+    )?;
+    blocks(&out, "ch03-mount-chroot")?;
+    // The real one passes.
+    let out = doctor(&["--rootfs", path_str(&rootfs()?)?])?;
+    check_line(&out, "ok", "rootfs")?;
+    Ok(())
+}
+
+/// A fake cgroup tree: `files` are (relative path, content).
+fn fake_cgroups(files: &[(&str, &str)]) -> Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    for (path, text) in files {
+        if path.ends_with('/') {
+            fs::create_dir_all(dir.path().join(path))?;
+        } else {
+            write(dir.path().join(path), text)?;
+        }
+    }
+    Ok(dir)
+}
+
+fn doctor_with_cgroups(tree: &tempfile::TempDir, self_cgroup: &str) -> Result<Output> {
+    let file = tree.path().join("self-cgroup");
+    write(&file, self_cgroup)?;
+    let root = tree.path().join("root");
+    fs::create_dir_all(&root)?;
+    doctor(&[
+        "--cgroup-root",
+        path_str(&root)?,
+        "--self-cgroup",
+        path_str(&file)?,
+    ])
+}
+
+fn doctor_cgroup_checks() -> Result<()> {
+    // Nothing mounted.
+    let tree = fake_cgroups(&[])?;
+    let out = doctor_with_cgroups(&tree, "0::/\n")?;
+    contains(
+        check_line(&out, "FAIL", "cgroups")?,
+        &["no cgroup filesystem", "fix: mount one"],
+    )?;
+    blocks(&out, "ch04-cgroups")?;
+
+    // cgroup v2 without the memory controller (booted with cgroup_disable=memory).
+    let tree = fake_cgroups(&[("root/cgroup.controllers", "cpuset cpu io pids\n")])?;
+    let out = doctor_with_cgroups(&tree, "0::/\n")?;
+    contains(
+        check_line(&out, "FAIL", "cgroups")?,
+        &["v2", "no memory controller"],
+    )?;
+    blocks(&out, "ch04-cgroups")?;
+
+    // cgroup v2 as systemd sets it up: the shell in session-1.scope, which has
+    // processes, so its children cannot get controllers (EBUSY).
+    let scope = "root/user.slice/user-1000.slice/session-1.scope";
+    let tree = fake_cgroups(&[
+        ("root/cgroup.controllers", "cpuset cpu io memory pids\n"),
+        (
+            &format!("{scope}/cgroup.controllers"),
+            "cpu io memory pids\n",
+        ),
+        (&format!("{scope}/cgroup.subtree_control"), ""),
+        (&format!("{scope}/cgroup.procs"), "1234\n"),
+    ])?;
+    let out = doctor_with_cgroups(&tree, "0::/user.slice/user-1000.slice/session-1.scope\n")?;
+    contains(
+        check_line(&out, "ok", "cgroups")?,
+        &[
+            "v2 (unified)",
+            "EBUSY",
+            "beside it, beneath /user.slice/user-1000.slice, as runc does",
+        ],
+    )?;
+    out.expect_code(0)?;
+
+    // ... unless the slice holds processes too: then nothing there can get controllers.
+    write(
+        tree.path()
+            .join("root/user.slice/user-1000.slice/cgroup.procs"),
+        "999\n",
+    )?;
+    let out = doctor_with_cgroups(&tree, "0::/user.slice/user-1000.slice/session-1.scope\n")?;
+    contains(
+        check_line(&out, "FAIL", "cgroups")?,
+        &["both", "hold processes", "systemd-run --scope"],
+    )?;
+    blocks(&out, "ch04-cgroups")?;
+
+    // The shell's own cgroup is not in the tree (cgroup2 mounted somewhere else).
+    let out = doctor_with_cgroups(&tree, "0::/system.slice/elsewhere.service\n")?;
+    check_line(&out, "FAIL", "cgroups")?;
+    blocks(&out, "ch04-cgroups")?;
+
+    // Hybrid, with no pids hierarchy.
+    let tree = fake_cgroups(&[
+        ("root/unified/cgroup.controllers", ""),
+        ("root/cpu/", ""),
+        ("root/memory/", ""),
+    ])?;
+    let out = doctor_with_cgroups(&tree, "4:memory:/\n2:cpu,cpuacct:/\n0::/\n")?;
+    contains(
+        check_line(&out, "FAIL", "cgroups")?,
+        &["hybrid", "no usable v1 hierarchy for pids"],
+    )?;
+    blocks(&out, "ch04-cgroups")?;
+
+    // A complete v1 layout passes.
+    let tree = fake_cgroups(&[("root/cpu/", ""), ("root/memory/", ""), ("root/pids/", "")])?;
+    let out = doctor_with_cgroups(&tree, "5:pids:/\n4:memory:/\n2:cpu,cpuacct:/\n")?;
+    contains(
+        check_line(&out, "ok", "cgroups")?,
+        &["v1: cpu memory pids usable"],
+    )?;
+    out.expect_code(0)?;
+    Ok(())
+}
+
+fn doctor_overlay_on_overlay() -> Result<()> {
+    // The state directory on an overlayfs (as inside a Docker container): an
+    // overlay's upper directory cannot be on another overlay. The test's
+    // overlay lives in a private mount namespace that ends with the command.
+    let dir = tempfile::tempdir()?;
+    let d = path_str(dir.path())?;
+    let before = mounts()?;
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            r#"mkdir "$1/l" "$1/u" "$1/w" "$1/m" &&
+               mount -t overlay overlay -o "lowerdir=$1/l,upperdir=$1/u,workdir=$1/w" "$1/m" &&
+               exec "$2" --state-dir "$1/m/containers-from-scratch""#,
+        )
+        .arg("sh")
+        .arg(d)
+        .arg(workspace().join("scripts/doctor"));
+    let out = output(cmd)?;
+    contains(
+        check_line(&out, "FAIL", "overlayfs")?,
+        &["(overlayfs) fails", "not on an overlay"],
+    )?;
+    blocks(&out, "ch05-overlay")?;
+    assert_mounts_unchanged(&before)
+}
+
+/// A sysctl tree like /proc/sys with the given (path, value) files.
+fn fake_sysctls(files: &[(&str, &str)]) -> Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    for (path, value) in files {
+        write(dir.path().join(path), &format!("{value}\n"))?;
+    }
+    Ok(dir)
+}
+
+const SECCOMP: (&str, &str) = (
+    "kernel/seccomp/actions_avail",
+    "kill_process kill_thread trap errno user_notif trace log allow",
+);
+
+fn doctor_sysctl_checks() -> Result<()> {
+    let sys = fake_sysctls(&[SECCOMP, ("user/max_user_namespaces", "0")])?;
+    let out = doctor(&["--proc-sys", path_str(sys.path())?])?;
+    contains(
+        check_line(&out, "FAIL", "user namespaces")?,
+        &["max_user_namespaces is 0"],
+    )?;
+    blocks(&out, "ch06-full-runtime")?;
+
+    // Ubuntu 23.10+: AppArmor keeps normal users from creating user
+    // namespaces; root still can, so it is a warning.
+    let sys = fake_sysctls(&[
+        SECCOMP,
+        ("user/max_user_namespaces", "15000"),
+        ("kernel/apparmor_restrict_unprivileged_userns", "1"),
+    ])?;
+    let out = doctor(&["--proc-sys", path_str(sys.path())?])?;
+    let line = check_line(&out, "warn", "user namespaces")?;
+    contains(
+        line,
+        &["apparmor_restrict_unprivileged_userns=1", "fix: sysctl -w"],
+    )?;
+    out.expect_code(0)?;
+    // The troubleshooting appendix quotes this line.
+    let page = fs::read_to_string(workspace().join("book/src/troubleshooting.md"))?;
+    ensure!(
+        page.lines().any(|l| l == line),
+        "book/src/troubleshooting.md does not quote doctor's line\n{line}"
+    );
+
+    let sys = fake_sysctls(&[
+        SECCOMP,
+        ("user/max_user_namespaces", "15000"),
+        ("kernel/unprivileged_userns_clone", "0"),
+    ])?;
+    let out = doctor(&["--proc-sys", path_str(sys.path())?])?;
+    check_line(&out, "warn", "user namespaces")?;
+    out.expect_code(0)?;
+
+    // No seccomp filters in the kernel.
+    let sys = fake_sysctls(&[("user/max_user_namespaces", "15000")])?;
+    let out = doctor(&["--proc-sys", path_str(sys.path())?])?;
+    contains(
+        check_line(&out, "FAIL", "seccomp")?,
+        &["no seccomp filter support"],
+    )?;
+    blocks(&out, "ch06-full-runtime")
+}
+
+fn doctor_old_kernel() -> Result<()> {
+    let out = doctor(&["--kernel", "4.19.0-27-amd64"])?;
+    contains(
+        check_line(&out, "warn", "kernel")?,
+        &["older than 5.10", "fix: "],
+    )?;
+    out.expect_code(0)?;
+    Ok(())
+}
+
+fn doctor_without_ip() -> Result<()> {
+    // A PATH with every command of /usr/bin and /usr/sbin but ip.
+    let dir = tempfile::tempdir()?;
+    for from in ["/usr/bin", "/usr/sbin"] {
+        for entry in fs::read_dir(from)? {
+            let entry = entry?;
+            let link = dir.path().join(entry.file_name());
+            if entry.file_name() != "ip" && !exists(&link) {
+                std::os::unix::fs::symlink(entry.path(), link)?;
+            }
+        }
+    }
+    let mut cmd = script("doctor");
+    cmd.env("PATH", dir.path());
+    let out = output(cmd)?;
+    contains(
+        check_line(&out, "FAIL", "veth")?,
+        &["ip (iproute2) is missing", "apt-get install iproute2"],
+    )?;
+    blocks(&out, "ch06-full-runtime")
+}
+
+fn doctor_bad_arguments() -> Result<()> {
+    let out = doctor(&["--bogus"])?;
+    out.expect_code(2)?;
+    ensure!(
+        out.stderr.trim() == "doctor: unknown argument --bogus: see scripts/doctor --help",
+        "{:?}",
+        out.stderr
+    );
+    Ok(())
+}
+
+// --- reset -----------------------------------------------------------------------
+
+/// This process's own cgroups where a test may create children: the cgroup2
+/// one and, on a v1 or hybrid machine, the pids one.
+fn own_cgroups() -> Result<Vec<PathBuf>> {
+    let text = fs::read_to_string("/proc/self/cgroup")?;
+    let unified = if exists("/sys/fs/cgroup/cgroup.controllers") {
+        PathBuf::from("/sys/fs/cgroup")
+    } else {
+        PathBuf::from("/sys/fs/cgroup/unified")
+    };
+    let mut dirs = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let rel = path.trim_start_matches('/');
+        if id == "0" && controllers.is_empty() {
+            dirs.push(unified.join(rel));
+        } else if controllers.split(',').any(|c| c == "pids") {
+            dirs.push(Path::new("/sys/fs/cgroup/pids").join(rel));
+        }
+    }
+    ensure!(!dirs.is_empty(), "no cgroup found in /proc/self/cgroup");
+    Ok(dirs)
+}
+
+/// Creates cgroup `name` beneath each of `parents`.
+fn make_cgroups(parents: &[PathBuf], name: &str) -> Result<Vec<PathBuf>> {
+    parents
+        .iter()
+        .map(|p| {
+            let dir = p.join(name);
+            fs::create_dir(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+            Ok(dir)
+        })
+        .collect()
+}
+
+/// A command that runs `argv` inside `cgroups` (it moves itself in before exec).
+fn in_cgroups(cgroups: &[PathBuf], argv: &[&str]) -> Command {
+    let list: Vec<String> = cgroups.iter().map(|c| c.display().to_string()).collect();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"IFS=:; for d in $CGROUPS; do echo $$ >"$d/cgroup.procs" || exit 99; done; unset IFS; exec "$@""#)
+        .arg("sh")
+        .args(argv)
+        .env("CGROUPS", list.join(":"));
+    cmd
+}
+
+fn start_in(cgroups: &[PathBuf], argv: &[&str]) -> Result<Background> {
+    Background::start(in_cgroups(cgroups, argv))
+}
+
+fn alive(pid: impl ToString) -> bool {
+    matches!(state(&pid.to_string()), Some(s) if s != 'Z')
+}
+
+fn sh(script: &str) -> Result<()> {
+    let out = output({
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(script);
+        cmd
+    })?;
+    ensure!(
+        out.code == 0,
+        "`{script}` failed ({}): {}{}",
+        out.code,
+        out.stdout,
+        out.stderr
+    );
+    Ok(())
+}
+
+/// Names, directories and the made-up mess of one reset test; on drop, cleans
+/// up whatever the test did not get to (with reset itself, narrowed to them).
+struct Mess {
+    prefix: String,
+    /// Exact names of the project's things to clean as well (`--name`).
+    names: Vec<String>,
+    base: tempfile::TempDir,
+    state: PathBuf,
+    build: PathBuf,
+    cleanup: Vec<String>,
+}
+
+impl Mess {
+    fn new(tag: &str) -> Result<Self> {
+        let prefix = format!("cfs-{tag}{}-", std::process::id());
+        let base = tempfile::Builder::new().prefix("cfs-reset-").tempdir()?;
+        let state = base.path().join("cfs-state");
+        let build = base.path().join("cfs-build");
+        fs::create_dir_all(&state)?;
+        fs::create_dir_all(&build)?;
+        Ok(Mess {
+            prefix,
+            names: Vec::new(),
+            base,
+            state,
+            build,
+            cleanup: Vec::new(),
+        })
+    }
+
+    fn reset_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--prefix".into(),
+            self.prefix.clone(),
+            "--state-dir".into(),
+            self.state.display().to_string(),
+            "--build-dir".into(),
+            self.build.display().to_string(),
+        ];
+        for name in &self.names {
+            args.push("--name".into());
+            args.push(name.clone());
+        }
+        args
+    }
+
+    fn reset(&self, extra: &[&str], netns: Option<&str>) -> Result<Output> {
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}"))
+                    .arg(workspace().join("scripts/reset"));
+                c
+            }
+            None => script("reset"),
+        };
+        cmd.args(extra).args(self.reset_args());
+        output(cmd)
+    }
+
+    /// Mounts an overlay at `<state>/overlay/merged`.
+    fn overlay(&self) -> Result<PathBuf> {
+        let o = self.state.join("overlay");
+        for d in ["lower", "upper", "work", "merged"] {
+            fs::create_dir_all(o.join(d))?;
+        }
+        fs::write(o.join("lower/motd"), "from the lower layer\n")?;
+        let opts = format!(
+            "lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work",
+            o.display()
+        );
+        sh(&format!(
+            "mount -t overlay overlay -o '{opts}' '{}'",
+            o.join("merged").display()
+        ))?;
+        Ok(o.join("merged"))
+    }
+}
+
+impl Drop for Mess {
+    fn drop(&mut self) {
+        let _ = self.reset(&[], None);
+        for cmd in &self.cleanup {
+            let _ = Command::new("sh").arg("-c").arg(cmd).status();
+        }
+        let _ = self.base.path();
+    }
+}
+
+fn is_mounted(path: &Path) -> Result<bool> {
+    let p = path.display().to_string();
+    Ok(mounts()?
+        .iter()
+        .any(|m| m.split(' ').next() == Some(p.as_str())))
+}
+
+fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
+    let mut mess = Mess::new("r")?;
+    let p = mess.prefix.clone();
+    let own = own_cgroups()?;
+
+    // A network namespace of the test's own to run reset in, so that its
+    // veths never touch the host's network; made before the snapshot.
+    let outer = format!("cfs-o{}n", std::process::id());
+    // The first `ip netns add` on a machine mounts /run/netns (a bind mount
+    // of itself, so that the namespaces' mounts can propagate); undo that too.
+    let netns_dir_mounted = is_mounted(Path::new("/run/netns"))?;
+    sh(&format!("ip netns add {outer}"))?;
+    mess.cleanup.push(format!("ip netns delete {outer}"));
+    if !netns_dir_mounted {
+        mess.cleanup
+            .push("[ -z \"$(ls -A /run/netns)\" ] && umount /run/netns".to_string());
+    }
+    // Not the project's (another name): must survive.
+    let other = make_cgroups(&own, &format!("cfs-o{}", std::process::id()))?;
+    for dir in &other {
+        mess.cleanup.push(format!("rmdir '{}'", dir.display()));
+    }
+    let innocent = start_in(&other, &["sleep", "1000"])?;
+
+    let before = mounts()?;
+
+    // 1. Chapter binaries stopped mid-run. Chapter 4's runtime, killed with
+    //    SIGKILL, cannot remove its cgroup cfs-<its pid>. No pipes: a
+    //    container that outlived its runtime would hold them open.
+    let mut runtime = Command::new(bin("ch04-cgroups"))
+        .args(["--rootfs", path_str(&rootfs()?)?, "--pids", "16", "--"])
+        .args(["sleep", "1000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("failed to start ch04-cgroups")?;
+    let runtime_pid = Pid::from_raw(runtime.id() as i32);
+    let runtime_cgroup = format!("cfs-{runtime_pid}");
+    mess.names.push(runtime_cgroup.clone());
+    let container = wait_for(Duration::from_secs(20), || {
+        children(runtime_pid).first().copied()
+    })?;
+    wait_for(Duration::from_secs(20), || {
+        cgroup_dirs_holding(&runtime_cgroup, container)
+    })
+    .context("the container never joined its cgroup")?;
+    runtime.kill().context("failed to SIGKILL ch04-cgroups")?;
+    let status = runtime.wait()?;
+    ensure!(
+        status.signal() == Some(9),
+        "ch04-cgroups ended with {status}"
+    );
+    ensure!(
+        !cgroups_named(&runtime_cgroup)?.is_empty(),
+        "no cgroup {runtime_cgroup} was left behind"
+    );
+    //    Chapter 6's `create` leaves a container waiting for `start`, found
+    //    through its state.json.
+    let bundle = mess.base.path().join("bundle");
+    fs::create_dir_all(&bundle)?;
+    output({
+        let mut c = Command::new(bin("ch06-full-runtime"));
+        c.args(["spec", "--bundle", path_str(&bundle)?]);
+        c
+    })?
+    .expect_code(0)?;
+    let config_path = bundle.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&fs::read_to_string(&config_path)?)?;
+    config["root"] = serde_json::json!({ "path": rootfs()?, "readonly": true });
+    config["process"]["terminal"] = serde_json::json!(false);
+    config["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+    fs::write(&config_path, config.to_string())?;
+    let id = format!("{p}c");
+    let ch06_root = mess.state.join("ch06");
+    let status = Command::new(bin("ch06-full-runtime"))
+        .args(["--root", path_str(&ch06_root)?, "create", &id])
+        .current_dir(&bundle)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    ensure!(
+        status.success(),
+        "ch06-full-runtime create failed: {status}"
+    );
+    let state_json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(ch06_root.join(&id).join("state.json"))?)?;
+    let created = state_json["pid"]
+        .as_i64()
+        .context("no pid in ch06's state.json")?;
+    ensure!(
+        alive(created),
+        "the created container {created} is not running"
+    );
+
+    // 2. A cgroup with a live process, and one nested beneath it.
+    let busy_cg = make_cgroups(&own, &format!("{p}b"))?;
+    let nested_cg = make_cgroups(&busy_cg, "inner")?;
+    let busy = start_in(&busy_cg, &["sleep", "1000"])?;
+    let nested = start_in(&nested_cg, &["sleep", "1000"])?;
+
+    // 3. A mounted overlay under the state directory; under the build
+    //    directory a tmpfs, and two tmpfs stacked on one point.
+    let merged = mess.overlay()?;
+    let scratch = mess.build.join("scratch");
+    let stacked = mess.build.join("stacked");
+    fs::create_dir_all(&scratch)?;
+    fs::create_dir_all(&stacked)?;
+    write(mess.build.join("keep.txt"), "a build product\n")?;
+    sh(&format!(
+        "mount -t tmpfs cfs-test '{0}' && mount -t tmpfs cfs-test '{1}' && mount -t tmpfs cfs-test '{1}'",
+        scratch.display(),
+        stacked.display()
+    ))?;
+
+    // 4. State files: one names a live container process; the other is stale
+    //    and names a PID that started after it was written (a reused PID).
+    let recorded = Background::start({
+        let mut c = Command::new("sleep");
+        c.arg("1000");
+        c
+    })?;
+    write(
+        mess.state.join("c1/state.json"),
+        &format!(
+            "{{\"ociVersion\": \"1.0.2\", \"id\": \"c1\", \"pid\": {}}}",
+            recorded.pid()
+        ),
+    )?;
+    let stale = mess.state.join("c2/state.json");
+    write(&stale, "{}")?;
+    let reused = Background::start({
+        let mut c = Command::new("sleep");
+        c.arg("1000");
+        c
+    })?;
+    write(&stale, &format!("{{\"pid\": {}}}", reused.pid()))?;
+    fs::File::options()
+        .write(true)
+        .open(&stale)?
+        .set_modified(SystemTime::now() - Duration::from_secs(60))?;
+    // A state file with a start time (as ch06 writes) that is not this process's.
+    write(
+        mess.state.join("c3/state.json"),
+        &format!("{{\"pid\": {}, \"start_time\": 1}}", innocent.pid()),
+    )?;
+
+    // 5. A network namespace, and a veth pair in the namespace reset runs in.
+    sh(&format!("ip netns add {p}ns"))?;
+    sh(&format!(
+        "ip -n {outer} link add {p}v0 type veth peer name {p}v1"
+    ))?;
+
+    ensure!(is_mounted(&merged)?, "the overlay is not mounted");
+    let out = mess.reset(&[], Some(&outer))?;
+    out.expect_code(0)?;
+    for line in [
+        // Found through its cgroup (cfs-<id>, chapter 6's name for it) or its state.json.
+        format!("reset: kill pid {created} ("),
+        "reset: remove cgroup ".to_string(),
+        format!("/{runtime_cgroup}\n"),
+        format!(
+            "reset: leaving pid {} alone: it is not the process",
+            innocent.pid()
+        ),
+        format!("reset: kill pid {} (sleep 1000; in cgroup", busy.pid()),
+        format!("reset: kill pid {} (sleep 1000; in cgroup", nested.pid()),
+        format!(
+            "reset: kill pid {} (sleep 1000; recorded in",
+            recorded.pid()
+        ),
+        format!(
+            "reset: leaving pid {} alone: it started after",
+            reused.pid()
+        ),
+        format!("reset: unmount {}", merged.display()),
+        format!("reset: unmount {}", scratch.display()),
+        format!("reset: delete network namespace {p}ns"),
+        format!("reset: delete veth {p}v"),
+        format!("reset: remove {}", mess.state.display()),
+    ] {
+        ensure!(out.stdout.contains(&line), "no {line:?} in\n{}", out.stdout);
+    }
+
+    // Nothing of the mess is left ...
+    assert_mounts_unchanged(&before)?;
+    ensure!(
+        cgroups_named(&runtime_cgroup)?.is_empty(),
+        "cgroup {runtime_cgroup} is left"
+    );
+    for pid in [
+        container,
+        Pid::from_raw(created as i32),
+        busy.pid(),
+        nested.pid(),
+        recorded.pid(),
+    ] {
+        wait_for(Duration::from_secs(5), || (!alive(pid)).then_some(()))
+            .with_context(|| format!("pid {pid} is still alive"))?;
+    }
+    for dir in own.iter() {
+        for entry in fs::read_dir(dir)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            ensure!(
+                !name.starts_with(&p),
+                "cgroup {name} is left in {}",
+                dir.display()
+            );
+        }
+    }
+    let netns =
+        String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output()?.stdout)
+            .into_owned();
+    ensure!(!netns.contains(&format!("{p}ns")), "netns left: {netns}");
+    let links = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["-n", &outer, "-o", "link", "show", "type", "veth"])
+            .output()?
+            .stdout,
+    )
+    .into_owned();
+    ensure!(links.trim().is_empty(), "veths left: {links}");
+    ensure!(!exists(&mess.state), "the state directory is left");
+    // ... and what was not the project's is untouched.
+    ensure!(
+        exists(mess.build.join("keep.txt")),
+        "reset deleted a build product"
+    );
+    ensure!(
+        alive(innocent.pid()),
+        "reset killed a process in another cgroup"
+    );
+    ensure!(
+        alive(reused.pid()),
+        "reset killed a process a stale state file names"
+    );
+    for dir in &other {
+        ensure!(dir.is_dir(), "reset removed {}", dir.display());
+    }
+
+    // Run again: nothing left to do.
+    let again = mess.reset(&[], None)?;
+    again.expect_code(0)?;
+    ensure!(
+        again
+            .stdout
+            .contains("reset: nothing of the project's was left"),
+        "{}",
+        again.stdout
+    );
+    drop(innocent);
+    drop(reused);
+    drop(recorded);
+    drop(busy);
+    drop(nested);
+    Ok(())
+}
+
+fn reset_dry_run_changes_nothing() -> Result<()> {
+    let mess = Mess::new("d")?;
+    let own = own_cgroups()?;
+    let cg = make_cgroups(&own, &format!("{}x", mess.prefix))?;
+    let busy = start_in(&cg, &["sleep", "1000"])?;
+    let merged = mess.overlay()?;
+
+    let out = mess.reset(&["--dry-run"], None)?;
+    out.expect_code(0)?;
+    for line in [
+        format!(
+            "reset: would kill pid {} (sleep 1000; in cgroup",
+            busy.pid()
+        ),
+        format!("reset: would unmount {}", merged.display()),
+        format!("reset: would remove cgroup {}", cg[0].display()),
+        format!("reset: would remove {}", mess.state.display()),
+        "reset: dry run: ".to_string(),
+    ] {
+        ensure!(out.stdout.contains(&line), "no {line:?} in\n{}", out.stdout);
+    }
+    ensure!(alive(busy.pid()), "the dry run killed pid {}", busy.pid());
+    ensure!(
+        is_mounted(&merged)?,
+        "the dry run unmounted {}",
+        merged.display()
+    );
+    for dir in &cg {
+        ensure!(dir.is_dir(), "the dry run removed {}", dir.display());
+    }
+
+    let out = mess.reset(&[], None)?;
+    out.expect_code(0)?;
+    ensure!(
+        !is_mounted(&merged)? && !alive(busy.pid()),
+        "{}",
+        out.stdout
+    );
+    Ok(())
+}
+
+fn reset_refuses_what_is_not_the_projects() -> Result<()> {
+    let before = mounts()?;
+    for (args, message) in [
+        (
+            vec!["--prefix", "system-"],
+            "reset: --prefix must start with cfs-, not system-",
+        ),
+        (
+            vec!["--state-dir", "/etc"],
+            "reset: --state-dir /etc: not one of the project's directories (named containers-from-scratch or cfs-*, or this checkout's build/)",
+        ),
+        (
+            vec!["--build-dir", "/"],
+            "reset: --build-dir /: not one of the project's directories (named containers-from-scratch or cfs-*, or this checkout's build/)",
+        ),
+    ] {
+        let mut cmd = script("reset");
+        cmd.args(&args);
+        let out = output(cmd)?;
+        out.expect_code(2)?;
+        ensure!(out.stderr.trim() == message, "{args:?}: {:?}", out.stderr);
+        ensure!(out.stdout.is_empty(), "{args:?} did something: {}", out.stdout);
+    }
+    let out = as_nobody(script("reset"))?;
+    out.expect_code(1)?;
+    ensure!(
+        out.stderr.trim() == "reset: run as root: sudo scripts/reset",
+        "{:?}",
+        out.stderr
+    );
+    assert_mounts_unchanged(&before)
+}
+
+fn scripts_are_executable() -> Result<()> {
+    for name in [
+        "doctor",
+        "reset",
+        "vm-test",
+        "leftovers",
+        "provision",
+        "vm/guest-init",
+        "vm/initramfs-init",
+    ] {
+        let path = workspace().join("scripts").join(name);
+        let mode = fs::metadata(&path)
+            .with_context(|| format!("no {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o111 == 0 {
+            bail!("{} is not executable", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    cfs_tests::main(vec![
+        cfs_tests::plain("scripts_are_executable", scripts_are_executable),
+        root("doctor_passes_here", doctor_passes_here),
+        root("doctor_as_a_normal_user", doctor_as_a_normal_user),
+        root("doctor_without_capabilities", doctor_without_capabilities),
+        root("doctor_missing_rootfs", doctor_missing_rootfs),
+        root("doctor_dynamic_busybox", doctor_dynamic_busybox),
+        root("doctor_cgroup_checks", doctor_cgroup_checks),
+        root("doctor_overlay_on_overlay", doctor_overlay_on_overlay),
+        root("doctor_sysctl_checks", doctor_sysctl_checks),
+        root("doctor_old_kernel", doctor_old_kernel),
+        root("doctor_without_ip", doctor_without_ip),
+        root("doctor_bad_arguments", doctor_bad_arguments),
+        root(
+            "reset_cleans_a_mess_and_nothing_else",
+            reset_cleans_a_mess_and_nothing_else,
+        ),
+        root(
+            "reset_dry_run_changes_nothing",
+            reset_dry_run_changes_nothing,
+        ),
+        root(
+            "reset_refuses_what_is_not_the_projects",
+            reset_refuses_what_is_not_the_projects,
+        ),
+    ])
+}
