@@ -1,5 +1,8 @@
 //! Chapter 3: a mount namespace, a rootfs, pivot_root versus chroot, fresh
 //! /proc and /dev, and no mount leaking to the host.
+//!
+//! The tests declared with `check` are also lab ch03's checks (`scripts/lab
+//! check ch03`): each says what it verifies and gives a hint for when it fails.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -8,7 +11,7 @@ use std::time::Duration;
 use cfs_tests::kernel::{assert_mounts_unchanged, children, mounts, ns_inode};
 use cfs_tests::paths::{rootfs, static_dir};
 use cfs_tests::run::{chapter, output, run, wait_for, Background};
-use cfs_tests::{ensure, root, Context, Result};
+use cfs_tests::{bail, check, ensure, root, Context, Result};
 use nix::sys::signal::Signal;
 
 const BIN: &str = "ch03-mount-chroot";
@@ -45,7 +48,7 @@ fn static_helper(name: &str) -> Result<PathBuf> {
 
 /// Runs `chroot-escape` in a container, with `extra` flags, and returns what
 /// it printed. The marker file lives on the host, outside the rootfs.
-fn escape_attempt(extra: &[&str]) -> Result<(i32, String)> {
+fn escape_attempt(extra: &[&str]) -> Result<(i32, String, String)> {
     let dir = tempfile::tempdir()?;
     let rootfs = rootfs_copy(dir.path())?;
     std::fs::copy(
@@ -59,23 +62,34 @@ fn escape_attempt(extra: &[&str]) -> Result<(i32, String)> {
     let marker = marker.to_string_lossy().into_owned();
     args.extend(["--rootfs", &rootfs, "--", "chroot-escape", &marker]);
     let out = run(BIN, &args)?;
-    Ok((out.code, out.stdout))
+    Ok((out.code, out.stdout, out.stderr))
 }
 
 fn main() -> ExitCode {
     cfs_tests::main(vec![
-        root("root_is_the_rootfs_and_host_files_are_hidden", || {
-            let out = sh("cat /etc/rootfs-release; test -e /work && echo host-visible; test -e /.mkrootfs-stamp && echo rootfs")?;
-            out.expect_code(0)?;
-            ensure!(
-                out.stdout == "containers-from-scratch busybox rootfs\nrootfs\n",
-                "stdout: {:?}",
-                out.stdout
-            );
-            Ok(())
-        }),
-        root(
+        check(
+            "root_is_the_rootfs_and_host_files_are_hidden",
+            "inside, / is the rootfs (its /etc/rootfs-release and /.mkrootfs-stamp are there) \
+             and a host directory (/work) is not",
+            "setup calls pivot_root(rootfs) after bind_to_itself: pivot_root(2) needs a put_old \
+             directory under the new root; then chdir(\"/\") and detach the old root",
+            || {
+                let out = sh("cat /etc/rootfs-release; test -e /work && echo host-visible; test -e /.mkrootfs-stamp && echo rootfs")?;
+                out.expect_code(0)?;
+                ensure!(
+                    out.stdout == "containers-from-scratch busybox rootfs\nrootfs\n",
+                    "stdout: {:?}",
+                    out.stdout
+                );
+                Ok(())
+            },
+        ),
+        check(
             "ps_lists_only_the_container_and_pid_1_is_the_command",
+            "ps inside lists two processes, sh as PID 1 and ps itself, and /proc/1/comm is sh: \
+             the /proc mounted inside shows the new PID namespace",
+            "mount_proc creates /proc and mounts a new proc filesystem there, after the root \
+             changed: a proc mount shows the PID namespace of the process that mounts it",
             || {
                 let out = sh("ps -o pid,comm; cat /proc/1/comm; true")?;
                 out.expect_code(0)?;
@@ -93,26 +107,41 @@ fn main() -> ExitCode {
                 Ok(())
             },
         ),
-        root("dev_null_is_char_device_1_3_and_works", || {
-            let out = sh("stat -c '%F %t:%T %a' /dev/null; echo data >/dev/null && wc -c </dev/null; head -c 4 /dev/zero | wc -c; ls /dev/pts")?;
-            out.expect_code(0)?;
-            ensure!(
-                out.stdout == "character special file 1:3 666\n0\n4\nptmx\n",
-                "stdout: {:?}",
-                out.stdout
-            );
-            Ok(())
-        }),
-        root("sys_is_read_only_and_proc_is_fresh", || {
-            let out = sh("grep -E ' /(proc|sys) ' /proc/mounts | cut -d' ' -f1-4 | cut -d, -f1; touch /sys/x 2>/dev/null || echo sys-readonly")?;
-            out.expect_code(0)?;
-            ensure!(
-                out.stdout == "proc /proc proc rw\nsysfs /sys sysfs ro\nsys-readonly\n",
-                "stdout: {:?}",
-                out.stdout
-            );
-            Ok(())
-        }),
+        check(
+            "dev_null_is_char_device_1_3_and_works",
+            "stat(2) of /dev/null inside: a character device 1:3, mode 666; writes to it vanish, \
+             /dev/zero reads zeros, /dev/pts holds a ptmx of its own",
+            "mount_dev: a tmpfs on /dev first, then mknod(2) with S_IFCHR and makedev(major, \
+             minor) for each of DEVICES (chmod 0666: mknod applies the umask), then devpts \
+             with newinstance",
+            || {
+                let out = sh("stat -c '%F %t:%T %a' /dev/null; echo data >/dev/null && wc -c </dev/null; head -c 4 /dev/zero | wc -c; ls /dev/pts")?;
+                out.expect_code(0)?;
+                ensure!(
+                    out.stdout == "character special file 1:3 666\n0\n4\nptmx\n",
+                    "stdout: {:?}",
+                    out.stdout
+                );
+                Ok(())
+            },
+        ),
+        check(
+            "sys_is_read_only_and_proc_is_fresh",
+            "/proc/mounts inside lists a proc filesystem on /proc, read-write, and sysfs on /sys, \
+             read-only (touch /sys/x fails)",
+            "mount_proc mounts a filesystem of type \"proc\" with source \"proc\" on /proc, \
+             without MS_RDONLY",
+            || {
+                let out = sh("grep -E ' /(proc|sys) ' /proc/mounts | cut -d' ' -f1-4 | cut -d, -f1; touch /sys/x 2>/dev/null || echo sys-readonly")?;
+                out.expect_code(0)?;
+                ensure!(
+                    out.stdout == "proc /proc proc rw\nsysfs /sys sysfs ro\nsys-readonly\n",
+                    "stdout: {:?}",
+                    out.stdout
+                );
+                Ok(())
+            },
+        ),
         root("environment_is_the_default_one", || {
             let rootfs = rootfs()?;
             let mut cmd = chapter(
@@ -136,48 +165,77 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
-        root("container_mounts_never_reach_the_host", || {
-            let before = mounts()?;
-            let rootfs = rootfs()?;
-            let bg = Background::start(chapter(
-                BIN,
-                &["--rootfs", &rootfs.to_string_lossy(), "--", "sleep", "5"],
-            ))?;
-            let child = wait_for(Duration::from_secs(5), || {
-                children(bg.pid()).first().copied()
-            })?;
-            // Wait until the container has mounted its /proc, then look from the host.
-            let child = child.to_string();
-            wait_for(Duration::from_secs(5), || {
-                std::fs::read_to_string(format!("/proc/{child}/mountinfo"))
-                    .ok()
-                    .filter(|m| m.contains(" /dev/shm "))
-            })?;
-            ensure!(
-                ns_inode(&child, "mnt")? != ns_inode("self", "mnt")?,
-                "no new mount namespace"
-            );
-            assert_mounts_unchanged(&before).context("while the container runs")?;
-            bg.signal(Signal::SIGTERM)?;
-            let _ = bg.finish(Duration::from_secs(10))?;
-            assert_mounts_unchanged(&before).context("after the container ended")
-        }),
-        root("no_leak_when_the_command_fails", || {
-            let before = mounts()?;
-            sh("exit 3")?.expect_code(3)?;
-            let rootfs = rootfs()?;
-            run(
-                BIN,
-                &[
-                    "--rootfs",
-                    &rootfs.to_string_lossy(),
-                    "--",
-                    "/bin/no-such-program",
-                ],
-            )?
-            .expect_code(1)?;
-            assert_mounts_unchanged(&before)
-        }),
+        check(
+            "container_mounts_never_reach_the_host",
+            "while the container runs its command (its /proc/<pid>/mountinfo lists its own \
+             /dev/shm) and after it exited 0, the host's \
+             /proc/self/mountinfo is unchanged; the container's /proc/<pid>/ns/mnt differs \
+             from the host's",
+            "make_private runs first in the new mount namespace: mount(2) on \"/\" with \
+             MS_REC|MS_PRIVATE and no source or type, so that no mount propagates to the \
+             host's shared mounts",
+            || {
+                let before = mounts()?;
+                let rootfs = rootfs()?;
+                let mut bg = Background::start(chapter(
+                    BIN,
+                    &["--rootfs", &rootfs.to_string_lossy(), "--", "sleep", "3"],
+                ))?;
+                let child = bg
+                    .first_child(Duration::from_secs(5))
+                    .context("the runtime started no container")?;
+                // Wait until the container runs its command, all set up.
+                let child = child.to_string();
+                let running = wait_for(Duration::from_secs(5), || {
+                    match std::fs::read_link(format!("/proc/{child}/exe")) {
+                        Err(_) => Some(false),
+                        Ok(exe) if exe.ends_with(BIN) => None,
+                        Ok(_) => Some(true),
+                    }
+                })
+                .context("the container never ran its command")?;
+                if !running {
+                    bg.finish(Duration::from_secs(10))?.expect_code(0)?;
+                    bail!("the container ended before the test could look at it");
+                }
+                let table = std::fs::read_to_string(format!("/proc/{child}/mountinfo"))?;
+                ensure!(
+                    table.contains(" /dev/shm "),
+                    "no /dev/shm in the container's mountinfo:\n{table}"
+                );
+                ensure!(
+                    ns_inode(&child, "mnt")? != ns_inode("self", "mnt")?,
+                    "no new mount namespace"
+                );
+                assert_mounts_unchanged(&before).context("while the container runs")?;
+                bg.finish(Duration::from_secs(10))?.expect_code(0)?;
+                assert_mounts_unchanged(&before).context("after the container ended")
+            },
+        ),
+        check(
+            "no_leak_when_the_command_fails",
+            "after a command that exits 3 and one that is not in the rootfs (exit 1), the \
+             host's /proc/self/mountinfo is what it was before",
+            "every mount happens in the container's own mount namespace, made private first \
+             (make_private); nothing needs unmounting: the namespace goes with its last \
+             process",
+            || {
+                let before = mounts()?;
+                sh("exit 3")?.expect_code(3)?;
+                let rootfs = rootfs()?;
+                run(
+                    BIN,
+                    &[
+                        "--rootfs",
+                        &rootfs.to_string_lossy(),
+                        "--",
+                        "/bin/no-such-program",
+                    ],
+                )?
+                .expect_code(1)?;
+                assert_mounts_unchanged(&before)
+            },
+        ),
         root("sigkill_of_the_runtime_takes_the_container_down", || {
             let before = mounts()?;
             let rootfs = rootfs()?;
@@ -200,7 +258,7 @@ fn main() -> ExitCode {
             assert_mounts_unchanged(&before)
         }),
         root("chroot_can_be_escaped", || {
-            let (code, stdout) = escape_attempt(&["--chroot"])?;
+            let (code, stdout, _) = escape_attempt(&["--chroot"])?;
             ensure!(
                 code == 0 && stdout.starts_with("escaped: read "),
                 "exit {code}: {stdout}"
@@ -211,14 +269,21 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
-        root("pivot_root_cannot_be_escaped", || {
-            let (code, stdout) = escape_attempt(&[])?;
-            ensure!(
-                code == 1 && stdout.starts_with("still inside: "),
-                "exit {code}: {stdout}"
-            );
-            Ok(())
-        }),
+        check(
+            "pivot_root_cannot_be_escaped",
+            "chroot-escape (chroot(2) into a subdirectory, then chdir(\"..\") upwards) cannot \
+             read a file of the host after pivot_root: it says \"still inside\" and exits 1",
+            "pivot_root must detach the old root after pivot_root(2): umount2 it with \
+             MNT_DETACH (its path is now under /) and remove the put_old directory",
+            || {
+                let (code, stdout, stderr) = escape_attempt(&[])?;
+                ensure!(
+                    code == 1 && stdout.starts_with("still inside: "),
+                    "exit {code}: {stdout}\nstderr: {stderr}"
+                );
+                Ok(())
+            },
+        ),
         root("bad_rootfs_is_a_one_line_error_and_leaves_nothing", || {
             let before = mounts()?;
             let empty = tempfile::tempdir()?;

@@ -4,6 +4,11 @@
 //! `cgroup.procs`, `cpuacct.usage` / `cpu.stat`, and look for leftover
 //! directories by walking every mounted cgroup tree. They create cgroups only
 //! beneath this process's own (named `cfs-*`) and remove them.
+//!
+//! The tests declared with `check` are also lab ch04's checks (`scripts/lab
+//! check ch04`): each says what it verifies and gives a hint for when it fails.
+//! A check removes the groups the code under test left behind, after it has
+//! counted them as a failure.
 
 use std::fs;
 use std::io::Write;
@@ -14,11 +19,12 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use cfs_tests::kernel::{
-    cgroup_dirs_holding, cgroup_procs, cgroups_named, children, cpu_ticks, last_cgroup_dir,
+    cgroup_dirs_holding, cgroup_procs, cgroups_named, cpu_ticks, last_cgroup_dir,
+    remove_cgroups_named,
 };
 use cfs_tests::paths::rootfs;
 use cfs_tests::run::{chapter, dd_argv, output, wait_for, Background, Output};
-use cfs_tests::{bail, ensure, root, Context, Result};
+use cfs_tests::{bail, check, ensure, root, Context, Result};
 use ch04_cgroups::cgroups::{
     Cgroup, Cpus, DeviceRule, FreezerState, Hierarchies, Layout, Limits, V2Hierarchy, Version,
 };
@@ -35,7 +41,41 @@ const FORKS: &str =
 
 /// A cgroup name no other test run uses at the same time.
 fn unique(what: &str) -> String {
-    format!("cfs-test-{what}-{}", std::process::id())
+    let name = format!("cfs-test-{what}-{}", std::process::id());
+    ours(&name);
+    name
+}
+
+/// The names of the cgroups the running test made or had made: removed, with
+/// whatever is still in them, when it ends (see [`tidy`]).
+static OURS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn ours(name: &str) {
+    if let Ok(mut names) = OURS.lock() {
+        names.push(name.to_string());
+    }
+}
+
+/// Removes the groups of [`OURS`] when dropped, also when the test panicked.
+struct Tidy;
+
+impl Drop for Tidy {
+    fn drop(&mut self) {
+        let names = OURS.lock().map(|mut n| std::mem::take(&mut *n));
+        for name in names.unwrap_or_default() {
+            let _ = remove_cgroups_named(&name);
+        }
+    }
+}
+
+/// `test`, followed by the removal of every cgroup it made that is left:
+/// when a runtime fails before it removed its group (a lab's half-written
+/// backend, say), the test has failed already and the machine stays clean.
+fn tidy(test: fn() -> Result<()>) -> impl FnOnce() -> Result<()> {
+    move || {
+        let _tidy = Tidy;
+        test()
+    }
 }
 
 /// A process that the test starts, killed and reaped if the test fails early.
@@ -534,6 +574,7 @@ fn runtime(flags: &[&str], argv: &[&str]) -> Result<Command> {
 fn run_container(flags: &[&str], argv: &[&str]) -> Result<(Output, String)> {
     let bg = Background::start(runtime(flags, argv)?)?;
     let name = format!("cfs-{}", bg.pid());
+    ours(&name);
     let out = bg.finish(Duration::from_secs(60))?;
     Ok((out, name))
 }
@@ -549,15 +590,30 @@ struct Running {
 
 impl Running {
     fn start(flags: &[&str], argv: &[&str]) -> Result<Running> {
-        let bg = Background::start(runtime(flags, argv)?)?;
+        let mut bg = Background::start(runtime(flags, argv)?)?;
         let name = format!("cfs-{}", bg.pid());
-        let child = wait_for(Duration::from_secs(10), || {
-            children(bg.pid()).first().copied()
-        })?;
+        ours(&name);
+        let child = bg
+            .first_child(Duration::from_secs(10))
+            .context("the runtime started no container")?;
         // The child is in the group before it is released, so before it execs.
+        let runtime = bg.pid().to_string();
         let dirs = wait_for(Duration::from_secs(10), || {
-            cgroup_dirs_holding(&name, child)
-        })?;
+            if cfs_tests::kernel::state(&runtime) == Some('Z') {
+                return Some(None);
+            }
+            cgroup_dirs_holding(&name, child).map(Some)
+        })
+        .with_context(|| format!("pid {child} never appeared in cgroup.procs of {name}"))?;
+        let Some(dirs) = dirs else {
+            let out = bg.finish(Duration::from_secs(10))?;
+            ensure_removed(&name)?;
+            bail!(
+                "the runtime ended (exit code {}) before its child was in cgroup {name}\nstderr: {}",
+                out.code,
+                out.stderr
+            );
+        };
         Ok(Running {
             bg,
             name,
@@ -574,17 +630,16 @@ impl Running {
     }
 }
 
+/// Fails if cgroup `name` (the test's own) is still there, removing it.
 fn ensure_removed(name: &str) -> Result<()> {
-    let left = cgroups_named(name)?;
+    let left = remove_cgroups_named(name)?;
     ensure!(left.is_empty(), "cgroup directories left behind: {left:?}");
     Ok(())
 }
 
 /// Removes cgroups that `--keep-cgroup` kept (they are empty).
 fn remove_kept(name: &str) -> Result<()> {
-    for dir in cgroups_named(name)? {
-        fs::remove_dir(&dir).with_context(|| format!("failed to remove {}", dir.display()))?;
-    }
+    remove_cgroups_named(name)?;
     Ok(())
 }
 
@@ -788,7 +843,8 @@ fn fork_loop_is_capped_by_pids() -> Result<()> {
     ensure!(
         out.stderr
             .contains("can't fork: Resource temporarily unavailable"),
-        "stderr: {}",
+        "expected the shell to say it can't fork, got exit code {}\nstderr: {}",
+        out.code,
         out.stderr
     );
     ensure!(!out.stdout.contains("all forked"), "stdout: {}", out.stdout);
@@ -979,85 +1035,127 @@ fn proc_shows_the_host_not_the_limits() -> Result<()> {
 
 fn main() -> std::process::ExitCode {
     cfs_tests::main(vec![
-        root(
+        check(
             "cpus_0_2_is_20_percent_of_one_cpu",
-            cpus_0_2_is_20_percent_of_one_cpu,
+            "a busy loop under --cpus 0.2 gets 15 to 25% of one CPU over 2 s, by the group's own \
+             accounting (cpuacct.usage or cpu.stat usage_usec), and cpu.stat counts throttled \
+             periods",
+            "the quota and the period in microseconds: v1 cpu.cfs_period_us and cpu.cfs_quota_us, \
+             v2 one cpu.max \"quota period\"; and the child must be in the group (add) before it \
+             runs",
+            tidy(cpus_0_2_is_20_percent_of_one_cpu),
         ),
         root(
             "without_cpus_the_loop_takes_more",
-            without_cpus_the_loop_takes_more,
+            tidy(without_cpus_the_loop_takes_more),
         ),
-        root(
+        check(
             "memory_hog_is_oom_killed_and_reported",
-            memory_hog_is_oom_killed_and_reported,
+            "dd filling a 64 MiB buffer under --memory 32M is killed by the OOM killer: exit 137, \
+             the runtime says so, and the group's oom_kill counter (memory.oom_control or \
+             memory.events) is 1",
+            "the limit in bytes in memory.limit_in_bytes (v1) or memory.max (v2), and no swap on \
+             top of it: memory.memsw.limit_in_bytes the same figure, or memory.swap.max 0",
+            tidy(memory_hog_is_oom_killed_and_reported),
         ),
-        root("eight_mib_fit_under_32m", eight_mib_fit_under_32m),
+        root("eight_mib_fit_under_32m", tidy(eight_mib_fit_under_32m)),
         root(
             "without_memory_the_hog_is_not_killed",
-            without_memory_the_hog_is_not_killed,
+            tidy(without_memory_the_hog_is_not_killed),
         ),
-        root("fork_loop_is_capped_by_pids", fork_loop_is_capped_by_pids),
+        check(
+            "fork_loop_is_capped_by_pids",
+            "a shell starting 40 background sleeps under --pids 16 gets EAGAIN from fork(2) (busybox \
+             says can't fork) and fails, and pids.events counts the refusals",
+            "pids.max holds the number, in the pids hierarchy (v1) or the one directory (v2); the \
+             shell must be in the group before it runs",
+            tidy(fork_loop_is_capped_by_pids),
+        ),
         root(
             "without_pids_the_loop_forks_them_all",
-            without_pids_the_loop_forks_them_all,
+            tidy(without_pids_the_loop_forks_them_all),
         ),
-        root(
+        check(
             "cgroup_holds_the_child_while_running_and_goes_after",
-            cgroup_holds_the_child_while_running_and_goes_after,
+            "while the container runs, /proc/<pid>/cgroup of its first process names cfs-<runtime \
+             pid> in every hierarchy the group has; once it exited 0, no directory of that name \
+             is left in any cgroup tree",
+            "add writes the pid to cgroup.procs of each directory (v1: one per hierarchy); \
+             remove_dir rmdirs each once its cgroup.procs is empty",
+            tidy(cgroup_holds_the_child_while_running_and_goes_after),
         ),
-        root(
+        check(
             "sigkill_of_the_child_still_removes_the_cgroup",
-            sigkill_of_the_child_still_removes_the_cgroup,
+            "after the container's first process is killed with SIGKILL from the host, the runtime \
+             exits 137 and no cgroup directory cfs-<runtime pid> is left",
+            "rmdir(2) of a cgroup fails with EBUSY while cgroup.procs lists a process, even a \
+             dying one: remove_dir polls cgroup.procs until it is empty, then retries rmdir \
+             while EBUSY",
+            tidy(sigkill_of_the_child_still_removes_the_cgroup),
         ),
-        root(
+        check(
             "the_child_joins_before_it_is_released",
-            the_child_joins_before_it_is_released,
+            "with -v, every write of the child's pid to a cgroup.procs comes before the runtime \
+             writes to the sync pipe, and so before the child's first narrated step",
+            "add writes the pid to cgroup.procs with the write helper, which narrates it; main.rs \
+             calls add before release",
+            tidy(the_child_joins_before_it_is_released),
         ),
-        root(
+        check(
             "limits_are_written_to_the_layouts_files",
-            limits_are_written_to_the_layouts_files,
+            "with -v, the runtime narrates its writes of the limits to this machine's files: on v1 \
+             cpu.cfs_period_us 100000 then cpu.cfs_quota_us 20000, memory.limit_in_bytes and \
+             pids.max; on v2 cpu.max \"20000 100000\", memory.max, memory.swap.max 0 and pids.max",
+            "the backend of your layout (v1::Cgroup::build or v2::Cgroup::limit) writes each limit \
+             with the write helper, which narrates it; on v1 the period goes before the quota",
+            tidy(limits_are_written_to_the_layouts_files),
         ),
         root(
             "keep_cgroup_leaves_it_for_inspection",
-            keep_cgroup_leaves_it_for_inspection,
+            tidy(keep_cgroup_leaves_it_for_inspection),
         ),
-        root("bad_limits_are_refused", bad_limits_are_refused),
+        root("bad_limits_are_refused", tidy(bad_limits_are_refused)),
         root(
             "a_failed_exec_leaves_no_cgroup",
-            a_failed_exec_leaves_no_cgroup,
+            tidy(a_failed_exec_leaves_no_cgroup),
         ),
         root(
             "proc_shows_the_host_not_the_limits",
-            proc_shows_the_host_not_the_limits,
+            tidy(proc_shows_the_host_not_the_limits),
         ),
-        root(
+        check(
             "lib_create_holds_the_process_and_remove_kills_and_cleans_up",
-            lib_create_holds_the_process_and_remove_kills_and_cleans_up,
+            "Cgroup::create makes one directory per hierarchy (one on v2) whose files the kernel \
+             then reports as 0.5 CPUs, 64M and 32 pids; add puts a sleep in each cgroup.procs \
+             and /proc/<pid>/cgroup; remove kills it with SIGKILL and leaves no directory",
+            "remove_dir kills what cgroup.procs lists (once), waits until the list is empty, then \
+             rmdirs; the kill it is given sends SIGKILL (on v2 through cgroup.kill)",
+            tidy(lib_create_holds_the_process_and_remove_kills_and_cleans_up),
         ),
-        root("lib_drop_removes_the_cgroup", lib_drop_removes_the_cgroup),
-        root("lib_keep_leaves_the_cgroup", lib_keep_leaves_the_cgroup),
+        root("lib_drop_removes_the_cgroup", tidy(lib_drop_removes_the_cgroup)),
+        root("lib_keep_leaves_the_cgroup", tidy(lib_keep_leaves_the_cgroup)),
         root(
             "lib_a_failed_create_leaves_nothing_behind",
-            lib_a_failed_create_leaves_nothing_behind,
+            tidy(lib_a_failed_create_leaves_nothing_behind),
         ),
         root(
             "v2_backend_on_the_real_cgroup2_tree",
-            v2_backend_on_the_real_cgroup2_tree,
+            tidy(v2_backend_on_the_real_cgroup2_tree),
         ),
         root(
             "v2_backend_limits_need_the_controllers",
-            v2_backend_limits_need_the_controllers,
+            tidy(v2_backend_limits_need_the_controllers),
         ),
-        root("lib_devices_v1_files", lib_devices_v1_files),
-        root("lib_devices_v2_ebpf", lib_devices_v2_ebpf),
-        root("lib_freeze_and_thaw", lib_freeze_and_thaw),
+        root("lib_devices_v1_files", tidy(lib_devices_v1_files)),
+        root("lib_devices_v2_ebpf", tidy(lib_devices_v2_ebpf)),
+        root("lib_freeze_and_thaw", tidy(lib_freeze_and_thaw)),
         root(
             "lib_freeze_and_thaw_v2_on_cgroup2",
-            lib_freeze_and_thaw_v2_on_cgroup2,
+            tidy(lib_freeze_and_thaw_v2_on_cgroup2),
         ),
         root(
             "lib_open_refuses_a_bad_placement",
-            lib_open_refuses_a_bad_placement,
+            tidy(lib_open_refuses_a_bad_placement),
         ),
     ])
 }

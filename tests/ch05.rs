@@ -6,6 +6,9 @@
 //! `overlay::Mounted` guard, which unmounts on drop, so a failing assertion
 //! unmounts too. The binary tests use a store in a temporary directory whose
 //! guard unmounts anything still mounted under it before deleting it.
+//!
+//! The tests declared with `check` are also lab ch05's checks (`scripts/lab
+//! check ch05`): each says what it verifies and gives a hint for when it fails.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -20,7 +23,7 @@ use cfs_tests::kernel::{
 };
 use cfs_tests::paths::workspace;
 use cfs_tests::run::{as_nobody, chapter, output, wait_for, Background, Output};
-use cfs_tests::{ensure, root, Context, Result};
+use cfs_tests::{check, ensure, root, Context, Result};
 use ch05_overlay::overlay::{self, Overlay};
 use ch05_overlay::{diff, layer};
 use nix::sys::signal::Signal;
@@ -145,7 +148,8 @@ impl Store {
             cmd.args(["--root", &store.root]);
             cmd
         })?;
-        out.expect_code(0)?;
+        out.expect_code(0)
+            .context("scripts/mkimages could not import the default images")?;
         Ok(store)
     }
 
@@ -207,18 +211,45 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        let prefix = format!("{}/", self.dir.path().display());
-        if let Ok(table) = fs::read_to_string("/proc/self/mountinfo") {
-            let mut points: Vec<&str> = table
-                .lines()
-                .filter_map(|l| l.split(' ').nth(4))
-                .filter(|p| p.starts_with(&prefix))
-                .collect();
-            points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-            for point in points {
-                let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
-            }
+        unmount_under(self.dir.path());
+    }
+}
+
+/// Detaches whatever is mounted under `dir` (only our own mounts live there).
+fn unmount_under(dir: &Path) {
+    let prefix = format!("{}/", dir.display());
+    if let Ok(table) = fs::read_to_string("/proc/self/mountinfo") {
+        let mut points: Vec<&str> = table
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(&prefix))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for point in points {
+            let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
         }
+    }
+}
+
+/// A temporary directory for the library tests' overlays. Each is mounted
+/// through the `Mounted` guard; this one also detaches what a half-written
+/// `Overlay::mount` mounted without returning a guard, before the directory
+/// is deleted.
+struct Scratch(TempDir);
+
+impl Scratch {
+    fn new() -> Result<Scratch> {
+        Ok(Scratch(tempfile::tempdir()?))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        unmount_under(self.0.path());
     }
 }
 
@@ -249,7 +280,7 @@ const BASE: &[&str] = &[
 /// the kernel reads them as the OCI conventions mean: the deleted file is gone
 /// and the opaque directory hides the lower one's contents.
 fn import_converts_whiteouts() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
+    let tmp = Scratch::new()?;
     let base = layer_tar(BASE)?;
     let top = layer_tar(&[
         "etc/",
@@ -299,7 +330,7 @@ fn import_converts_whiteouts() -> Result<()> {
 /// then `pack` (commit) and `unpack` (import) of the upper layer: an overlay
 /// of the committed layer shows exactly what the container saw.
 fn commit_round_trip() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
+    let tmp = Scratch::new()?;
     let (base, _) = unpack_into(tmp.path(), "base", &layer_tar(BASE)?)?;
     let (ov, mounted) = mount_fresh(tmp.path(), "c1", &[&base])?;
     let merged = mounted.target().to_path_buf();
@@ -808,15 +839,49 @@ fn not_root_is_a_one_line_error() -> Result<()> {
 fn main() -> ExitCode {
     cfs_tests::main(vec![
         root("not_root_is_a_one_line_error", not_root_is_a_one_line_error),
-        root("import_converts_whiteouts", import_converts_whiteouts),
-        root("commit_round_trip", commit_round_trip),
+        check(
+            "import_converts_whiteouts",
+            "unpacking a layer tar turns etc/.wh.passwd into a character device 0/0 at etc/passwd \
+             and opt/.wh..wh..opq into the attribute trusted.overlay.opaque=y on opt, keeping \
+             neither marker file; an overlay of that layer over the base hides /etc/passwd and \
+             what the base had in /opt",
+            "unpack: OPAQUE_MARKER makes its directory opaque (set_opaque: setxattr(2)), .wh.NAME \
+             becomes a whiteout at NAME (make_whiteout: mknod(2) S_IFCHR, device 0); lowerdir \
+             lists the top layer first",
+            import_converts_whiteouts,
+        ),
+        check(
+            "commit_round_trip",
+            "in an overlay from Overlay::mount, writing /etc/motd copies it up into the upper \
+             directory, deleting /etc/passwd leaves a whiteout there and the replaced /opt is \
+             opaque, while the lower layer stays as it was; packed and unpacked again, the upper \
+             layer shows the same files and keeps its sha256 digest",
+            "options: lowerdir=TOP:...:BOTTOM,upperdir=...,workdir=...; mount(2) with source and \
+             type \"overlay\" and that string as data; unpack hashes every byte it reads, to the \
+             end of the tar",
+            commit_round_trip,
+        ),
         root(
             "corrupt_tars_are_clear_errors",
             corrupt_tars_are_clear_errors,
         ),
-        root("copy_on_write_in_containers", copy_on_write_in_containers),
-        root(
+        check(
+            "copy_on_write_in_containers",
+            "a container of the base image writes /etc/motd: the change is in its upper directory \
+             only, the image's layer is unchanged, a second container reads the original, and \
+             diff c1 prints C /etc and C /etc/motd",
+            "import needs unpack; run mounts an Overlay of the init layer and the image's layers \
+             (top first) with the container's upper and work directories on merged",
+            copy_on_write_in_containers,
+        ),
+        check(
             "whiteouts_and_opaque_dirs_survive_commit",
+            "the app image's layer holds a 0/0 device at etc/rootfs-release (etc/.wh.rootfs-release in \
+             its tar); a container that deletes /etc/group and replaces /usr/local/bin commits a tar \
+             with etc/.wh.group and usr/local/bin/.wh..wh..opq, and a container of the new image \
+             sees exactly that",
+            "unpack removes whatever an earlier entry put at NAME before make_whiteout, and creates \
+             the directory of an OPAQUE_MARKER before set_opaque",
             whiteouts_and_opaque_dirs_survive_commit,
         ),
         root("hosts_and_the_init_layer", hosts_and_the_init_layer),

@@ -7,6 +7,9 @@
 //! Each bundle gets a `cgroupsPath` of its own (`/cfs-test/<pid>-<n>`), so
 //! that test runs of other people on the same machine, whose containers
 //! have the same ids, never ask for the same cgroup.
+//!
+//! The tests declared with `check` are also lab ch06's checks (`scripts/lab
+//! check ch06`): each says what it verifies and gives a hint for when it fails.
 
 use std::fs;
 use std::io::IoSliceMut;
@@ -19,10 +22,10 @@ use std::time::Duration;
 
 use cfs_tests::kernel::{
     assert_mounts_unchanged, cgroup_procs, cgroups_named, children, cpu_ticks, last_cgroup_dir,
-    mounts, ns_inode, state,
+    mounts, ns_inode, remove_cgroups_named, state,
 };
 use cfs_tests::run::{chapter, dd_argv, output, wait_for, Background, Output};
-use cfs_tests::{bail, ensure, paths, plain, root, Context, Result};
+use cfs_tests::{bail, check, ensure, paths, plain, root, Context, Result};
 use ch04_cgroups::cgroups::{Hierarchies, Version};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use nix::unistd::Pid;
@@ -186,6 +189,9 @@ impl Drop for Bundle {
         for id in self.ids.borrow().iter() {
             let _ = self.rt(&["delete", "--force", id]);
         }
+        // What a runtime that failed half-way (a lab's, say) did not remove:
+        // the cgroup is this bundle's own, and so is whatever is still in it.
+        let _ = remove_cgroups_named(&self.cgroup_name());
     }
 }
 
@@ -1405,29 +1411,72 @@ fn device_rules() -> Result<()> {
 fn main() -> ExitCode {
     cfs_tests::main(vec![
         plain("cli_version_and_global_flags", cli_flags),
-        root("lifecycle_create_start_kill_delete", lifecycle),
+        check(
+            "lifecycle_create_start_kill_delete",
+            "after create the process is set up but still runs the runtime's binary \
+             (/proc/<pid>/exe), sits in its cgroup, has printed nothing, and state says created \
+             with exec.fifo present; after start, state says running, the fifo is gone and the \
+             command prints; kill TERM makes it stopped; delete leaves no state, cgroup or mount",
+            "the child blocks in wait_for_start, opening exec.fifo for writing through \
+             /proc/self/fd, until start opens it for reading and reads its byte; start then \
+             removes the fifo, and status tells created from running by it",
+            lifecycle,
+        ),
         root("kill_takes_signal_names_and_numbers", signal_names),
         root(
             "kill_all_reaches_every_process",
             kill_all_reaches_every_process,
         ),
-        root(
+        check(
             "state_is_stopped_after_the_process_exits",
+            "a container whose command ends after 0.3 s is running just after start and then \
+             stopped, with pid 0, though no runtime process ran meanwhile to record it",
+            "status derives stopped from the kernel: a process that is gone, a zombie, or another \
+             process with the same PID (another start time) is not alive()",
             stopped_on_its_own,
         ),
-        root(
+        check(
             "state_is_creating_during_create",
+            "a createRuntime hook that runs `state` on the container being created reads \
+             creating; once create returned, state says created",
+            "status returns the stored creating before it looks at the process: create saves \
+             creating first, and created only once the process reported ready",
             state_is_creating_during_create,
         ),
-        root("delete_needs_force_for_a_running_container", delete_rules),
-        root("run_returns_the_exit_code", run_returns_the_exit_code),
+        check(
+            "delete_needs_force_for_a_running_container",
+            "delete of a running container fails saying use --force and changes nothing; delete \
+             --force kills it (its PID is gone or a zombie) and leaves no state and no cgroup; a \
+             created container goes without --force",
+            "delete decides by status(): stopped and created may go, running and paused need \
+             --force",
+            delete_rules,
+        ),
+        check(
+            "run_returns_the_exit_code",
+            "run is create, start and wait: the command's output and its exit code 3 come back \
+             through the runtime, and no state is left",
+            "start must release the container (the byte on exec.fifo) and return, so that run can \
+             wait for it",
+            run_returns_the_exit_code,
+        ),
         root("bad_bundles_fail_cleanly", bad_bundles),
         root(
             "namespaces_new_and_joined_by_path",
             namespaces_new_and_joined,
         ),
         root("hostname_user_and_groups", hostname_user_and_groups),
-        root("capabilities_all_five_sets", capabilities_all_five_sets),
+        check(
+            "capabilities_all_five_sets",
+            "as uid 1000 with bounding {CHOWN, KILL, NET_BIND_SERVICE} and the other sets {KILL, \
+             NET_BIND_SERVICE} or {NET_BIND_SERVICE}, /proc/<pid>/status shows CapBnd, CapInh, \
+             CapAmb, CapPrm and CapEff as exactly those masks after execve(2); the default \
+             config's root has no CAP_SYS_ADMIN",
+            "apply sets effective, inheritable and permitted (caps::set, in that order), then \
+             clears ambient and raises each ambient capability that is also in permitted and \
+             inheritable",
+            capabilities_all_five_sets,
+        ),
         root(
             "no_new_privileges_and_seccomp",
             no_new_privileges_and_seccomp,
@@ -1440,7 +1489,15 @@ fn main() -> ExitCode {
         root("rootfs_propagation", rootfs_propagation),
         root("devices_default_and_listed", devices_default_and_listed),
         root("sysctl_rlimits_oom_score_adj", sysctl_rlimits_oom_score),
-        root("user_namespace_maps", user_namespace_maps),
+        check(
+            "user_namespace_maps",
+            "with a user namespace mapping 0 to host uid 100000 (65536 ids), /proc/<pid>/uid_map \
+             shows that line, the host sees uid 100000, id -u inside prints 0, and exec joins the \
+             same namespace",
+            "write_maps runs in the runtime while the child waits on the sync pipe: one write(2) \
+             of containerID hostID size lines to /proc/<pid>/uid_map, then gid_map",
+            user_namespace_maps,
+        ),
         root("hooks_get_the_state_on_stdin", hooks_get_the_state),
         root("exec_ps_and_list", exec_ps_and_list),
         root(

@@ -138,6 +138,51 @@ pub fn cgroups_named(name: &str) -> Result<Vec<std::path::PathBuf>> {
     Ok(found)
 }
 
+/// Removes every cgroup directory called `name` (see [`cgroups_named`]): a
+/// test's own groups, which the code under test should have removed and did
+/// not (a lab's half-written runtime, say). Each is thawed, what is still in
+/// it is killed by PID, and once it is empty it is removed, deepest first.
+/// Returns the directories it found; call it only with a name the test made
+/// unique to itself.
+pub fn remove_cgroups_named(name: &str) -> Result<Vec<std::path::PathBuf>> {
+    let mut found = cgroups_named(name)?;
+    found.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
+    for dir in &found {
+        for (file, thawed) in [("freezer.state", "THAWED"), ("cgroup.freeze", "0")] {
+            if dir.join(file).exists() {
+                let _ = fs::write(dir.join(file), thawed);
+            }
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let left = cgroup_procs(dir).unwrap_or_default();
+            if left.is_empty() {
+                break;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "cgroup {} still holds {left:?} after SIGKILL",
+                dir.display()
+            );
+            for pid in left {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while let Err(err) = fs::remove_dir(dir) {
+            if !dir.exists() {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(err).with_context(|| format!("failed to remove {}", dir.display()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    Ok(found)
+}
+
 /// The directories of cgroup `name` (see [`cgroups_named`]) once each of them
 /// lists `pid` in its `cgroup.procs`; `None` until then (for `wait_for`).
 pub fn cgroup_dirs_holding(name: &str, pid: Pid) -> Option<Vec<std::path::PathBuf>> {

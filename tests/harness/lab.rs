@@ -260,6 +260,47 @@ fn tsv_field(text: &str) -> String {
     text.replace(['\t', '\n', '\r'], " ")
 }
 
+thread_local! {
+    /// Where the last panic of this thread happened (`file:line:column`).
+    static PANICKED_AT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs, once, a panic hook that remembers where a panic happened, so
+/// that a check which calls a chapter's library in its own process (and hits
+/// a `todo!()` there) can say where, as a check that runs a binary does from
+/// its stderr. On a scoreboard the hook prints nothing (the entry says it);
+/// otherwise it also does what the previous hook did.
+pub(crate) fn catch_panic_locations() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            PANICKED_AT.with(|p| *p.borrow_mut() = at);
+            if !SCOREBOARD.load(Ordering::Relaxed) {
+                previous(info);
+            }
+        }));
+    });
+    PANICKED_AT.with(|p| *p.borrow_mut() = None);
+}
+
+/// A check's failure message for a panic in the test's own process, with
+/// `payload` as the panic's message: where it happened, in the form
+/// [`condense`] recognises for a `todo!()`.
+pub(crate) fn describe_panic(payload: &str) -> String {
+    let at = PANICKED_AT.with(|p| p.borrow_mut().take());
+    match at {
+        Some(at) if payload.starts_with("not yet implemented") => format!(
+            "the test called a function that is still a todo!()\npanicked at {at}:\n{payload}"
+        ),
+        Some(at) => format!("panicked at {at}: {payload}"),
+        None => format!("the test panicked: {payload}"),
+    }
+}
+
 /// Keeps what a check starts from outliving it (see the module comment). Only
 /// when tests run one at a time: otherwise a leftover could be another test's.
 pub(crate) struct Sweep {
@@ -341,6 +382,22 @@ mod tests {
             condense("condition not met within 5s"),
             vec!["condition not met within 5s".to_string()]
         );
+    }
+
+    #[test]
+    fn a_todo_in_the_tests_own_process_is_located() {
+        PANICKED_AT.with(|p| *p.borrow_mut() = Some("chapters/ch04-cgroups/src/x.rs:9:5".into()));
+        let message = describe_panic("not yet implemented: lab ch04: hint");
+        assert_eq!(
+            condense(&message),
+            vec![
+                "the test called a function that is still a todo!()".to_string(),
+                "reached a todo!() at chapters/ch04-cgroups/src/x.rs:9:5".to_string()
+            ]
+        );
+        PANICKED_AT.with(|p| *p.borrow_mut() = Some("src/y.rs:1:2".into()));
+        assert_eq!(describe_panic("boom"), "panicked at src/y.rs:1:2: boom");
+        assert_eq!(describe_panic("boom"), "the test panicked: boom");
     }
 
     #[test]

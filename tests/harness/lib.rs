@@ -84,6 +84,7 @@ where
             return Ok(Completion::ignored_with(SKIP_REASON));
         }
         let sweep = lab::Sweep::start();
+        lab::catch_panic_locations();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(test));
         drop(sweep);
         match result {
@@ -97,11 +98,12 @@ where
                 Err(Failed::from(message))
             }
             Err(panic) => {
-                let message = panic
+                let payload = panic
                     .downcast_ref::<String>()
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "the test panicked".to_string());
+                let message = lab::describe_panic(&payload);
                 lab::record_failed(&check, &message);
                 Err(Failed::from(format!("test panicked: {message}")))
             }

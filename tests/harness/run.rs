@@ -104,6 +104,36 @@ impl Background {
             .with_context(|| format!("failed to send {signal} to {}", self.pid()))
     }
 
+    /// Waits up to `timeout` for the first child of the process we started
+    /// (a runtime's container). When the process ends first, fails with its
+    /// exit code and output, as [`Output::expect_code`] does.
+    pub fn first_child(&mut self, timeout: Duration) -> Result<Pid> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(child) = crate::kernel::children(self.pid()).first() {
+                return Ok(*child);
+            }
+            let ended = match self.child.as_mut() {
+                Some(child) => child.try_wait()?.is_some(),
+                None => bail!("already finished"),
+            };
+            if ended {
+                let child = self.child.take().context("already finished")?;
+                let out = collect(child, timeout)?;
+                bail!(
+                    "it ended (exit code {}) before it started a child process\nstdout: {}\nstderr: {}",
+                    out.code,
+                    out.stdout,
+                    out.stderr
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("no child process within {timeout:?}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for the end, with a time limit.
     pub fn finish(mut self, timeout: Duration) -> Result<Output> {
         let child = self.child.take().context("already finished")?;
@@ -120,9 +150,14 @@ impl Drop for Background {
     }
 }
 
+/// How long the output of a process that ended is read on: what it left
+/// running (a half-written runtime's container, say) may hold its stdout or
+/// stderr open, and must not keep the test waiting for end-of-file.
+const AFTER_EXIT: Duration = Duration::from_secs(2);
+
 fn collect(mut child: Child, timeout: Duration) -> Result<Output> {
-    let stdout = reader(child.stdout.take());
-    let stderr = reader(child.stderr.take());
+    let stdout = Reader::start(child.stdout.take());
+    let stderr = Reader::start(child.stderr.take());
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait()? {
@@ -139,23 +174,62 @@ fn collect(mut child: Child, timeout: Duration) -> Result<Output> {
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(-1);
+    let until = Instant::now() + AFTER_EXIT;
+    let (stdout, stdout_done) = stdout.text(until);
+    let (mut stderr, stderr_done) = stderr.text(until);
+    if !(stdout_done && stderr_done) {
+        stderr.push_str(&format!(
+            "\n[test harness: pid {} exited, but a process it left running still holds its \
+             output open; stopped reading after {AFTER_EXIT:?}]\n",
+            child.id()
+        ));
+    }
     Ok(Output {
         code,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
+        stdout,
+        stderr,
     })
 }
 
-fn reader<R: Read + Send + 'static>(stream: Option<R>) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut stream) = stream {
-            let mut bytes = Vec::new();
-            let _ = stream.read_to_end(&mut bytes);
-            text = String::from_utf8_lossy(&bytes).into_owned();
+/// A thread reading a stream to its end into a buffer that can be read
+/// before the end.
+struct Reader {
+    text: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Reader {
+    fn start<R: Read + Send + 'static>(stream: Option<R>) -> Reader {
+        let text = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let shared = text.clone();
+        let thread = thread::spawn(move || {
+            let Some(mut stream) = stream else { return };
+            let mut chunk = [0u8; 8192];
+            loop {
+                match stream.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if let Ok(mut text) = shared.lock() {
+                            text.extend_from_slice(&chunk[..n]);
+                        }
+                    }
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        });
+        Reader { text, thread }
+    }
+
+    /// What was read by `until` at the latest, and whether that is all.
+    fn text(self, until: Instant) -> (String, bool) {
+        while !self.thread.is_finished() && Instant::now() < until {
+            thread::sleep(Duration::from_millis(5));
         }
-        text
-    })
+        let done = self.thread.is_finished();
+        let bytes = self.text.lock().map(|t| t.clone()).unwrap_or_default();
+        (String::from_utf8_lossy(&bytes).into_owned(), done)
+    }
 }
 
 /// Polls `check` every 20 ms until it returns `Some`, for at most `timeout`.

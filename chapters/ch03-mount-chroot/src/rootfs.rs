@@ -113,6 +113,7 @@ pub fn setup(rootfs: &Path, root: Root) -> Result<()> {
 /// appear on the host, and `pivot_root(2)` fails with `EINVAL` because the
 /// new root's parent mount is shared.
 pub fn make_private() -> Result<()> {
+    // LAB:BEGIN make_private: say! it, then mount(2) with no source, target "/", no type, flags MS_REC|MS_PRIVATE
     say!("mount(NULL, \"/\", NULL, MS_REC|MS_PRIVATE)");
     mount(
         None::<&str>,
@@ -122,6 +123,7 @@ pub fn make_private() -> Result<()> {
         None::<&str>,
     )
     .context("failed to make the mount tree private")
+    // LAB:END
 }
 // ANCHOR_END: private
 
@@ -147,6 +149,7 @@ pub fn bind_to_itself(dir: &Path) -> Result<()> {
 /// unmounted (lazily: processes may still hold files open on it) nothing of
 /// the host's file tree is reachable any more, not even for root.
 pub fn pivot_root(new_root: &Path) -> Result<()> {
+    // LAB:BEGIN pivot_root: mkdtemp a put_old dir under new_root, pivot_root(2), chdir("/"), umount2 the old root (MNT_DETACH), rmdir it; say! each
     // A unique name, so containers sharing one rootfs do not collide.
     let put_old = mkdtemp(&new_root.join(".oldroot-XXXXXX"))
         .with_context(|| format!("failed to create put_old under {}", new_root.display()))?;
@@ -162,6 +165,7 @@ pub fn pivot_root(new_root: &Path) -> Result<()> {
     say!("rmdir({old_root:?})");
     std::fs::remove_dir(&old_root)
         .with_context(|| format!("failed to remove {}", old_root.display()))
+    // LAB:END
 }
 // ANCHOR_END: pivot_root
 
@@ -183,6 +187,7 @@ pub fn chroot(dir: &Path) -> Result<()> {
 /// PID namespace of the process that mounts it, so from now on `ps` inside
 /// lists only the container's processes.
 pub fn mount_proc() -> Result<()> {
+    // LAB:BEGIN mount_proc: say! it, create /proc, mount(2) a proc filesystem on it with MS_NOSUID|MS_NODEV|MS_NOEXEC
     say!("mount(\"proc\", \"/proc\", \"proc\", MS_NOSUID|MS_NODEV|MS_NOEXEC)");
     std::fs::create_dir_all("/proc").context("failed to create /proc")?;
     mount(
@@ -193,6 +198,7 @@ pub fn mount_proc() -> Result<()> {
         None::<&str>,
     )
     .context("failed to mount proc at /proc")
+    // LAB:END
 }
 // ANCHOR_END: proc
 

@@ -123,6 +123,7 @@ fn digest_of(hash: Sha256) -> String {
 /// converting OCI whiteouts to overlayfs whiteouts, and writes the
 /// uncompressed tar to `copy`. Ownership, permissions and times are kept.
 pub fn unpack(tar: impl Read, dir: &Path, copy: impl Write) -> Result<Summary> {
+    // LAB:BEGIN unpack: read the tar through a HashReader; per entry (path via relative): OPAQUE_MARKER makes its directory opaque, other .wh..wh. names are skipped, .wh.NAME replaces NAME by a whiteout, the rest goes to unpack_entry; count in a Summary; drain the tar, digest_of the hash
     let mut tee = HashReader {
         inner: tar,
         hash: Sha256::new(),
@@ -167,6 +168,7 @@ pub fn unpack(tar: impl Read, dir: &Path, copy: impl Write) -> Result<Summary> {
     io::copy(&mut tee, &mut io::sink()).context("failed to read the end of the layer tar")?;
     summary.digest = digest_of(tee.hash);
     Ok(summary)
+    // LAB:END
 }
 // ANCHOR_END: unpack
 

@@ -59,6 +59,7 @@ pub struct Overlay {
 impl Overlay {
     /// The option string of `mount(2)`: `lowerdir=top:...:bottom,upperdir=...,workdir=...`.
     pub fn options(&self) -> Result<String> {
+        // LAB:BEGIN options: at least one lower layer; every path absolute UTF-8 without : , or \; lowerdir=TOP:...:BOTTOM,upperdir=U,workdir=W, refused above MAX_OPTIONS bytes
         if self.lower.is_empty() {
             bail!("an overlay needs at least one lower layer");
         }
@@ -90,12 +91,14 @@ impl Overlay {
             );
         }
         Ok(options)
+        // LAB:END
     }
 
     /// Mounts the overlay at `target` (an existing directory). The returned
     /// guard unmounts it when dropped, so an error after this point leaves
     /// nothing mounted.
     pub fn mount(&self, target: &Path) -> Result<Mounted> {
+        // LAB:BEGIN mount: say! it, then mount(2) with source and type "overlay", no flags, the options string as data; return the Mounted guard
         let options = self.options()?;
         say!("mount(\"overlay\", {target:?}, \"overlay\", \"{options}\")");
         mount(
@@ -109,6 +112,7 @@ impl Overlay {
         Ok(Mounted {
             target: Some(target.to_path_buf()),
         })
+        // LAB:END
     }
 }
 // ANCHOR_END: overlay
@@ -191,9 +195,11 @@ fn unescape_mount_point(field: &str) -> String {
 /// Makes a whiteout at `path`: a character device 0/0, which hides `path`
 /// in every layer below this one.
 pub fn make_whiteout(path: &Path) -> Result<()> {
+    // LAB:BEGIN make_whiteout: say! it, then mknod(2) a character device (S_IFCHR) with no permission bits and device number 0
     say!("mknod({path:?}, S_IFCHR, makedev(0, 0)) (a whiteout)");
     mknod(path, SFlag::S_IFCHR, Mode::empty(), 0)
         .with_context(|| format!("failed to make a whiteout at {}", path.display()))
+    // LAB:END
 }
 
 /// Whether a file is a whiteout.
@@ -203,9 +209,11 @@ pub fn is_whiteout(meta: &fs::Metadata) -> bool {
 
 /// Marks `dir` opaque: nothing in lower layers shows through it.
 pub fn set_opaque(dir: &Path) -> Result<()> {
+    // LAB:BEGIN set_opaque: say! it, then setxattr(2) OPAQUE_XATTR to "y" on dir (the xattr crate)
     say!("setxattr({dir:?}, \"{OPAQUE_XATTR}\", \"y\")");
     xattr::set(dir, OPAQUE_XATTR, b"y")
         .with_context(|| format!("failed to mark {} opaque", dir.display()))
+    // LAB:END
 }
 
 /// Whether `dir` is marked opaque.

@@ -206,6 +206,7 @@ fn open_path(path: &Path) -> Result<OwnedFd> {
 /// The fifo is reopened for writing through `/proc/self/fd`, the one path to
 /// it that still works after `pivot_root`.
 fn wait_for_start(fifo: OwnedFd) -> Result<()> {
+    // LAB:BEGIN wait_for_start: open /proc/self/fd/N of the O_PATH descriptor with O_WRONLY|O_CLOEXEC, which blocks until start opens exec.fifo for reading; then write one byte; say! it
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
     let fd = open(
         path.as_str(),
@@ -219,6 +220,7 @@ fn wait_for_start(fifo: OwnedFd) -> Result<()> {
         .context("failed to write to exec.fifo")?;
     say!("exec.fifo opened by start: go");
     Ok(())
+    // LAB:END
 }
 // ANCHOR_END: wait_for_start
 

@@ -222,6 +222,7 @@ impl Container {
     // ANCHOR: status
     /// The status, derived from the kernel's view of the process.
     pub fn status(&self) -> Status {
+        // LAB:BEGIN status: a stored creating stays creating; no live process (alive) is stopped; a process and exec.fifo is created; else paused when its cgroup is frozen (cgroups::is_frozen), running otherwise
         if self.status == Status::Creating {
             return Status::Creating;
         }
@@ -236,6 +237,7 @@ impl Container {
         } else {
             Status::Running
         }
+        // LAB:END
     }
 
     /// Whether our process still runs: it exists, is not a zombie, and is the

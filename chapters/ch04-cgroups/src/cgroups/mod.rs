@@ -543,6 +543,7 @@ pub(crate) fn remove_dir(
     dir: &Path,
     kill: &dyn Fn(&[Pid]) -> Result<()>,
 ) -> Result<()> {
+    // LAB:BEGIN remove_dir: done if cgroup.procs is gone; kill what it lists (once) and poll until it is empty, up to EMPTY_TIMEOUT; then rmdir, retrying while EBUSY
     if !files.exists(&dir.join("cgroup.procs")) {
         // Removed already (by an earlier, interrupted run, or by hand).
         return Ok(());
@@ -579,6 +580,7 @@ pub(crate) fn remove_dir(
             }
         }
     }
+    // LAB:END
 }
 // ANCHOR_END: remove_dir
 

@@ -94,6 +94,7 @@ impl Cgroup {
 
     // ANCHOR: build
     fn build(&mut self, hierarchies: &[V1Hierarchy], name: &str, limits: &Limits) -> Result<()> {
+        // LAB:BEGIN build: mkdir name beneath own in each hierarchy carrying a joined controller (remember it in dirs); write cpu.cfs_period_us before cpu.cfs_quota_us, cpu.shares, memory.limit_in_bytes (and memsw when it exists), pids.max, then each device rule to its file
         let joined = joined(limits);
         for hierarchy in hierarchies {
             if !hierarchy
@@ -159,6 +160,7 @@ impl Cgroup {
             }
         }
         Ok(())
+        // LAB:END
     }
     // ANCHOR_END: build
 
@@ -174,10 +176,12 @@ impl Cgroup {
     // ANCHOR: add
     /// Writes `pid` to `cgroup.procs` in every hierarchy.
     pub fn add(&self, pid: Pid) -> Result<()> {
+        // LAB:BEGIN add: write the pid to cgroup.procs in every directory
         for (dir, _) in &self.dirs {
             write(self.files, &dir.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
+        // LAB:END
     }
     // ANCHOR_END: add
 

@@ -83,6 +83,7 @@ impl Cgroup {
 
     // ANCHOR: limit
     fn limit(&self, limits: &Limits) -> Result<()> {
+        // LAB:BEGIN limit: write cpu.max as "quota period", cpu.weight from weight(shares), memory.max, memory.swap.max (swap beyond memory) when it exists, pids.max; device rules through files.limit_devices
         let dir = self.dir()?;
         let files = self.files;
         if let Some(cpus) = limits.cpus {
@@ -110,6 +111,7 @@ impl Cgroup {
             files.limit_devices(dir, rules)?;
         }
         Ok(())
+        // LAB:END
     }
     // ANCHOR_END: limit
 
@@ -119,11 +121,13 @@ impl Cgroup {
 
     /// Writes `pid` to `cgroup.procs`.
     pub fn add(&self, pid: Pid) -> Result<()> {
+        // LAB:BEGIN add: write the pid to the directory's cgroup.procs
         write(
             self.files,
             &self.dir()?.join("cgroup.procs"),
             &pid.to_string(),
         )
+        // LAB:END
     }
 
     pub fn dirs(&self) -> Vec<PathBuf> {
