@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use cfs_tests::kernel::{children, hostname, ns_inode};
 use cfs_tests::run::{as_nobody, chapter, run, wait_for, Background};
-use cfs_tests::{check, ensure, root, Context};
+use cfs_tests::{check, ensure, plain, root, Context};
+use nix::sched::CloneFlags;
 
 const BIN: &str = "ch01-uts";
 
@@ -146,5 +147,21 @@ fn main() -> ExitCode {
                 Ok(())
             },
         ),
+        plain("a_panic_in_the_child_ends_it_with_101", || {
+            // A lab's todo!() in code the child runs (set_hostname) panics in
+            // the cloned child; it must end that child as a panic ends main,
+            // not abort it through clone(2)'s extern "C" callback (SIGABRT).
+            // No CLONE_NEW* flag: clone(2) without namespaces needs no root.
+            let child = ch01_uts::process::spawn(CloneFlags::empty(), || {
+                panic!("a panic on purpose, in the child of a_panic_in_the_child_ends_it_with_101")
+            })?;
+            let pid = child.release()?;
+            let code = ch01_uts::process::wait(pid)?;
+            ensure!(
+                code == 101,
+                "the child ended with {code}, not 101 (a caught panic)"
+            );
+            Ok(())
+        }),
     ])
 }

@@ -135,12 +135,18 @@ where
     let Some(child_main) = child_main else {
         return 1;
     };
-    match child_main() {
-        Ok(never) => match never {},
-        Err(err) => {
+    // A panic must not unwind out of here: clone(2) calls us through an
+    // `extern "C"` function, where unwinding aborts the process (SIGABRT, a
+    // core dump). Caught, it ends the child as a panic ends `main`: the panic
+    // hook has printed the message (a lab's `todo!()` says what is missing),
+    // and the exit code is 101.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(child_main)) {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(err)) => {
             eprintln!("{}: {err:#}", crate::cli::program_name());
             exit_code_for(&err) as isize
         }
+        Err(_panic) => 101,
     }
 }
 // ANCHOR_END: child_entry
