@@ -9,9 +9,10 @@
 //! with SIGKILL mid-run, a mounted overlay, stacked mounts, cgroups with live
 //! processes, a network namespace, veths, a state file) and leaving alone what
 //! is not the project's: a cgroup under another name, a process whose PID a
-//! stale state file names. On this shared machine every reset is narrowed to
-//! names and directories the test made (`--prefix`, `--state-dir`,
-//! `--build-dir`).
+//! stale state file names; the mount table, and the cgroups at, beneath and
+//! beside the test's own, are as they were before. On this shared machine
+//! every reset is narrowed to names and directories the test made
+//! (`--prefix`, `--state-dir`, `--build-dir`).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -161,8 +162,54 @@ fn doctor_without_capabilities() -> Result<()> {
         check_line(&out, "FAIL", "uts namespace")?,
         &["Operation not permitted", "(needed from ch01-uts)", "fix: "],
     )?;
-    check_line(&out, "FAIL", "mount namespace")?;
+    for (kind, chapter) in [
+        ("pid", "ch02-pid"),
+        ("mount", "ch03-mount-chroot"),
+        ("ipc", "ch06-full-runtime"),
+        ("network", "ch06-full-runtime"),
+        ("cgroup", "ch06-full-runtime"),
+    ] {
+        contains(
+            check_line(&out, "FAIL", &format!("{kind} namespace"))?,
+            &[
+                "Operation not permitted",
+                &format!("(needed from {chapter})"),
+            ],
+        )?;
+    }
+    // Creating a user namespace needs no capability.
+    check_line(&out, "ok", "user namespace")?;
     blocks(&out, "ch01-uts")
+}
+
+fn doctor_kernel_without_user_namespaces() -> Result<()> {
+    // An `unshare` that fails for --user as on a kernel built without
+    // CONFIG_USER_NS (EINVAL), and runs the real one otherwise.
+    let dir = tempfile::tempdir()?;
+    let fake = dir.path().join("unshare");
+    write(
+        &fake,
+        "#!/bin/sh\n\
+         case \" $* \" in *' --user '*) echo 'unshare: unshare failed: Invalid argument' >&2; exit 1 ;; esac\n\
+         exec /usr/bin/unshare \"$@\"\n",
+    )?;
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755))?;
+    let mut cmd = script("doctor");
+    cmd.env(
+        "PATH",
+        format!("{}:{}", dir.path().display(), std::env::var("PATH")?),
+    );
+    let out = output(cmd)?;
+    contains(
+        check_line(&out, "FAIL", "user namespace")?,
+        &[
+            "unshare --user: unshare: unshare failed: Invalid argument",
+            "(needed from ch06-full-runtime)",
+            "fix: a kernel with CONFIG_USER_NS=y",
+        ],
+    )?;
+    check_line(&out, "ok", "uts namespace")?;
+    blocks(&out, "ch06-full-runtime")
 }
 
 fn doctor_missing_rootfs() -> Result<()> {
@@ -301,12 +348,30 @@ fn doctor_cgroup_checks() -> Result<()> {
     )?;
     blocks(&out, "ch04-cgroups")?;
 
+    // v1 without a freezer hierarchy: chapters 4 and 5 run, chapter 6 cannot pause.
+    let tree = fake_cgroups(&[
+        ("root/cpu/", ""),
+        ("root/memory/", ""),
+        ("root/pids/", ""),
+        ("root/devices/", ""),
+    ])?;
+    let v1_self = "7:devices:/\n5:pids:/\n4:memory:/\n2:cpu,cpuacct:/\n";
+    let out = doctor_with_cgroups(&tree, v1_self)?;
+    contains(
+        check_line(&out, "FAIL", "cgroups")?,
+        &[
+            "v1: cpu memory pids usable, but no usable v1 hierarchy for freezer",
+            "fix: mount it: mount -t cgroup -o freezer cgroup",
+        ],
+    )?;
+    blocks(&out, "ch06-full-runtime")?;
+
     // A complete v1 layout passes.
-    let tree = fake_cgroups(&[("root/cpu/", ""), ("root/memory/", ""), ("root/pids/", "")])?;
-    let out = doctor_with_cgroups(&tree, "5:pids:/\n4:memory:/\n2:cpu,cpuacct:/\n")?;
+    fs::create_dir_all(tree.path().join("root/freezer"))?;
+    let out = doctor_with_cgroups(&tree, &format!("8:freezer:/\n{v1_self}"))?;
     contains(
         check_line(&out, "ok", "cgroups")?,
-        &["v1: cpu memory pids usable"],
+        &["v1: cpu memory pids freezer devices usable"],
     )?;
     out.expect_code(0)?;
     Ok(())
@@ -472,6 +537,70 @@ fn own_cgroups() -> Result<Vec<PathBuf>> {
     }
     ensure!(!dirs.is_empty(), "no cgroup found in /proc/self/cgroup");
     Ok(dirs)
+}
+
+/// Every cgroup directory where the project may create its own: at and below
+/// the test's own cgroup in each mounted hierarchy and, on cgroup2, beside it
+/// (chapter 4 goes beside its cgroup when it cannot nest). Compared before and
+/// after a reset: the host's cgroups there must be as they were.
+fn cgroup_snapshot() -> Result<std::collections::BTreeSet<PathBuf>> {
+    fn walk(dir: &Path, depth: usize, found: &mut std::collections::BTreeSet<PathBuf>) {
+        found.insert(dir.to_path_buf());
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            if depth > 0 && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&entry.path(), depth - 1, found);
+            }
+        }
+    }
+    let own = fs::read_to_string("/proc/self/cgroup")?;
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
+    let mut found = std::collections::BTreeSet::new();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let left: Vec<&str> = left.split(' ').collect();
+        let right: Vec<&str> = right.split(' ').collect();
+        let (Some(root), Some(point), Some(fstype), Some(options)) =
+            (left.get(3), left.get(4), right.first(), right.get(2))
+        else {
+            continue;
+        };
+        let options: Vec<&str> = options.split(',').collect();
+        // This hierarchy's line of /proc/self/cgroup: "0::path" for cgroup2,
+        // "id:controllers:path" for a v1 hierarchy mounted with those options.
+        let path = own.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+            let matches = match *fstype {
+                "cgroup2" => controllers.is_empty(),
+                "cgroup" => {
+                    !controllers.is_empty() && controllers.split(',').all(|c| options.contains(&c))
+                }
+                _ => false,
+            };
+            matches.then_some(path)
+        });
+        let Some(path) = path else { continue };
+        let Some(rel) = path.strip_prefix(root) else {
+            continue;
+        };
+        let dir = Path::new(point).join(rel.trim_start_matches('/'));
+        walk(&dir, 8, &mut found);
+        if *fstype == "cgroup2" && dir != Path::new(point) {
+            if let Some(parent) = dir.parent() {
+                walk(parent, 1, &mut found);
+            }
+        }
+    }
+    ensure!(
+        !found.is_empty(),
+        "no cgroup of this process found in mountinfo"
+    );
+    Ok(found)
 }
 
 /// Creates cgroup `name` beneath each of `parents`.
@@ -643,6 +772,7 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
     let innocent = start_in(&other, &["sleep", "1000"])?;
 
     let before = mounts()?;
+    let cgroups_before = cgroup_snapshot()?;
 
     // 1. Chapter binaries stopped mid-run. Chapter 4's runtime, killed with
     //    SIGKILL, cannot remove its cgroup cfs-<its pid>. No pipes: a
@@ -760,6 +890,24 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
         .write(true)
         .open(&stale)?
         .set_modified(SystemTime::now() - Duration::from_secs(60))?;
+    // Chapter 5's record of a container, with the start time of the process.
+    let ch05_recorded = Background::start({
+        let mut c = Command::new("sleep");
+        c.arg("1000");
+        c
+    })?;
+    let stat = fs::read_to_string(format!("/proc/{}/stat", ch05_recorded.pid()))?;
+    let start_time = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.split(' ').nth(19))
+        .context("no start time in /proc/PID/stat")?;
+    write(
+        mess.state.join("ch05/containers/c4/container.json"),
+        &format!(
+            "{{\"id\": \"c4\", \"pid\": {}, \"start_time\": {start_time}}}",
+            ch05_recorded.pid()
+        ),
+    )?;
     // A state file with a start time (as ch06 writes) that is not this process's.
     write(
         mess.state.join("c3/state.json"),
@@ -794,6 +942,13 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
             "reset: leaving pid {} alone: it started after",
             reused.pid()
         ),
+        format!(
+            "reset: kill pid {} (sleep 1000; recorded in {}",
+            ch05_recorded.pid(),
+            mess.state
+                .join("ch05/containers/c4/container.json")
+                .display()
+        ),
         format!("reset: unmount {}", merged.display()),
         format!("reset: unmount {}", scratch.display()),
         format!("reset: delete network namespace {p}ns"),
@@ -805,6 +960,13 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
 
     // Nothing of the mess is left ...
     assert_mounts_unchanged(&before)?;
+    let cgroups_after = cgroup_snapshot()?;
+    let added: Vec<_> = cgroups_after.difference(&cgroups_before).collect();
+    let removed: Vec<_> = cgroups_before.difference(&cgroups_after).collect();
+    ensure!(
+        added.is_empty() && removed.is_empty(),
+        "the cgroups around the test's own changed: added {added:?}, removed {removed:?}"
+    );
     ensure!(
         cgroups_named(&runtime_cgroup)?.is_empty(),
         "cgroup {runtime_cgroup} is left"
@@ -815,6 +977,7 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
         busy.pid(),
         nested.pid(),
         recorded.pid(),
+        ch05_recorded.pid(),
     ] {
         wait_for(Duration::from_secs(5), || (!alive(pid)).then_some(()))
             .with_context(|| format!("pid {pid} is still alive"))?;
@@ -872,6 +1035,7 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
     drop(innocent);
     drop(reused);
     drop(recorded);
+    drop(ch05_recorded);
     drop(busy);
     drop(nested);
     Ok(())
@@ -907,6 +1071,58 @@ fn reset_dry_run_changes_nothing() -> Result<()> {
     for dir in &cg {
         ensure!(dir.is_dir(), "the dry run removed {}", dir.display());
     }
+
+    // A chapter binary of this checkout still running: chapters 1 to 3 keep
+    // no state, so reset finds it by its path under target/, and its
+    // container as its child; only when reset is not narrowed to some names
+    // (another run's binaries are not among them).
+    let ch02 = bin("ch02-pid");
+    let mut runtime = Command::new(&ch02)
+        .args(["--", "sleep", "1000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("failed to start ch02-pid")?;
+    let runtime_pid = Pid::from_raw(runtime.id() as i32);
+    // Its child, once it has exec'd the command (before, it runs ch02-pid too).
+    let found = wait_for(Duration::from_secs(10), || {
+        children(runtime_pid).first().copied().filter(|pid| {
+            fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe.ends_with("sleep"))
+        })
+    })
+    .context("ch02-pid started no container running sleep");
+    let outcome = found.and_then(|pid1| {
+        let narrowed = mess.reset(&["--dry-run"], None)?;
+        ensure!(
+            !narrowed.stdout.contains(&format!("pid {runtime_pid} ")),
+            "a narrowed reset would kill the chapter binary:\n{}",
+            narrowed.stdout
+        );
+        let mut cmd = script("reset");
+        cmd.args(["--dry-run", "--state-dir"])
+            .arg(&mess.state)
+            .arg("--build-dir")
+            .arg(&mess.build);
+        let all = output(cmd)?;
+        all.expect_code(0)?;
+        for line in [
+            format!("reset: would kill pid {runtime_pid} ("),
+            format!("-- sleep 1000; runs {})\n", ch02.display()),
+            format!("reset: would kill pid {pid1} (sleep 1000; child of {runtime_pid})"),
+        ] {
+            ensure!(all.stdout.contains(&line), "no {line:?} in\n{}", all.stdout);
+        }
+        ensure!(alive(runtime_pid), "the dry run killed pid {runtime_pid}");
+        Ok(pid1)
+    });
+    // The container first (PID 1 of its namespace), then the runtime reaps it.
+    if let Ok(pid1) = &outcome {
+        let _ = nix::sys::signal::kill(*pid1, nix::sys::signal::Signal::SIGKILL);
+    }
+    let _ = runtime.kill();
+    let _ = runtime.wait();
+    outcome?;
 
     let out = mess.reset(&[], None)?;
     out.expect_code(0)?;
@@ -979,6 +1195,10 @@ fn main() -> ExitCode {
         root("doctor_passes_here", doctor_passes_here),
         root("doctor_as_a_normal_user", doctor_as_a_normal_user),
         root("doctor_without_capabilities", doctor_without_capabilities),
+        root(
+            "doctor_kernel_without_user_namespaces",
+            doctor_kernel_without_user_namespaces,
+        ),
         root("doctor_missing_rootfs", doctor_missing_rootfs),
         root("doctor_dynamic_busybox", doctor_dynamic_busybox),
         root("doctor_cgroup_checks", doctor_cgroup_checks),
