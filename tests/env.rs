@@ -9,8 +9,8 @@
 //! with SIGKILL mid-run, a mounted overlay, stacked mounts, cgroups with live
 //! processes, a network namespace, veths, a state file) and leaving alone what
 //! is not the project's: a cgroup under another name, a process whose PID a
-//! stale state file names; the mount table, and the cgroups at, beneath and
-//! beside the test's own, are as they were before. On this shared machine
+//! stale state file names; the mount table is as it was, and every cgroup at,
+//! beneath and beside the test's own is still there. On this shared machine
 //! every reset is narrowed to names and directories the test made
 //! (`--prefix`, `--state-dir`, `--build-dir`).
 
@@ -177,8 +177,21 @@ fn doctor_without_capabilities() -> Result<()> {
             ],
         )?;
     }
-    // Creating a user namespace needs no capability.
-    check_line(&out, "ok", "user namespace")?;
+    // Creating a user namespace needs no capability, unless a sysctl
+    // (Debian's, Ubuntu's AppArmor one) keeps it to CAP_SYS_ADMIN.
+    let restricted = [
+        ("kernel/unprivileged_userns_clone", "0"),
+        ("kernel/apparmor_restrict_unprivileged_userns", "1"),
+    ]
+    .iter()
+    .any(|(name, value)| {
+        fs::read_to_string(format!("/proc/sys/{name}")).is_ok_and(|v| v.trim() == *value)
+    });
+    check_line(
+        &out,
+        if restricted { "FAIL" } else { "ok" },
+        "user namespace",
+    )?;
     blocks(&out, "ch01-uts")
 }
 
@@ -360,14 +373,30 @@ fn doctor_cgroup_checks() -> Result<()> {
     contains(
         check_line(&out, "FAIL", "cgroups")?,
         &[
-            "v1: cpu memory pids usable, but no usable v1 hierarchy for freezer",
-            "fix: mount it: mount -t cgroup -o freezer cgroup",
+            "v1: cpu memory pids usable, but no usable v1 hierarchy for freezer,",
+            "fix: mkdir -p ",
+            "/root/freezer && mount -t cgroup -o freezer cgroup ",
         ],
     )?;
     blocks(&out, "ch06-full-runtime")?;
 
-    // A complete v1 layout passes.
+    // ... and without devices: only a config with device rules is refused.
     fs::create_dir_all(tree.path().join("root/freezer"))?;
+    let out = doctor_with_cgroups(
+        &tree,
+        "8:freezer:/\n5:pids:/\n4:memory:/\n2:cpu,cpuacct:/\n",
+    )?;
+    contains(
+        check_line(&out, "warn", "cgroups")?,
+        &[
+            "no usable v1 hierarchy for devices",
+            "device rules",
+            "fix: mkdir -p ",
+        ],
+    )?;
+    out.expect_code(0)?;
+
+    // A complete v1 layout passes.
     let out = doctor_with_cgroups(&tree, &format!("8:freezer:/\n{v1_self}"))?;
     contains(
         check_line(&out, "ok", "cgroups")?,
@@ -960,9 +989,27 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
 
     // Nothing of the mess is left ...
     assert_mounts_unchanged(&before)?;
+    // Every cgroup that was there before is still there, and none of the
+    // test's names was added. (Others may come and go meanwhile: the
+    // project's cfs-* groups of other runs, a systemd scope.)
     let cgroups_after = cgroup_snapshot()?;
-    let added: Vec<_> = cgroups_after.difference(&cgroups_before).collect();
-    let removed: Vec<_> = cgroups_before.difference(&cgroups_after).collect();
+    let ours = |dir: &&PathBuf| {
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .is_some_and(|n| n.starts_with(&p) || n == runtime_cgroup)
+    };
+    let added: Vec<_> = cgroups_after
+        .difference(&cgroups_before)
+        .filter(ours)
+        .collect();
+    let removed: Vec<_> = cgroups_before
+        .difference(&cgroups_after)
+        .filter(|dir| {
+            !dir.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("cfs-"))
+                || other.contains(dir)
+        })
+        .collect();
     ensure!(
         added.is_empty() && removed.is_empty(),
         "the cgroups around the test's own changed: added {added:?}, removed {removed:?}"
@@ -1106,19 +1153,25 @@ fn reset_dry_run_changes_nothing() -> Result<()> {
             .arg(&mess.build);
         let all = output(cmd)?;
         all.expect_code(0)?;
-        for line in [
-            format!("reset: would kill pid {runtime_pid} ("),
-            format!("-- sleep 1000; runs {})\n", ch02.display()),
-            format!("reset: would kill pid {pid1} (sleep 1000; child of {runtime_pid})"),
-        ] {
-            ensure!(all.stdout.contains(&line), "no {line:?} in\n{}", all.stdout);
-        }
+        // reset shows the command line cut to 60 characters: match the rest.
+        ensure!(
+            all.stdout.lines().any(|l| {
+                l.starts_with(&format!("reset: would kill pid {runtime_pid} ("))
+                    && l.ends_with(&format!("; runs {})", ch02.display()))
+            }),
+            "no line killing {runtime_pid}, which runs {}, in\n{}",
+            ch02.display(),
+            all.stdout
+        );
+        let line = format!("reset: would kill pid {pid1} (sleep 1000; child of {runtime_pid})");
+        ensure!(all.stdout.contains(&line), "no {line:?} in\n{}", all.stdout);
         ensure!(alive(runtime_pid), "the dry run killed pid {runtime_pid}");
         Ok(pid1)
     });
-    // The container first (PID 1 of its namespace), then the runtime reaps it.
-    if let Ok(pid1) = &outcome {
-        let _ = nix::sys::signal::kill(*pid1, nix::sys::signal::Signal::SIGKILL);
+    // Its children first (the container, PID 1 of its namespace, whether or
+    // not the test got that far), then the runtime, which reaps them.
+    for child in children(runtime_pid) {
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
     }
     let _ = runtime.kill();
     let _ = runtime.wait();
