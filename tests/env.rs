@@ -22,7 +22,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, SystemTime};
 
 use cfs_tests::kernel::{
-    assert_mounts_unchanged, cgroup_dirs_holding, cgroups_named, children, exists, mounts, state,
+    assert_mounts_unchanged, cgroup_dirs_holding, cgroups_named, children, dirs_below, exists,
+    mounts, state,
 };
 use cfs_tests::paths::{bin, rootfs, workspace};
 use cfs_tests::run::{as_nobody, output, wait_for, Background, Output};
@@ -573,17 +574,6 @@ fn own_cgroups() -> Result<Vec<PathBuf>> {
 /// (chapter 4 goes beside its cgroup when it cannot nest). Compared before and
 /// after a reset: the host's cgroups there must be as they were.
 fn cgroup_snapshot() -> Result<std::collections::BTreeSet<PathBuf>> {
-    fn walk(dir: &Path, depth: usize, found: &mut std::collections::BTreeSet<PathBuf>) {
-        found.insert(dir.to_path_buf());
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.filter_map(|e| e.ok()) {
-            if depth > 0 && entry.file_type().is_ok_and(|t| t.is_dir()) {
-                walk(&entry.path(), depth - 1, found);
-            }
-        }
-    }
     let own = fs::read_to_string("/proc/self/cgroup")?;
     let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
     let mut found = std::collections::BTreeSet::new();
@@ -618,12 +608,14 @@ fn cgroup_snapshot() -> Result<std::collections::BTreeSet<PathBuf>> {
             continue;
         };
         let dir = Path::new(point).join(rel.trim_start_matches('/'));
-        walk(&dir, 8, &mut found);
+        found.extend(dirs_below(&dir, 8));
         if *fstype == "cgroup2" && dir != Path::new(point) {
             if let Some(parent) = dir.parent() {
-                walk(parent, 1, &mut found);
+                found.insert(parent.to_path_buf());
+                found.extend(dirs_below(parent, 1));
             }
         }
+        found.insert(dir);
     }
     ensure!(
         !found.is_empty(),
@@ -925,10 +917,7 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
         c.arg("1000");
         c
     })?;
-    let stat = fs::read_to_string(format!("/proc/{}/stat", ch05_recorded.pid()))?;
-    let start_time = stat
-        .rsplit_once(") ")
-        .and_then(|(_, rest)| rest.split(' ').nth(19))
+    let start_time = ch05_overlay::store::start_time(ch05_recorded.pid().as_raw())
         .context("no start time in /proc/PID/stat")?;
     write(
         mess.state.join("ch05/containers/c4/container.json"),

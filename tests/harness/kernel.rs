@@ -110,29 +110,39 @@ pub fn cgroup_mounts() -> Result<Vec<std::path::PathBuf>> {
         .collect())
 }
 
-/// Every cgroup directory called `name` in any mounted tree (at most 8 levels
-/// down), found by walking the trees: what a user would see with `find`.
-pub fn cgroups_named(name: &str) -> Result<Vec<std::path::PathBuf>> {
-    fn walk(dir: &Path, name: &str, depth: usize, found: &mut Vec<std::path::PathBuf>) {
+/// Every directory from 1 to `levels` levels below `dir` (none if it cannot
+/// be read), in the order a walk finds them.
+pub fn dirs_below(dir: &Path, levels: usize) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &Path, levels: usize, found: &mut Vec<std::path::PathBuf>) {
+        if levels == 0 {
+            return;
+        }
         let Ok(entries) = fs::read_dir(dir) else {
             return;
         };
         for entry in entries.filter_map(|e| e.ok()) {
-            let path = entry.path();
-            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            if entry.file_name() == name {
-                found.push(path.clone());
-            }
-            if depth > 0 {
-                walk(&path, name, depth - 1, found);
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let path = entry.path();
+                walk(&path, levels - 1, found);
+                found.push(path);
             }
         }
     }
     let mut found = Vec::new();
+    walk(dir, levels, &mut found);
+    found
+}
+
+/// Every cgroup directory called `name` in any mounted tree (at most 8 levels
+/// down), found by walking the trees: what a user would see with `find`.
+pub fn cgroups_named(name: &str) -> Result<Vec<std::path::PathBuf>> {
+    let mut found = Vec::new();
     for mount in cgroup_mounts()? {
-        walk(&mount, name, 8, &mut found);
+        found.extend(
+            dirs_below(&mount, 9)
+                .into_iter()
+                .filter(|dir| dir.file_name().is_some_and(|n| n == name)),
+        );
     }
     found.sort();
     Ok(found)
