@@ -917,7 +917,7 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
         c.arg("1000");
         c
     })?;
-    let start_time = ch05_overlay::store::start_time(ch05_recorded.pid().as_raw())
+    let start_time = ch01_uts::process::start_time(ch05_recorded.pid().as_raw())
         .context("no start time in /proc/PID/stat")?;
     write(
         mess.state.join("ch05/containers/c4/container.json"),
