@@ -528,9 +528,47 @@ fn scripts_are_executable() -> Result<()> {
     Ok(())
 }
 
+/// The README's two commands stay true: each `sudo scripts/NAME` of its
+/// ```sh block names an executable script of this checkout, and CI runs the
+/// same provision and test scripts.
+fn readme_commands_exist() -> Result<()> {
+    let readme = fs::read_to_string(workspace().join("README.md"))?;
+    let block = readme
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .context("README.md has no ```sh block")?;
+    let commands: Vec<&str> = block
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    ensure!(
+        commands
+            == [
+                "sudo scripts/provision && sudo scripts/demo",
+                "sudo scripts/provision && sudo scripts/test"
+            ],
+        "README's commands changed: {commands:?}"
+    );
+    for name in ["provision", "demo", "test"] {
+        let path = workspace().join("scripts").join(name);
+        let mode = fs::metadata(&path)
+            .with_context(|| format!("README names {}, which is missing", path.display()))?
+            .permissions()
+            .mode();
+        ensure!(mode & 0o111 != 0, "{} is not executable", path.display());
+    }
+    let ci = fs::read_to_string(workspace().join(".ci/run"))?;
+    for step in ["bash scripts/provision", "bash scripts/test"] {
+        ensure!(ci.contains(step), ".ci/run does not run {step}");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     cfs_tests::main(vec![
         cfs_tests::plain("scripts_are_executable", scripts_are_executable),
+        cfs_tests::plain("readme_commands_exist", readme_commands_exist),
         root("doctor_passes_here", doctor_passes_here),
         root("doctor_as_a_normal_user", doctor_as_a_normal_user),
         root("doctor_without_capabilities", doctor_without_capabilities),
