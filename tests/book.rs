@@ -76,6 +76,82 @@ fn includes_resolve() -> Result<()> {
     Ok(())
 }
 
+/// Where an anchor that no page includes is let pass for now: the chapters
+/// being rewritten as this is written (issue 15). Empty it once they settle;
+/// the test prints what it let pass.
+const ANCHORS_MAY_BE_UNUSED_IN: &[&str] =
+    &["chapters/ch04-cgroups/", "chapters/ch06-full-runtime/"];
+
+/// The reverse of [`includes_resolve`]: every anchor in the sources
+/// (chapters/, scripts/) is included by some page; an anchor nothing
+/// includes marks code the book once showed, or means to and does not.
+fn anchors_are_included() -> Result<()> {
+    let mut included = BTreeSet::new();
+    for page in pages() {
+        for (file, anchor) in includes(&page)? {
+            if let (Ok(file), Some(anchor)) = (file.canonicalize(), anchor) {
+                included.insert((file, anchor));
+            }
+        }
+    }
+    let re = Regex::new(r"ANCHOR: ([A-Za-z0-9_-]+)")?;
+    let (mut unused, mut allowed) = (Vec::new(), Vec::new());
+    for dir in ["chapters", "scripts"] {
+        for file in all_files(&workspace().join(dir)) {
+            let Ok(text) = fs::read_to_string(&file) else {
+                continue;
+            };
+            let rel = file
+                .strip_prefix(workspace())?
+                .to_string_lossy()
+                .into_owned();
+            for c in re.captures_iter(&text) {
+                let anchor = c[1].to_string();
+                if included.contains(&(file.canonicalize()?, anchor.clone())) {
+                    continue;
+                }
+                let entry = format!("{rel}: ANCHOR: {anchor}");
+                if ANCHORS_MAY_BE_UNUSED_IN.iter().any(|p| rel.starts_with(p)) {
+                    allowed.push(entry);
+                } else {
+                    unused.push(entry);
+                }
+            }
+        }
+    }
+    if !allowed.is_empty() {
+        eprintln!(
+            "anchors no page includes, let pass in {ANCHORS_MAY_BE_UNUSED_IN:?}:\n  {}",
+            allowed.join("\n  ")
+        );
+    }
+    ensure!(
+        unused.is_empty(),
+        "anchors no page includes (include them or remove them):\n{}",
+        unused.join("\n")
+    );
+    Ok(())
+}
+
+/// Every file beneath `dir` (not following symlinks; no `target/`).
+fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() && entry.file_name() != "target" => {
+                    found.extend(all_files(&path))
+                }
+                Ok(t) if t.is_file() => found.push(path),
+                _ => {}
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 fn links_resolve() -> Result<()> {
     let re = Regex::new(r"\]\(([^)#\s]+)(#[^)\s]*)?\)")?;
     let mut problems = Vec::new();
@@ -214,6 +290,7 @@ fn main() -> ExitCode {
     let mut trials = vec![
         plain("diffs_are_current", diffs_are_current),
         plain("includes_resolve", includes_resolve),
+        plain("anchors_are_included", anchors_are_included),
         plain("links_resolve", links_resolve),
         plain(
             "console_blocks_are_checked_sessions",

@@ -65,24 +65,76 @@ fn escape_attempt(extra: &[&str]) -> Result<(i32, String, String)> {
     Ok((out.code, out.stdout, out.stderr))
 }
 
+/// The host's files must be out of reach inside: the test writes a marker
+/// file on the host, outside the rootfs (not a fixed directory of one
+/// machine, which another checkout, such as the VM's /vagrant, lacks), and
+/// looks for it inside, at its path and anywhere under `/`. A half-done
+/// pivot_root leaves the old root (the host's `/`) mounted at `/.oldroot-*`,
+/// or at least its directory: neither may be there, and the container's own
+/// mount table (mountinfo lists what its root can reach) must hold nothing of
+/// the host: no mount under `/.oldroot-*`, and no mount of the rootfs's file
+/// system from outside the rootfs.
+fn root_is_the_rootfs_and_host_files_are_hidden() -> Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("cfs-ch03-host-")
+        .tempdir()?;
+    let name = format!("cfs-ch03-marker-{}", std::process::id());
+    let marker = dir.path().join(&name);
+    std::fs::write(&marker, "written by the host\n")?;
+    ensure!(marker.exists(), "the marker was not written");
+    let script = format!(
+        "cat /etc/rootfs-release; test -e /.mkrootfs-stamp && echo rootfs; \
+         test -e {marker} && echo host-visible; \
+         find / -path /proc -prune -o -path /sys -prune -o -name {name} -print; \
+         ls -a / | grep oldroot; echo mountinfo:; cat /proc/self/mountinfo",
+        marker = marker.display()
+    );
+    let out = sh(&script)?;
+    out.expect_code(0)?;
+    let (head, mountinfo) = out
+        .stdout
+        .split_once("mountinfo:\n")
+        .with_context(|| format!("stdout: {:?}", out.stdout))?;
+    ensure!(
+        head == "containers-from-scratch busybox rootfs\nrootfs\n",
+        "the host's marker {} or an old root is visible inside: {head:?}",
+        marker.display()
+    );
+    // Fields: ID, parent ID, major:minor, root within its file system, mount point.
+    let mounts: Vec<Vec<&str>> = mountinfo
+        .lines()
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    let root = mounts
+        .iter()
+        .find(|f| f.get(4) == Some(&"/"))
+        .with_context(|| format!("no mount at / inside:\n{mountinfo}"))?;
+    for fields in &mounts {
+        let (dev, within, point) = (fields[2], fields[3], fields[4]);
+        ensure!(
+            !point.starts_with("/.oldroot"),
+            "the old root is still mounted inside:\n{mountinfo}"
+        );
+        ensure!(
+            dev != root[2] || Path::new(within).starts_with(root[3]),
+            "{point} inside is {within} of the rootfs's file system, outside the rootfs:\n{mountinfo}"
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     cfs_tests::main(vec![
         check(
             "root_is_the_rootfs_and_host_files_are_hidden",
-            "inside, / is the rootfs (its /etc/rootfs-release and /.mkrootfs-stamp are there) \
-             and a host directory (/work) is not",
+            "inside, / is the rootfs (its /etc/rootfs-release and /.mkrootfs-stamp are there); \
+             a marker file the test wrote on the host, outside the rootfs, is found neither at \
+             its path nor anywhere under /; / has no .oldroot-* entry; and /proc/self/mountinfo \
+             shows no mount under /.oldroot-* and nothing of the rootfs's file system outside it",
             "setup calls pivot_root(rootfs) after bind_to_itself: pivot_root(2) needs a put_old \
-             directory under the new root; then chdir(\"/\") and detach the old root",
-            || {
-                let out = sh("cat /etc/rootfs-release; test -e /work && echo host-visible; test -e /.mkrootfs-stamp && echo rootfs")?;
-                out.expect_code(0)?;
-                ensure!(
-                    out.stdout == "containers-from-scratch busybox rootfs\nrootfs\n",
-                    "stdout: {:?}",
-                    out.stdout
-                );
-                Ok(())
-            },
+             directory under the new root; then chdir(\"/\"), detach the old root and remove \
+             its directory",
+            root_is_the_rootfs_and_host_files_are_hidden,
         ),
         check(
             "ps_lists_only_the_container_and_pid_1_is_the_command",

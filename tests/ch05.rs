@@ -744,6 +744,38 @@ fn rm_after_the_runtime_was_killed() -> Result<()> {
     Ok(())
 }
 
+/// `rm` removes a container's cgroup through chapter 4's `Cgroup::open`,
+/// which checks the saved placement: a hand-edited container.json that names
+/// a directory which is not a cgroup makes `rm` fail and remove nothing.
+fn rm_refuses_a_cgroup_that_is_not_one() -> Result<()> {
+    let store = Store::with_images()?;
+    store.ok(&["run", "--name", "c1", "app", "--", "true"])?;
+    let victim = store.dir.path().join("cfs-h4-victim");
+    fs::create_dir(&victim)?;
+    let record = store.path("containers/c1/container.json");
+    let mut json: serde_json::Value = serde_json::from_str(&fs::read_to_string(&record)?)?;
+    ensure!(
+        json["cgroup"].is_null(),
+        "a finished container kept its cgroup: {json}"
+    );
+    json["cgroup"] = serde_json::json!({
+        "version": "v1",
+        "dirs": [{"path": victim, "controllers": ["pids"]}],
+    });
+    fs::write(&record, json.to_string())?;
+    let out = store.run(&["rm", "c1"])?;
+    ensure!(
+        out.code == 1,
+        "rm of a forged cgroup: exit {}\n{}",
+        out.code,
+        out.stderr
+    );
+    contains(&out, "is not a cgroup beneath a v1 hierarchy")?;
+    ensure!(victim.is_dir(), "rm removed {}", victim.display());
+    ensure!(record.exists(), "rm removed the container anyway");
+    Ok(())
+}
+
 /// Two running containers change the same file of the image and each sees
 /// only its own change, from inside; a third, started meanwhile, sees the
 /// image's file; the image's layers do not change.
@@ -839,6 +871,10 @@ fn not_root_is_a_one_line_error() -> Result<()> {
 fn main() -> ExitCode {
     cfs_tests::main(vec![
         root("not_root_is_a_one_line_error", not_root_is_a_one_line_error),
+        root(
+            "rm_refuses_a_cgroup_that_is_not_one",
+            rm_refuses_a_cgroup_that_is_not_one,
+        ),
         check(
             "import_converts_whiteouts",
             "unpacking a layer tar turns etc/.wh.passwd into a character device 0/0 at etc/passwd \

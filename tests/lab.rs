@@ -472,6 +472,10 @@ fn fake_reference(name: &str, source: &str) -> Result<PathBuf> {
         fs::create_dir_all(tree.join(dir))?;
     }
     fs::copy(workspace().join("scripts/lab"), tree.join("scripts/lab"))?;
+    fs::copy(
+        workspace().join("scripts/lib.sh"),
+        tree.join("scripts/lib.sh"),
+    )?;
     fs::write(tree.join("chapters/ch01-fake/src/lib.rs"), source)?;
     for file in [
         "Cargo.toml",

@@ -23,6 +23,7 @@ pub mod kernel;
 pub mod lab;
 pub mod paths;
 pub mod run;
+pub mod scripts;
 pub mod session;
 
 pub use anyhow::{anyhow, bail, ensure, Context, Result};

@@ -1,8 +1,11 @@
 //! Running the chapter binaries: with a time limit, as root or as `nobody`, in
 //! the foreground or in the background while the test inspects them.
 
+use std::fs;
 use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -73,10 +76,110 @@ pub fn run(name: &str, args: &[&str]) -> Result<Output> {
 }
 
 /// Runs `cmd` as the unprivileged user `nobody` (uid and gid 65534).
-pub fn as_nobody(mut cmd: Command) -> Result<Output> {
+///
+/// The checkout may live where `nobody` cannot go: beneath a home directory
+/// such as `/root` (mode 0700), where `execve(2)` fails with `EACCES` before
+/// the program could say anything. So the program is copied first, with what
+/// it reads, into a fresh directory `nobody` can enter, and run from there:
+/// a chapter binary alone (it needs nothing of the checkout to find that it
+/// is not root), a script with the whole `scripts/` directory beside it at
+/// `<copy>/scripts/` (a script sources `scripts/lib.sh` and finds the
+/// checkout as `scripts/..`, which is then the copy: what lies beyond its
+/// root check, such as `build/rootfs`, is not there, as it is out of reach
+/// for `nobody` in such a checkout anyway). Arguments, environment changes
+/// and the working directory are kept (without one, the copy's directory).
+/// The copy is removed afterwards.
+pub fn as_nobody(cmd: Command) -> Result<Output> {
+    let copy = NobodyCopy::of(Path::new(cmd.get_program()))?;
+    let mut run = Command::new(&copy.program);
+    run.args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => run.env(key, value),
+            None => run.env_remove(key),
+        };
+    }
+    run.current_dir(cmd.get_current_dir().unwrap_or(copy.dir.path()));
     // std drops root's supplementary groups (setgroups) before setuid.
-    cmd.uid(65534).gid(65534);
-    output(cmd)
+    run.uid(65534).gid(65534);
+    output(run)
+}
+
+/// A copy of a program (and, for a script, of `scripts/`) in a temporary
+/// directory of mode 0755 that `nobody` can reach; removed on drop.
+struct NobodyCopy {
+    dir: tempfile::TempDir,
+    program: PathBuf,
+}
+
+impl NobodyCopy {
+    fn of(program: &Path) -> Result<NobodyCopy> {
+        let dir = tempfile::Builder::new()
+            .prefix("cfs-nobody-")
+            .tempdir()
+            .context("failed to create a directory for a program run as nobody")?;
+        reachable(dir.path())?;
+        let scripts = paths::workspace().join("scripts");
+        let copied = match program.strip_prefix(&scripts) {
+            Ok(rest) => {
+                copy_tree(&scripts, &dir.path().join("scripts"))?;
+                dir.path().join("scripts").join(rest)
+            }
+            Err(_) => {
+                let name = program
+                    .file_name()
+                    .with_context(|| format!("{} names no file", program.display()))?;
+                let to = dir.path().join(name);
+                fs::copy(program, &to).with_context(|| {
+                    format!("failed to copy {} to {}", program.display(), to.display())
+                })?;
+                to
+            }
+        };
+        Ok(NobodyCopy {
+            dir,
+            program: copied,
+        })
+    }
+}
+
+/// Makes `dir` and each of its ancestors reachable by anyone, or says why not.
+fn reachable(dir: &Path) -> Result<()> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("failed to chmod 0755 {}", dir.display()))?;
+    for ancestor in dir.ancestors().skip(1) {
+        let mode = fs::metadata(ancestor)
+            .with_context(|| format!("failed to stat {}", ancestor.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            bail!(
+                "nobody cannot enter {} (mode {:o}): point TMPDIR at a directory anyone can reach",
+                ancestor.display(),
+                mode & 0o7777
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Copies the files and directories beneath `from` to `to`, keeping modes.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir_all(to).with_context(|| format!("failed to create {}", to.display()))?;
+    fs::set_permissions(to, fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("failed to chmod 0755 {}", to.display()))?;
+    for entry in fs::read_dir(from).with_context(|| format!("failed to read {}", from.display()))? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if entry.file_type()?.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            fs::copy(&src, &dst).with_context(|| {
+                format!("failed to copy {} to {}", src.display(), dst.display())
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// A command started in the background, killed (by its PID) if the test

@@ -10,6 +10,8 @@
 //!   into an exit code.
 //! - [`namespaces`] names clone flags so `-v` can print them.
 //! - [`narrate`] is the `-v` switch: every binary says what it asks of the kernel.
+//! - [`state`] keeps the files of runtimes that save state between runs
+//!   (chapters 5 and 6) safe: names checked, files written atomically.
 //! - [`cli`] holds the flags and the `main` wrapper that all chapter binaries share.
 //!
 //! What it leaves out: every other namespace (chapter 2 adds PID, chapter 3
@@ -19,4 +21,5 @@ pub mod cli;
 pub mod namespaces;
 pub mod narrate;
 pub mod process;
+pub mod state;
 pub mod uts;

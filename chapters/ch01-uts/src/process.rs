@@ -266,9 +266,67 @@ pub fn require_root() -> Result<()> {
     Ok(())
 }
 
+// ANCHOR: identity
+/// The state letter (`R`, `S`, `Z`, ...) and the start time of process `pid`,
+/// in clock ticks since boot, from `/proc/<pid>/stat` (fields 3 and 22, see
+/// `proc(5)`); `None` when there is no such process.
+pub fn stat(pid: i32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2, the command name, is in parentheses and may hold spaces and
+    // parentheses: count from after its last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// The start time of process `pid` (see [`stat`]). A runtime saves it beside
+/// the PID: PIDs are reused, so by the time a later run reads a saved PID
+/// back it may name another process, which has another start time.
+pub fn start_time(pid: i32) -> Option<u64> {
+    stat(pid).map(|(_, start)| start)
+}
+
+/// Whether the process a runtime saved as `pid` and `start_time` still runs:
+/// the PID exists, with that start time (it was not reused), and is neither a
+/// zombie (`Z`: it ended and waits for its parent to collect its status) nor
+/// dead (`X`). Chapters 5 and 6 ask it of the containers they saved.
+pub fn still_running(pid: i32, start_time: u64) -> bool {
+    matches!(stat(pid), Some((state, start)) if start == start_time && state != 'Z' && state != 'X')
+}
+// ANCHOR_END: identity
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_saved_process_is_told_apart_from_a_reused_pid_and_a_zombie() {
+        let me = std::process::id() as i32;
+        let (state, start) = stat(me).expect("our own stat");
+        assert!(state == 'R' || state == 'S', "{state}");
+        assert_eq!(start_time(me), Some(start));
+        assert!(still_running(me, start));
+        // Another start time: the PID was reused by another process.
+        assert!(!still_running(me, start + 1));
+        assert_eq!(stat(-1), None);
+        assert!(!still_running(-1, start));
+        // A child that exited and was not reaped yet is a zombie: it ended.
+        let child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id() as i32;
+        let started = start_time(pid).expect("the child's start time");
+        let zombie = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            matches!(stat(pid), Some(('Z', _)))
+        });
+        assert!(zombie, "the child never became a zombie");
+        assert!(!still_running(pid, started));
+        let mut child = child;
+        child.wait().expect("reap the child");
+        assert!(!still_running(pid, started));
+    }
 
     #[test]
     fn exit_codes_follow_the_shell() {

@@ -38,7 +38,6 @@ fn main() -> ExitCode {
     cli::main(&args.common, || run(&args))
 }
 
-// ANCHOR: run
 fn run(args: &Args) -> Result<i32> {
     process::require_root()?;
     init::block_signals()?;
@@ -54,4 +53,3 @@ fn run(args: &Args) -> Result<i32> {
     let pid = child.release()?;
     init::supervise(pid, false)
 }
-// ANCHOR_END: run

@@ -40,7 +40,6 @@ fn main() -> ExitCode {
     cli::main(&args.common, || run(&args))
 }
 
-// ANCHOR: run
 fn run(args: &Args) -> Result<i32> {
     process::require_root()?;
     rootfs::validate(&args.rootfs.rootfs, &args.command.argv)?;
@@ -58,4 +57,3 @@ fn run(args: &Args) -> Result<i32> {
     let pid = child.release()?;
     init::supervise(pid, false)
 }
-// ANCHOR_END: run

@@ -106,7 +106,7 @@ fn run(store: &Store, args: &RunArgs) -> Result<i32> {
     let code = init::supervise(pid, false)?;
     args.resources.finish(cgroup)?;
     if !args.resources.keep_cgroup {
-        container.cgroup.clear();
+        container.cgroup = None;
     }
     container.exit_code = Some(code);
     store.save(&container)?;
@@ -146,9 +146,9 @@ fn start(
     })?;
     // The child is still blocked on the sync pipe: it runs nothing unlimited.
     cgroup.add(child.pid())?;
-    container.cgroup = cgroup.dirs();
+    container.cgroup = Some(cgroup.placement());
     container.pid = Some(child.pid().as_raw());
-    container.start_time = store::start_time(child.pid().as_raw());
+    container.start_time = process::start_time(child.pid().as_raw());
     store.save(container)?;
     Ok((mounted, cgroup, child.release()?))
 }

@@ -34,7 +34,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use ch01_uts::process;
 use ch01_uts::say;
+use ch01_uts::state::{validate_name, write_atomically};
+use ch04_cgroups::cgroups::{Cgroup, Placement};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
@@ -76,10 +79,11 @@ pub struct Container {
     pub start_time: Option<u64>,
     #[serde(default)]
     pub exit_code: Option<i32>,
-    /// The directories of its cgroup (chapter 4) while they may exist: `rm`
-    /// removes them if the runtime could not (it was killed).
+    /// Where its cgroup is (chapter 4's [`Placement`]) while it may exist:
+    /// `rm` removes it if the runtime could not (it was killed), through
+    /// chapter 4, which first checks that it names a cgroup of this machine.
     #[serde(default)]
-    pub cgroup: Vec<PathBuf>,
+    pub cgroup: Option<Placement>,
 }
 
 /// What `ps` says about a container.
@@ -128,24 +132,6 @@ pub struct Lock {
     _flock: Flock<File>,
 }
 
-/// Checks an image name or container ID: it becomes a file name in the store.
-pub fn validate_name(what: &str, name: &str) -> Result<()> {
-    let ok_first = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric());
-    let ok_rest = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !ok_first || !ok_rest || name.len() > 64 {
-        bail!(
-            "{what} {name:?} is not valid: use 1 to 64 letters, digits, '-', '_' or '.', \
-             starting with a letter or digit"
-        );
-    }
-    Ok(())
-}
-
 /// The hex part of `sha256:<hex>`.
 fn hex(digest: &str) -> Result<&str> {
     match digest.strip_prefix("sha256:") {
@@ -154,13 +140,11 @@ fn hex(digest: &str) -> Result<&str> {
     }
 }
 
-/// Writes `value` as JSON to `path` atomically (a temporary file, then
-/// `rename(2)`), so a reader never sees half a file.
+/// Writes `value` as JSON to `path` atomically (chapter 1's
+/// [`write_atomically`]), so a reader never sees half a file.
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_string_pretty(value).context("failed to encode JSON")?;
-    fs::write(&tmp, text + "\n").with_context(|| format!("failed to write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("failed to write {}", path.display()))
+    write_atomically(path, (text + "\n").as_bytes())
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
@@ -182,18 +166,6 @@ fn read_all<T: for<'de> Deserialize<'de>>(
         }
     }
     Ok(found)
-}
-
-/// The start time of a process in clock ticks since boot, if it exists.
-pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 2, the command name, may hold spaces: count from after its ')'.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
 }
 
 impl Store {
@@ -499,7 +471,7 @@ impl Store {
             pid: None,
             start_time: None,
             exit_code: None,
-            cgroup: Vec::new(),
+            cgroup: None,
         };
         let fill = || -> Result<()> {
             init_layer::write(&dirs.init, hostname, hosts, Path::new("/etc/resolv.conf"))?;
@@ -553,7 +525,9 @@ impl Store {
         match (container.pid, container.exit_code) {
             (_, Some(code)) => State::Exited(code),
             (Some(pid), None)
-                if start_time(pid).is_some() && start_time(pid) == container.start_time =>
+                if container
+                    .start_time
+                    .is_some_and(|start| process::still_running(pid, start)) =>
             {
                 State::Running(pid)
             }
@@ -581,8 +555,8 @@ impl Store {
         if overlay::is_mounted(&dirs.merged)? {
             overlay::unmount(&dirs.merged)?;
         }
-        for cgroup in &container.cgroup {
-            remove_cgroup(cgroup)?;
+        if let Some(placement) = &container.cgroup {
+            Cgroup::open(placement)?.remove()?;
         }
         say!("remove {}", dirs.dir.display());
         fs::remove_dir_all(&dirs.dir)
@@ -627,32 +601,6 @@ impl Store {
     // ANCHOR_END: commit
 }
 
-/// Removes an empty cgroup directory, if it still exists. The processes of a
-/// container that just died may take a moment to leave it (`EBUSY`).
-fn remove_cgroup(dir: &Path) -> Result<()> {
-    for _ in 0..100 {
-        if !dir.exists() {
-            return Ok(());
-        }
-        say!("rmdir {}", dir.display());
-        match fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(err) if err.raw_os_error() == Some(libc::EBUSY) => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(err) => {
-                return Err(err)
-                    .with_context(|| format!("failed to remove cgroup {}", dir.display()))
-            }
-        }
-    }
-    bail!(
-        "cgroup {} still has processes: kill them, then rm again",
-        dir.display()
-    )
-}
-
 /// The bytes used by the files under `path` (not following symlinks).
 pub fn du(path: &Path) -> Result<u64> {
     let meta = path
@@ -675,27 +623,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_become_file_names_safely() {
-        for good in ["base", "app", "my-app_2.0", "c1"] {
-            assert!(validate_name("image name", good).is_ok(), "{good}");
-        }
-        for bad in ["", "../x", "a/b", ".hidden", "-x", &"x".repeat(65)] {
-            assert!(validate_name("image name", bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn digests_are_checked() {
         let good = format!("sha256:{}", "ab".repeat(32));
         assert!(hex(&good).is_ok());
         assert!(hex("sha256:../../etc").is_err());
         assert!(hex("md5:00").is_err());
-    }
-
-    #[test]
-    fn start_time_of_this_process_is_known() {
-        assert!(start_time(std::process::id() as i32).is_some());
-        assert!(start_time(-1).is_none());
     }
 
     #[test]

@@ -244,9 +244,7 @@ fn wait_ready(ready: std::os::fd::OwnedFd, pid: Pid) -> Result<()> {
 }
 
 fn write_pid_file(path: &Path, pid: Pid) -> Result<()> {
-    let tmp = path.with_extension("tmp-cfs");
-    fs::write(&tmp, pid.to_string())
-        .and_then(|()| fs::rename(&tmp, path))
+    ch01_uts::state::write_atomically(path, pid.to_string().as_bytes())
         .with_context(|| format!("failed to write the pid file {}", path.display()))
 }
 

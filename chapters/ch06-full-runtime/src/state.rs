@@ -22,7 +22,6 @@
 //! renamed over `state.json`, so a reader never sees half a file.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -104,19 +103,9 @@ pub struct Store {
     pub root: PathBuf,
 }
 
-/// Container ids become directory names: keep them to a safe alphabet.
+/// Container ids become directory names: chapter 1's `state::validate_name`.
 pub fn validate_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 1024
-        && id != "."
-        && id != ".."
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
-    if !ok {
-        bail!("invalid container id {id:?}: use letters, digits and _ + - . only");
-    }
-    Ok(())
+    ch01_uts::state::validate_name("container id", id)
 }
 
 impl Store {
@@ -200,18 +189,13 @@ impl std::error::Error for NotFound {}
 
 impl Container {
     // ANCHOR: save
-    /// Writes `state.json` atomically: a temporary file, then `rename(2)`.
+    /// Writes `state.json` atomically (chapter 1's `write_atomically`: a
+    /// temporary file, then `rename(2)`).
     pub fn save(&self) -> Result<()> {
-        let path = self.dir.join(STATE_FILE);
-        let tmp = self.dir.join(format!(".{STATE_FILE}.tmp"));
         let text = serde_json::to_vec(self).context("failed to serialize the state")?;
-        let mut file = fs::File::create(&tmp)
-            .with_context(|| format!("failed to create {}", tmp.display()))?;
         // No fsync: the state lives on a tmpfs (/run) and must only never be
         // seen half-written, which the rename guarantees.
-        file.write_all(&text)
-            .with_context(|| format!("failed to write {}", tmp.display()))?;
-        fs::rename(&tmp, &path).with_context(|| format!("failed to rename to {}", path.display()))
+        ch01_uts::state::write_atomically(&self.dir.join(STATE_FILE), &text)
     }
     // ANCHOR_END: save
 
@@ -244,10 +228,7 @@ impl Container {
     /// same process (same start time) that `create` started.
     pub fn alive(&self) -> bool {
         match (self.pid, self.start_time) {
-            (Some(pid), Some(start)) => matches!(
-                proc_stat(pid),
-                Some((state, time)) if time == start && state != 'Z' && state != 'X'
-            ),
+            (Some(pid), Some(start)) => ch01_uts::process::still_running(pid, start),
             _ => false,
         }
     }
@@ -283,15 +264,9 @@ impl Container {
     }
 }
 
-/// The state letter and start time of a process, from `/proc/<pid>/stat`.
+/// The state letter and start time of a process (chapter 1's `process::stat`).
 pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name is in parentheses and may hold spaces: skip past it.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let state = fields.first()?.chars().next()?;
-    // Field 22 of the whole line is the 20th after the name.
-    let start = fields.get(19)?.parse().ok()?;
-    Some((state, start))
+    ch01_uts::process::stat(pid)
 }
 
 /// Removes a container's directory and everything in it.
