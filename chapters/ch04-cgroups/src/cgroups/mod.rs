@@ -49,11 +49,13 @@ use crate::units::format_size;
 
 pub mod devices;
 pub mod files;
+pub mod runtime;
 pub mod v1;
 pub mod v2;
 
 pub use devices::{Access, DeviceKind, DeviceRule};
 pub use files::{Files, Kernel, KERNEL};
+pub use runtime::{CgroupsPath, Resources};
 
 // ANCHOR: limits
 /// What the container may use; `None` leaves a resource unlimited.
@@ -77,6 +79,9 @@ pub struct Limits {
     /// Whether the group must be freezable ([`Cgroup::freeze`]): on v1 it
     /// then joins the `freezer` hierarchy; every v2 group can be frozen.
     pub freezer: bool,
+    /// The rest of an OCI config's `linux.resources` (I/O, cpusets,
+    /// hugepages, ...): only chapter 6's runtime sets them ([`runtime`]).
+    pub resources: Resources,
 }
 
 /// CPU bandwidth as the kernel's CFS scheduler enforces it: a group may run
@@ -224,6 +229,7 @@ impl fmt::Display for Limits {
         if let Some(rules) = &self.devices {
             parts.push(format!("{} device rules", rules.len()));
         }
+        parts.extend(self.resources.names());
         if self.freezer {
             parts.push("freezer".to_string());
         }
@@ -290,6 +296,9 @@ impl fmt::Display for Layout {
 pub struct V1Hierarchy {
     pub controllers: Vec<String>,
     pub mount: PathBuf,
+    /// Which cgroup of the hierarchy the mount shows (`/` for all of it;
+    /// in a cgroup namespace, `/` is the namespace's root).
+    pub root: PathBuf,
     pub own: PathBuf,
 }
 
@@ -297,6 +306,8 @@ pub struct V1Hierarchy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct V2Hierarchy {
     pub mount: PathBuf,
+    /// As [`V1Hierarchy::root`].
+    pub root: PathBuf,
     pub own: PathBuf,
 }
 
@@ -361,6 +372,7 @@ impl Hierarchies {
                 if let Some(m) = mount {
                     hierarchies.v2 = Some(V2Hierarchy {
                         mount: m.point.clone(),
+                        root: m.root.clone(),
                         own: own_dir(m, path),
                     });
                 }
@@ -384,6 +396,7 @@ impl Hierarchies {
                 hierarchies.v1.push(V1Hierarchy {
                     controllers,
                     mount: m.point.clone(),
+                    root: m.root.clone(),
                     own: own_dir(m, path),
                 });
             }
@@ -641,6 +654,11 @@ pub struct Placement {
     pub version: Version,
     /// One directory per v1 hierarchy; one on v2.
     pub dirs: Vec<Dir>,
+    /// The parents of those directories that the runtime created on the
+    /// way to them (a `cgroupsPath` such as `/cfs/app/ctr`), outermost
+    /// first: removed with the group when nothing else is left in them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created: Vec<PathBuf>,
 }
 
 /// One directory of a cgroup, with the controllers of its v1 hierarchy
@@ -661,6 +679,7 @@ impl Placement {
                 .into_iter()
                 .map(|(path, controllers)| Dir { path, controllers })
                 .collect(),
+            created: Vec::new(),
         }
     }
 
@@ -668,6 +687,21 @@ impl Placement {
     /// here: removing a group kills what is in it, so a damaged state file
     /// must not name, say, the root of a hierarchy.
     fn check(&self, hierarchies: &Hierarchies) -> Result<()> {
+        for created in &self.created {
+            let beneath = match self.version {
+                Version::V1 => hierarchies.v1.iter().any(|h| created.starts_with(&h.mount)),
+                Version::V2 => hierarchies.v2.iter().any(|h| created.starts_with(&h.mount)),
+            };
+            let plain = created
+                .components()
+                .all(|c| !matches!(c, std::path::Component::ParentDir));
+            ensure!(
+                beneath && plain && hierarchies.v1.iter().all(|h| *created != h.mount),
+                "{} is not a cgroup beneath a {} hierarchy of this machine: refusing to use it",
+                created.display(),
+                self.version
+            );
+        }
         for dir in &self.dirs {
             let mount = match self.version {
                 Version::V1 => hierarchies
@@ -718,6 +752,9 @@ pub enum FreezerState {
 pub struct Cgroup {
     backend: Backend,
     armed: bool,
+    /// Parents made on the way (see [`Placement::created`]), outermost first.
+    created: Vec<PathBuf>,
+    files: &'static dyn Files,
 }
 // ANCHOR_END: cgroup
 
@@ -768,7 +805,21 @@ impl Cgroup {
         Ok(Cgroup {
             backend,
             armed: true,
+            created: Vec::new(),
+            files: &KERNEL,
         })
+    }
+
+    /// Creates the cgroup an OCI config's `linux.cgroupsPath` names, with
+    /// `limits`: see [`runtime`] (chapter 6).
+    pub fn create_at(path: &CgroupsPath, limits: &Limits) -> Result<Cgroup> {
+        let hierarchies = Hierarchies::detect()?;
+        let version = hierarchies.layout()?.version();
+        say!(
+            "cgroup layout: {}: using cgroup {version}",
+            hierarchies.layout()?
+        );
+        runtime::create(&KERNEL, &hierarchies, version, path, limits)
     }
 
     // ANCHOR: open
@@ -800,12 +851,14 @@ impl Cgroup {
         Cgroup {
             backend,
             armed: false,
+            created: placement.created.clone(),
+            files,
         }
     }
 
     /// Where the cgroup is, to save for [`Cgroup::open`].
     pub fn placement(&self) -> Placement {
-        match &self.backend {
+        let mut placement = match &self.backend {
             Backend::V1(cgroup) => Placement::v1(cgroup.dirs_with_controllers()),
             Backend::V2(cgroup) => Placement {
                 version: Version::V2,
@@ -817,8 +870,11 @@ impl Cgroup {
                         controllers: Vec::new(),
                     })
                     .collect(),
+                created: Vec::new(),
             },
-        }
+        };
+        placement.created = self.created.clone();
+        placement
     }
 
     /// Freezes every process in the group: each stops where it is, as if
@@ -928,9 +984,10 @@ impl Cgroup {
 
     fn remove_now(&mut self) -> Result<()> {
         match &mut self.backend {
-            Backend::V1(cgroup) => cgroup.remove(),
-            Backend::V2(cgroup) => cgroup.remove(),
+            Backend::V1(cgroup) => cgroup.remove()?,
+            Backend::V2(cgroup) => cgroup.remove()?,
         }
+        runtime::remove_created(self.files, &mut self.created)
     }
 }
 
@@ -1140,6 +1197,7 @@ mod tests {
                 path: PathBuf::from(path),
                 controllers: vec![controller.to_string()],
             }],
+            created: Vec::new(),
         };
         v1("/sys/fs/cgroup/pids/cfs-a", "pids").check(&h)?;
         v1("/sys/fs/cgroup/memory/process_api/376c/cfs-a", "memory").check(&h)?;
@@ -1163,6 +1221,7 @@ mod tests {
                 path: PathBuf::from("/sys/fs/cgroup/unified/cfs-a"),
                 controllers: Vec::new(),
             }],
+            created: Vec::new(),
         };
         v2.check(&h)?;
         Ok(())
@@ -1176,6 +1235,7 @@ mod tests {
                 path: PathBuf::from("/sys/fs/cgroup/cfs-a"),
                 controllers: Vec::new(),
             }],
+            created: Vec::new(),
         };
         let text = serde_json::to_string(&placement)?;
         assert_eq!(

@@ -32,13 +32,18 @@ use super::{
 pub const CONTROLLERS: &[&str] = &["cpu", "cpuacct", "memory", "pids"];
 
 /// [`CONTROLLERS`], and `freezer` and `devices` when the limits ask for them.
-fn joined(limits: &Limits) -> Vec<&'static str> {
+pub(crate) fn joined(limits: &Limits) -> Vec<&'static str> {
     let mut joined = CONTROLLERS.to_vec();
     if limits.freezer {
         joined.push("freezer");
     }
     if limits.devices.is_some() {
         joined.push("devices");
+    }
+    for (_, controller) in limits.resources.needs(super::Version::V1) {
+        if !joined.contains(&controller) {
+            joined.push(controller);
+        }
     }
     joined
 }
@@ -60,6 +65,18 @@ impl Cgroup {
         name: &str,
         limits: &Limits,
     ) -> Result<Cgroup> {
+        for (field, controller) in limits.resources.needs(super::Version::V1) {
+            if !hierarchies
+                .iter()
+                .any(|h| h.controllers.iter().any(|c| c == controller))
+            {
+                bail!(
+                    "linux.resources.{field} needs the {controller} controller, and no cgroup v1 \
+                     hierarchy here has it (see /proc/self/cgroup): remove the field, or mount it \
+                     with `mount -t cgroup -o {controller} none /sys/fs/cgroup/{controller}`"
+                );
+            }
+        }
         let mut needed = limits.controllers();
         needed.extend(joined(limits).into_iter().skip(CONTROLLERS.len()));
         for controller in needed {
@@ -77,7 +94,10 @@ impl Cgroup {
             files,
             dirs: Vec::new(),
         };
-        if let Err(err) = cgroup.build(hierarchies, name, limits) {
+        let built = cgroup.build(hierarchies, name, limits).and_then(|()| {
+            super::runtime::resources::apply_v1(files, &cgroup.dirs, &limits.resources)
+        });
+        if let Err(err) = built {
             if let Err(cleanup) = cgroup.remove() {
                 return Err(err.context(format!("and cleaning up failed: {cleanup:#}")));
             }
@@ -306,6 +326,7 @@ mod tests {
         let h = |controller: &str, own: &str| V1Hierarchy {
             controllers: vec![controller.to_string()],
             mount: PathBuf::from(format!("/cg/{controller}")),
+            root: PathBuf::from("/"),
             own: PathBuf::from(own),
         };
         vec![

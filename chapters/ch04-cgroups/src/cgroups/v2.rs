@@ -45,7 +45,7 @@ pub struct Cgroup {
 }
 
 /// What became of a request to enable controllers for a cgroup's children.
-enum Enable {
+pub(crate) enum Enable {
     Done,
     /// `EBUSY`: the cgroup has processes of its own.
     Busy,
@@ -60,14 +60,17 @@ impl Cgroup {
         name: &str,
         limits: &Limits,
     ) -> Result<Cgroup> {
-        let parent = place(files, tree, &limits.controllers())?;
+        let parent = place(files, tree, &needed(limits))?;
         let dir = parent.join(name);
         mkdir(files, &dir)?;
         let mut cgroup = Cgroup {
             files,
             dir: Some(dir),
         };
-        if let Err(err) = cgroup.limit(limits) {
+        let limited = cgroup.limit(limits).and_then(|()| {
+            super::runtime::resources::apply_v2(files, cgroup.dir()?, &limits.resources)
+        });
+        if let Err(err) = limited {
             if let Err(cleanup) = cgroup.remove() {
                 return Err(err.context(format!("and cleaning up failed: {cleanup:#}")));
             }
@@ -227,6 +230,18 @@ impl Cgroup {
     }
 }
 
+/// The controllers `limits` need enabled: chapter 4's, and those of the
+/// runtime's other resources.
+pub(crate) fn needed(limits: &Limits) -> Vec<&'static str> {
+    let mut needed = limits.controllers();
+    for (_, controller) in limits.resources.needs(super::Version::V2) {
+        if !needed.contains(&controller) {
+            needed.push(controller);
+        }
+    }
+    needed
+}
+
 /// v1's `cpu.shares` (2 to 262144, default 1024) as v2's `cpu.weight` (1 to
 /// 10000, default 100): the same linear map runc and the kernel's docs use,
 /// so 2 becomes 1 and 262144 becomes 10000 (and 1024 becomes 39, not 100).
@@ -238,7 +253,7 @@ pub fn weight(shares: u64) -> u64 {
 /// Where the new cgroup goes: beneath our own cgroup when the `needed`
 /// controllers can be enabled there; when that fails with `EBUSY` (our cgroup
 /// has processes, the runtime among them), beneath its parent, beside it.
-fn place(files: &dyn Files, tree: &V2Hierarchy, needed: &[&str]) -> Result<PathBuf> {
+pub(crate) fn place(files: &dyn Files, tree: &V2Hierarchy, needed: &[&str]) -> Result<PathBuf> {
     let own = tree.own.as_path();
     if needed.is_empty() {
         return Ok(own.to_path_buf());
@@ -277,7 +292,12 @@ fn place(files: &dyn Files, tree: &V2Hierarchy, needed: &[&str]) -> Result<PathB
 /// Enables `needed` in `dir`'s `cgroup.subtree_control`, first making them
 /// available to `dir` (its `cgroup.controllers`) by enabling them in its
 /// parent, and so on up the tree, as far as needed.
-fn enable(files: &dyn Files, tree: &V2Hierarchy, dir: &Path, needed: &[&str]) -> Result<Enable> {
+pub(crate) fn enable(
+    files: &dyn Files,
+    tree: &V2Hierarchy,
+    dir: &Path,
+    needed: &[&str],
+) -> Result<Enable> {
     let control = dir.join("cgroup.subtree_control");
     let enabled = read(files, &control)?;
     let missing: Vec<&str> = needed
@@ -349,6 +369,7 @@ mod tests {
     fn tree(own: &str) -> V2Hierarchy {
         V2Hierarchy {
             mount: PathBuf::from("/cg"),
+            root: PathBuf::from("/"),
             own: PathBuf::from(own),
         }
     }
@@ -535,6 +556,7 @@ mod tests {
                 path: PathBuf::from(format!("{slice}/cfs-1")),
                 controllers: Vec::new(),
             }],
+            created: Vec::new(),
         };
         assert_eq!(cgroup.dirs(), [placement.dirs[0].path.clone()]);
         let later = Any::open_with(files, &placement);

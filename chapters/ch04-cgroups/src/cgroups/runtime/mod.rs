@@ -1,0 +1,337 @@
+//! What only an OCI runtime needs from cgroups (chapter 6 teaches it; a
+//! chapter 4 learner can skip this module).
+//!
+//! Chapter 4's runtime picks its cgroup's place itself: `cfs-<name>` beneath
+//! the cgroup it runs in. An OCI runtime is told: `linux.cgroupsPath` in
+//! `config.json` ([`CgroupsPath`]), as runc's cgroupfs driver reads it:
+//!
+//! - **absolute** (`/docker/<id>`, containerd's `/<namespace>/<id>`, the
+//!   kubelet's `/kubepods/burstable/pod<uid>/<id>`): from the root of each
+//!   hierarchy, as this process sees it: the cgroup mount's mount point,
+//!   less the mount's root (`/proc/self/mountinfo`). In a cgroup namespace
+//!   with cgroupfs mounted inside it, that root is the namespace's root.
+//! - **relative** (`app/ctr`): beneath the runtime's own cgroup (per v1
+//!   hierarchy, from `/proc/self/cgroup`). On v2 runc always goes one
+//!   level up, beneath the *parent* of its own cgroup, because its own
+//!   usually holds processes (the no-internal-process rule, see [`super::v2`]);
+//!   this runtime goes there only when its own cgroup cannot hand the
+//!   controllers down, as chapter 4 does.
+//! - **missing**: `cfs-<id>` beneath the runtime's own cgroup (runc uses
+//!   the bare id the same way); the `cfs-` prefix lets `scripts/doctor`,
+//!   `scripts/reset` and the tests' leftover check find it.
+//!
+//! The directories on the way are created as needed (and remembered in the
+//! [`super::Placement`], so that `delete` removes them again when nothing
+//! else is in them, never a parent the engine made): on v2 each hands the
+//! controllers down in `cgroup.subtree_control`, on v1 the `cpuset`
+//! hierarchy copies `cpuset.cpus` and `cpuset.mems` down (a v1 cpuset
+//! group starts empty and no process may join it until both are set).
+//!
+//! The rest of `linux.resources` (block I/O, cpusets, real-time CPU time,
+//! hugepages, network classes, RDMA, raw v2 files, memory reservations) is
+//! in [`resources`]. Placement across runs ([`super::Placement`],
+//! [`super::Cgroup::open`]), the freezer and the device rules
+//! ([`super::devices`]) are the runtime's too; they stay beside the
+//! backends they use.
+//!
+//! What it leaves out: the systemd driver (`slice:prefix:name` paths),
+//! through which runc asks systemd over D-Bus for a scope; runc also joins
+//! every v1 hierarchy and enables every available v2 controller, where this
+//! runtime joins and enables those the limits need.
+
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use ch01_uts::say;
+
+use super::{mkdir, read, v1, v2, write, Backend, Cgroup, Files, Hierarchies, Limits, Version};
+
+pub mod resources;
+
+pub use resources::{BlockIo, Rdma, Resources, ThrottleDevice, WeightDevice};
+
+// ANCHOR: cgroups_path
+/// Where `linux.cgroupsPath` puts the container's cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupsPath {
+    /// From the root of each hierarchy (the path without its leading `/`).
+    Absolute(PathBuf),
+    /// Beneath the runtime's own cgroup.
+    Relative(PathBuf),
+}
+
+impl CgroupsPath {
+    /// Reads `cgroupsPath` (`None`: not given) for container `id`.
+    pub fn parse(path: Option<&str>, id: &str) -> Result<CgroupsPath> {
+        let Some(path) = path.filter(|p| !p.is_empty()) else {
+            return Ok(CgroupsPath::Relative(PathBuf::from(format!("cfs-{id}"))));
+        };
+        // systemd's form: `system.slice:docker:<id>`.
+        if path.split(':').count() == 3 && !path.contains('/') {
+            bail!(
+                "linux.cgroupsPath {path:?} is a systemd slice:prefix:name: this runtime has \
+                 only the cgroupfs driver; configure the engine for cgroupfs (Docker: \
+                 \"exec-opts\": [\"native.cgroupdriver=cgroupfs\"])"
+            );
+        }
+        let mut clean = PathBuf::new();
+        for part in Path::new(path).components() {
+            match part {
+                Component::Normal(part) => clean.push(part),
+                Component::RootDir | Component::CurDir => {}
+                _ => bail!("linux.cgroupsPath {path:?}: `..` is not allowed"),
+            }
+        }
+        ensure!(
+            clean.components().next().is_some(),
+            "linux.cgroupsPath {path:?} names the root cgroup: give a group beneath it"
+        );
+        ensure!(
+            clean.iter().all(|p| p.len() <= 255),
+            "linux.cgroupsPath {path:?} has a name longer than 255 bytes"
+        );
+        Ok(if path.starts_with('/') {
+            CgroupsPath::Absolute(clean)
+        } else {
+            CgroupsPath::Relative(clean)
+        })
+    }
+
+    /// The path below the root (absolute) or below our own cgroup.
+    pub fn inner(&self) -> &Path {
+        match self {
+            CgroupsPath::Absolute(p) | CgroupsPath::Relative(p) => p,
+        }
+    }
+
+    /// The container's own directory name: the last component.
+    fn leaf(&self) -> Result<String> {
+        self.inner()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .context("an empty cgroupsPath")
+    }
+
+    /// Where the path lies in a tree mounted at `mount`, showing the cgroup
+    /// `root` of its hierarchy, for a runtime whose own cgroup is `base`.
+    fn dir(&self, mount: &Path, root: &Path, base: &Path) -> Result<PathBuf> {
+        match self {
+            CgroupsPath::Relative(inner) => Ok(base.join(inner)),
+            CgroupsPath::Absolute(inner) => {
+                let root = root.strip_prefix("/").unwrap_or(root);
+                let inside = inner.strip_prefix(root).with_context(|| {
+                    format!(
+                        "linux.cgroupsPath /{} is outside the part of the hierarchy mounted at \
+                         {} (cgroup /{}): run the runtime where that cgroup is in reach",
+                        inner.display(),
+                        mount.display(),
+                        root.display()
+                    )
+                })?;
+                Ok(mount.join(inside))
+            }
+        }
+    }
+}
+// ANCHOR_END: cgroups_path
+
+impl std::fmt::Display for CgroupsPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CgroupsPath::Absolute(p) => write!(f, "/{}", p.display()),
+            CgroupsPath::Relative(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+// ANCHOR: create
+/// Creates the cgroup at `path` with `limits`, on `version`, creating the
+/// directories on the way (see the module's comment).
+pub(crate) fn create(
+    files: &'static dyn Files,
+    hierarchies: &Hierarchies,
+    version: Version,
+    path: &CgroupsPath,
+    limits: &Limits,
+) -> Result<Cgroup> {
+    limits.check()?;
+    limits.resources.check(version)?;
+    let leaf = path.leaf()?;
+    let mut created = Vec::new();
+    let backend = match version {
+        Version::V1 => {
+            let joined = v1::joined(limits);
+            let mut beneath = Vec::new();
+            for h in &hierarchies.v1 {
+                if !h.controllers.iter().any(|c| joined.contains(&c.as_str())) {
+                    continue;
+                }
+                let dir = path.dir(&h.mount, &h.root, &h.own)?;
+                let parent = dir.parent().context("a cgroup without a parent")?;
+                let has = |c: &str| h.controllers.iter().any(|x| x == c);
+                let copy = Copy {
+                    cpuset: has("cpuset"),
+                    rt_runtime: limits.resources.rt_runtime_us.filter(|_| has("cpu")),
+                };
+                let made = make_parents(files, &h.mount, parent, copy, &mut created);
+                if let Err(err) = made {
+                    remove_created(files, &mut created)?;
+                    return Err(err);
+                }
+                beneath.push(super::V1Hierarchy {
+                    own: parent.to_path_buf(),
+                    ..h.clone()
+                });
+            }
+            v1::Cgroup::create(files, &beneath, &leaf, limits).map(Backend::V1)
+        }
+        Version::V2 => {
+            let tree = hierarchies
+                .v2
+                .as_ref()
+                .context("no cgroup2 filesystem is mounted (see /proc/self/mountinfo)")?;
+            let needed = v2::needed(limits);
+            check_v2_controllers(files, tree, limits)?;
+            let base = match path {
+                // Beneath our own cgroup, or beside it when it holds processes.
+                CgroupsPath::Relative(_) => v2::place(files, tree, &needed)?,
+                CgroupsPath::Absolute(_) => tree.own.clone(),
+            };
+            let dir = path.dir(&tree.mount, &tree.root, &base)?;
+            let parent = dir.parent().context("a cgroup without a parent")?;
+            let made = make_parents(files, &tree.mount, parent, Copy::default(), &mut created)
+                .and_then(|()| enable_in(files, tree, parent, &needed));
+            if let Err(err) = made {
+                remove_created(files, &mut created)?;
+                return Err(err);
+            }
+            let tree = super::V2Hierarchy {
+                own: parent.to_path_buf(),
+                ..tree.clone()
+            };
+            v2::Cgroup::create(files, &tree, &leaf, limits).map(Backend::V2)
+        }
+    };
+    match backend {
+        Ok(backend) => Ok(Cgroup {
+            backend,
+            armed: true,
+            created,
+            files,
+        }),
+        Err(err) => {
+            remove_created(files, &mut created)?;
+            Err(err)
+        }
+    }
+}
+// ANCHOR_END: create
+
+/// What a new v1 parent must be given before the container's group can
+/// have it: the cpuset's CPUs and memory nodes (a new group has none), and
+/// real-time CPU time (a group's runtime must fit in its parent's).
+#[derive(Debug, Clone, Copy, Default)]
+struct Copy {
+    cpuset: bool,
+    rt_runtime: Option<i64>,
+}
+
+/// Creates the missing directories from `mount` down to `dir`, outermost
+/// first, adding each to `created`, and gives each what [`Copy`] says.
+fn make_parents(
+    files: &dyn Files,
+    mount: &Path,
+    dir: &Path,
+    copy: Copy,
+    created: &mut Vec<PathBuf>,
+) -> Result<()> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| {
+            d.starts_with(mount) && *d != mount && !files.exists(&d.join("cgroup.procs"))
+        })
+        .collect();
+    for d in missing.into_iter().rev() {
+        mkdir(files, d)?;
+        created.push(d.to_path_buf());
+        if copy.cpuset {
+            copy_cpuset(files, d)?;
+        }
+        if let Some(runtime) = copy.rt_runtime {
+            write(files, &d.join("cpu.rt_runtime_us"), &runtime.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the parent's `cpuset.cpus` and `cpuset.mems` to a new v1 group.
+pub(crate) fn copy_cpuset(files: &dyn Files, dir: &Path) -> Result<()> {
+    let parent = dir.parent().context("a cgroup without a parent")?;
+    for name in ["cpuset.cpus", "cpuset.mems"] {
+        let value = read(files, &parent.join(name))?;
+        write(files, &dir.join(name), value.trim())?;
+    }
+    Ok(())
+}
+
+/// Makes the controllers available to `dir`'s children, as the cgroup goes
+/// there whether or not `dir` holds processes (unlike chapter 4's place).
+fn enable_in(
+    files: &dyn Files,
+    tree: &super::V2Hierarchy,
+    dir: &Path,
+    needed: &[&str],
+) -> Result<()> {
+    if needed.is_empty() {
+        return Ok(());
+    }
+    match v2::enable(files, tree, dir, needed)? {
+        v2::Enable::Done => Ok(()),
+        v2::Enable::Busy => bail!(
+            "cannot enable {} in {} for the container's cgroup: it holds processes of its own \
+             (EBUSY, the no-internal-process rule); choose a cgroupsPath whose parent holds none",
+            needed.join(", "),
+            dir.display()
+        ),
+    }
+}
+
+/// On v2, a resource whose controller the tree does not offer at all is
+/// named here, before anything is created.
+fn check_v2_controllers(
+    files: &dyn Files,
+    tree: &super::V2Hierarchy,
+    limits: &Limits,
+) -> Result<()> {
+    let available = read(files, &tree.mount.join("cgroup.controllers"))?;
+    for (field, controller) in limits.resources.needs(Version::V2) {
+        ensure!(
+            available.split_whitespace().any(|c| c == controller),
+            "linux.resources.{field} needs the {controller} controller, and the cgroup2 tree at \
+             {} does not offer it (its cgroup.controllers lists {:?}): remove the field",
+            tree.mount.display(),
+            available.trim()
+        );
+    }
+    Ok(())
+}
+
+/// Removes the parents the runtime created, innermost first, as long as
+/// nothing else is in them (another container's group, say): those are
+/// left, and forgotten.
+pub(crate) fn remove_created(files: &dyn Files, created: &mut Vec<PathBuf>) -> Result<()> {
+    while let Some(dir) = created.pop() {
+        match files.rmdir(&dir) {
+            Ok(()) => {}
+            Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(err) if matches!(err.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY)) => {
+                say!("{} is still in use: left in place", dir.display());
+            }
+            Err(err) => {
+                return Err(err)
+                    .with_context(|| format!("failed to remove cgroup {}", dir.display()))
+            }
+        }
+    }
+    Ok(())
+}
