@@ -335,3 +335,319 @@ pub(crate) fn remove_created(files: &dyn Files, created: &mut Vec<PathBuf>) -> R
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroups::files::fake::Fake;
+    use crate::cgroups::{Placement, V1Hierarchy, V2Hierarchy};
+
+    const SCOPE: &str = "/cg/user.slice/session-1.scope";
+
+    /// A v2 machine whose root offers every controller and whose runtime
+    /// runs in a session scope that holds processes.
+    fn v2_machine() -> (&'static Fake, Hierarchies) {
+        let files = Fake {
+            v2_root: Some((
+                PathBuf::from("/cg"),
+                ["cpu", "cpuset", "io", "memory", "pids", "hugetlb"]
+                    .map(String::from)
+                    .to_vec(),
+            )),
+            busy: [PathBuf::from(SCOPE)].into(),
+            ..Fake::default()
+        }
+        .with_dir(SCOPE)
+        .leak();
+        let h = Hierarchies {
+            v1: Vec::new(),
+            v2: Some(V2Hierarchy {
+                mount: PathBuf::from("/cg"),
+                root: PathBuf::from("/"),
+                own: PathBuf::from(SCOPE),
+            }),
+        };
+        (files, h)
+    }
+
+    fn kubelet_resources() -> Resources {
+        Resources {
+            block_io: BlockIo {
+                weight: Some(500),
+                read_bps: vec![ThrottleDevice {
+                    major: 8,
+                    minor: 0,
+                    rate: 1 << 20,
+                }],
+                ..BlockIo::default()
+            },
+            cpus: Some("0-1".into()),
+            hugepages: vec![("2MB".into(), 0)],
+            memory_reservation: Some(16 << 20),
+            swappiness: Some(10),
+            unified: vec![("memory.high".into(), "50331648".into())],
+            ..Resources::default()
+        }
+    }
+
+    // ANCHOR: plan_v2
+    /// The kubelet's absolute path on v2: the pod's directories are made and
+    /// hand the controllers down, the resources land in the container's
+    /// files, and removing the container removes what was made for it.
+    #[test]
+    fn an_absolute_path_on_v2() -> Result<()> {
+        let (files, h) = v2_machine();
+        let limits = Limits {
+            memory: Some(64 << 20),
+            resources: kubelet_resources(),
+            ..Limits::default()
+        };
+        let path = CgroupsPath::parse(Some("/kubepods/pod1/ctr"), "ctr")?;
+        let cgroup = create(files, &h, Version::V2, &path, &limits)?;
+        let placement = cgroup.placement();
+        assert_eq!(
+            placement.created,
+            [Path::new("/cg/kubepods"), Path::new("/cg/kubepods/pod1")]
+        );
+        // A later run (delete) opens it from the saved placement.
+        drop(cgroup.keep());
+        let text = serde_json::to_string(&placement)?;
+        Cgroup::open_with(files, &serde_json::from_str::<Placement>(&text)?).remove()?;
+        assert_eq!(
+            files.log(),
+            [
+                "mkdir /cg/kubepods",
+                "mkdir /cg/kubepods/pod1",
+                r#"write /cg/cgroup.subtree_control "+memory +io +cpuset +hugetlb""#,
+                r#"write /cg/kubepods/cgroup.subtree_control "+memory +io +cpuset +hugetlb""#,
+                r#"write /cg/kubepods/pod1/cgroup.subtree_control "+memory +io +cpuset +hugetlb""#,
+                "mkdir /cg/kubepods/pod1/ctr",
+                r#"write /cg/kubepods/pod1/ctr/memory.max "67108864""#,
+                r#"write /cg/kubepods/pod1/ctr/memory.swap.max "0""#,
+                r#"write /cg/kubepods/pod1/ctr/cpuset.cpus "0-1""#,
+                // No BFQ: v1's weight 500 on io.weight's scale.
+                r#"write /cg/kubepods/pod1/ctr/io.weight "4950""#,
+                r#"write /cg/kubepods/pod1/ctr/io.max "8:0 rbps=1048576""#,
+                r#"write /cg/kubepods/pod1/ctr/hugetlb.2MB.max "0""#,
+                r#"write /cg/kubepods/pod1/ctr/memory.low "16777216""#,
+                r#"write /cg/kubepods/pod1/ctr/memory.high "50331648""#,
+                "rmdir /cg/kubepods/pod1/ctr",
+                "rmdir /cg/kubepods/pod1",
+                "rmdir /cg/kubepods",
+            ]
+        );
+        Ok(())
+    }
+    // ANCHOR_END: plan_v2
+
+    /// A relative path on v2 goes beside the busy scope (as runc always
+    /// does); a parent the engine made is never removed, and one still
+    /// holding another container's group is left.
+    #[test]
+    fn a_relative_path_and_shared_parents() -> Result<()> {
+        let (files, h) = v2_machine();
+        let limits = Limits {
+            pids: Some(8),
+            ..Limits::default()
+        };
+        let a = CgroupsPath::parse(Some("pod/a"), "a")?;
+        let b = CgroupsPath::parse(Some("pod/b"), "b")?;
+        let first = create(files, &h, Version::V2, &a, &limits)?;
+        let second = create(files, &h, Version::V2, &b, &limits)?;
+        assert_eq!(first.dirs(), [Path::new("/cg/user.slice/pod/a")]);
+        assert_eq!(second.placement().created, Vec::<PathBuf>::new());
+        first.remove()?;
+        assert!(files.exists(Path::new("/cg/user.slice/pod/cgroup.procs")));
+        second.remove()?;
+        assert!(files.exists(Path::new("/cg/user.slice/pod/cgroup.procs")));
+        Ok(())
+    }
+
+    #[test]
+    fn refusals_come_before_any_mkdir() {
+        let (files, h) = v2_machine();
+        let err = |path: &str, resources: Resources| {
+            let limits = Limits {
+                resources,
+                ..Limits::default()
+            };
+            CgroupsPath::parse(Some(path), "x")
+                .and_then(|p| create(files, &h, Version::V2, &p, &limits).map(|_| ()))
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default()
+        };
+        let rdma = Resources {
+            rdma: vec![Rdma {
+                device: "mlx5_0".into(),
+                hca_handles: Some(2),
+                hca_objects: None,
+            }],
+            ..Resources::default()
+        };
+        assert!(err("/a/x", rdma).contains("linux.resources.rdma needs the rdma controller"));
+        let rt = Resources {
+            rt_runtime_us: Some(1000),
+            ..Resources::default()
+        };
+        assert!(err("/a/x", rt).contains("no real-time group scheduling"));
+        // The scope holds processes: nothing may go beneath it with a limit.
+        let scope = format!("{}/x", SCOPE.trim_start_matches("/cg"));
+        assert!(err(&scope, kubelet_resources()).contains("EBUSY"));
+        assert!(err("/a/../x", Resources::default()).contains("`..`"));
+        assert!(err("user.slice:cfs:x", Resources::default()).contains("cgroupfs"));
+        assert_eq!(
+            files.log(),
+            [
+                // Only the busy case got as far as its parent's controllers,
+                // where the kernel said EBUSY.
+                r#"write /cg/cgroup.subtree_control "+io +cpuset +hugetlb +memory""#,
+                r#"write /cg/user.slice/cgroup.subtree_control "+io +cpuset +hugetlb +memory""#,
+                format!(r#"write {SCOPE}/cgroup.subtree_control "+io +cpuset +hugetlb +memory""#)
+                    .as_str(),
+            ]
+        );
+    }
+
+    fn v1_machine(controllers: &[&str]) -> (&'static Fake, Hierarchies) {
+        let files = Fake {
+            v1: controllers
+                .iter()
+                .map(|c| (PathBuf::from(format!("/cg/{c}")), vec![c.to_string()]))
+                .collect(),
+            ..Fake::default()
+        }
+        .with_dir("/cg/memory/app")
+        .with_value("/cg/cpuset/cpuset.cpus", "0-3")
+        .with_value("/cg/cpuset/cpuset.mems", "0")
+        .leak();
+        let h = Hierarchies {
+            v1: controllers
+                .iter()
+                .map(|c| V1Hierarchy {
+                    controllers: vec![c.to_string()],
+                    mount: PathBuf::from(format!("/cg/{c}")),
+                    root: PathBuf::from("/"),
+                    own: PathBuf::from(if *c == "memory" {
+                        "/cg/memory/app"
+                    } else {
+                        "/cg"
+                    })
+                    .join(if *c == "memory" { "" } else { c }),
+                })
+                .collect(),
+            v2: None,
+        };
+        (files, h)
+    }
+
+    // ANCHOR: plan_v1
+    /// On v1 each hierarchy gets the path from its root; a new cpuset
+    /// parent copies its parent's CPUs and nodes, a new cpu parent gets the
+    /// real-time budget the container asks for.
+    #[test]
+    fn an_absolute_path_on_v1() -> Result<()> {
+        let (files, h) = v1_machine(&["blkio", "cpu", "cpuset", "memory"]);
+        let limits = Limits {
+            resources: Resources {
+                mems: Some("0".into()),
+                rt_runtime_us: Some(10_000),
+                memory_reservation: Some(1 << 20),
+                disable_oom_killer: true,
+                block_io: BlockIo {
+                    write_iops: vec![ThrottleDevice {
+                        major: 254,
+                        minor: 0,
+                        rate: 100,
+                    }],
+                    ..BlockIo::default()
+                },
+                ..Resources::default()
+            },
+            ..Limits::default()
+        };
+        let path = CgroupsPath::parse(Some("/app/ctr"), "ctr")?;
+        let cgroup = create(files, &h, Version::V1, &path, &limits)?;
+        cgroup.remove()?;
+        assert_eq!(
+            files.log(),
+            [
+                "mkdir /cg/blkio/app",
+                "mkdir /cg/cpu/app",
+                r#"write /cg/cpu/app/cpu.rt_runtime_us "10000""#,
+                "mkdir /cg/cpuset/app",
+                r#"write /cg/cpuset/app/cpuset.cpus "0-3""#,
+                r#"write /cg/cpuset/app/cpuset.mems "0""#,
+                "mkdir /cg/blkio/app/ctr",
+                "mkdir /cg/cpu/app/ctr",
+                "mkdir /cg/cpuset/app/ctr",
+                "mkdir /cg/memory/app/ctr",
+                r#"write /cg/cpu/app/ctr/cpu.rt_runtime_us "10000""#,
+                r#"write /cg/cpuset/app/ctr/cpuset.cpus "0-3""#,
+                r#"write /cg/cpuset/app/ctr/cpuset.mems "0""#,
+                r#"write /cg/blkio/app/ctr/blkio.throttle.write_iops_device "254:0 100""#,
+                r#"write /cg/memory/app/ctr/memory.soft_limit_in_bytes "1048576""#,
+                r#"write /cg/memory/app/ctr/memory.oom_control "1""#,
+                "rmdir /cg/memory/app/ctr",
+                "rmdir /cg/cpuset/app/ctr",
+                "rmdir /cg/cpu/app/ctr",
+                "rmdir /cg/blkio/app/ctr",
+                "rmdir /cg/cpuset/app",
+                "rmdir /cg/cpu/app",
+                "rmdir /cg/blkio/app",
+            ]
+        );
+        Ok(())
+    }
+    // ANCHOR_END: plan_v1
+
+    /// Without the hugetlb hierarchy, hugepage limits are one error naming
+    /// the field and the controller, before anything is made; on v1,
+    /// `unified` is refused.
+    #[test]
+    fn v1_refusals() {
+        let (files, h) = v1_machine(&["cpu", "memory"]);
+        let err = |resources: Resources| {
+            let limits = Limits {
+                resources,
+                ..Limits::default()
+            };
+            create(
+                files,
+                &h,
+                Version::V1,
+                &CgroupsPath::Relative("x".into()),
+                &limits,
+            )
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default()
+        };
+        let huge = Resources {
+            hugepages: vec![("2MB".into(), 0)],
+            ..Resources::default()
+        };
+        assert!(err(huge).contains("linux.resources.hugepageLimits needs the hugetlb controller"));
+        let unified = Resources {
+            unified: vec![("memory.high".into(), "1".into())],
+            ..Resources::default()
+        };
+        assert!(err(unified).contains("linux.resources.unified holds cgroup v2 files"));
+        assert!(files.log().is_empty(), "{:?}", files.log());
+    }
+
+    /// An absolute path outside the part of the hierarchy that is mounted
+    /// (a subtree, as inside a container) cannot be reached.
+    #[test]
+    fn absolute_paths_are_resolved_against_the_mounts_root() -> Result<()> {
+        let path = CgroupsPath::parse(Some("/ns/ctr"), "ctr")?;
+        let dir = path.dir(Path::new("/cg"), Path::new("/ns"), Path::new("/unused"))?;
+        assert_eq!(dir, Path::new("/cg/ctr"));
+        let dir = path.dir(Path::new("/cg"), Path::new("/"), Path::new("/unused"))?;
+        assert_eq!(dir, Path::new("/cg/ns/ctr"));
+        assert!(path
+            .dir(Path::new("/cg"), Path::new("/other"), Path::new("/unused"))
+            .is_err());
+        Ok(())
+    }
+}
