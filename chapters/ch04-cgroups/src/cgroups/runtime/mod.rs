@@ -46,6 +46,9 @@ use ch01_uts::say;
 
 use super::{mkdir, read, v1, v2, write, Backend, Cgroup, Files, Hierarchies, Limits, Version};
 
+pub mod devices;
+pub mod freezer;
+pub mod placement;
 pub mod resources;
 
 pub use resources::{BlockIo, Rdma, Resources, ThrottleDevice, WeightDevice};
@@ -141,6 +144,20 @@ impl std::fmt::Display for CgroupsPath {
             CgroupsPath::Absolute(p) => write!(f, "/{}", p.display()),
             CgroupsPath::Relative(p) => write!(f, "{}", p.display()),
         }
+    }
+}
+
+impl Cgroup {
+    /// Creates the cgroup an OCI config's `linux.cgroupsPath` names, with
+    /// `limits`: see this module (chapter 6).
+    pub fn create_at(path: &CgroupsPath, limits: &Limits) -> Result<Cgroup> {
+        let hierarchies = Hierarchies::detect()?;
+        let version = hierarchies.layout()?.version();
+        say!(
+            "cgroup layout: {}: using cgroup {version}",
+            hierarchies.layout()?
+        );
+        create(&super::KERNEL, &hierarchies, version, path, limits)
     }
 }
 
