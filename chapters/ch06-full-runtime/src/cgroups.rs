@@ -50,14 +50,12 @@ pub const MORE_DEVICES: &[(DeviceKind, Option<u32>, Option<u32>, &str)] = &[
     (DeviceKind::Char, Some(136), None, "rwm"),  // pts/*
 ];
 
-// ANCHOR: name
 /// Where the container's cgroup goes: `linux.cgroupsPath`, or `cfs-<id>`.
 pub fn path(id: &str, spec: &Spec) -> Result<CgroupsPath> {
     let path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
     let path = path.as_ref().map(|p| p.to_string_lossy());
     CgroupsPath::parse(path.as_deref(), id).context("config.json")
 }
-// ANCHOR_END: name
 
 // ANCHOR: limits
 /// `linux.resources` as chapter 4's [`Limits`] (plus the freezer, which
@@ -113,7 +111,6 @@ pub fn limits(spec: &Spec) -> Result<Limits> {
 }
 // ANCHOR_END: limits
 
-// ANCHOR: resources
 /// The fields beyond chapter 4's limits, with the values that mean "not
 /// set" (as runc reads them) dropped: a blkio weight, a throttle rate, a
 /// real-time runtime or a class id of 0, an empty cpuset, a negative
@@ -204,7 +201,6 @@ fn resources_of(r: &LinuxResources) -> Resources {
     }
     out
 }
-// ANCHOR_END: resources
 
 /// One `linux.resources.devices` entry as a chapter 4 rule.
 fn device_rule(rule: &oci_spec::runtime::LinuxDeviceCgroup) -> Result<DeviceRule> {
@@ -464,7 +460,6 @@ mod tests {
             .contains("linux.resources.devices[0]"));
     }
 
-    // ANCHOR: engines
     /// What Docker and the kubelet send: empty objects and zeros set
     /// nothing; the rest becomes chapter 4's resources.
     #[test]
@@ -504,5 +499,4 @@ mod tests {
         assert_eq!(r.unified, [("memory.high".into(), "1G".into())]);
         Ok(())
     }
-    // ANCHOR_END: engines
 }
