@@ -51,16 +51,19 @@ impl Placement {
     /// here: removing a group kills what is in it, so a damaged state file
     /// must not name, say, the root of a hierarchy.
     fn check(&self, hierarchies: &Hierarchies) -> Result<()> {
+        let mounts: Vec<&PathBuf> = match self.version {
+            Version::V1 => hierarchies.v1.iter().map(|h| &h.mount).collect(),
+            Version::V2 => hierarchies.v2.iter().map(|h| &h.mount).collect(),
+        };
         for created in &self.created {
-            let beneath = match self.version {
-                Version::V1 => hierarchies.v1.iter().any(|h| created.starts_with(&h.mount)),
-                Version::V2 => hierarchies.v2.iter().any(|h| created.starts_with(&h.mount)),
-            };
+            let beneath = mounts
+                .iter()
+                .any(|m| created.starts_with(m) && created != *m);
             let plain = created
                 .components()
                 .all(|c| !matches!(c, std::path::Component::ParentDir));
             ensure!(
-                beneath && plain && hierarchies.v1.iter().all(|h| *created != h.mount),
+                beneath && plain,
                 "{} is not a cgroup beneath a {} hierarchy of this machine: refusing to use it",
                 created.display(),
                 self.version
@@ -196,6 +199,19 @@ mod tests {
             created: Vec::new(),
         };
         v2.check(&h)?;
+        // A parent the runtime made must be a group too, never a root.
+        for created in [
+            "/sys/fs/cgroup/unified",
+            "/tmp/x",
+            "/sys/fs/cgroup/unified/../x",
+        ] {
+            let mut bad = v2.clone();
+            bad.created = vec![PathBuf::from(created)];
+            assert!(bad.check(&h).is_err(), "{created} was accepted");
+        }
+        let mut good = v2.clone();
+        good.created = vec![PathBuf::from("/sys/fs/cgroup/unified/pod")];
+        good.check(&h)?;
         Ok(())
     }
 
