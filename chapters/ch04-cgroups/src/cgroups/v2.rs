@@ -359,14 +359,14 @@ pub(crate) fn enable(
 // ANCHOR_END: enable
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cgroups::files::fake::Fake;
     use crate::cgroups::Cpus;
 
-    const SCOPE: &str = "/cg/user.slice/user-1000.slice/session-1.scope";
+    pub(crate) const SCOPE: &str = "/cg/user.slice/user-1000.slice/session-1.scope";
 
-    fn tree(own: &str) -> V2Hierarchy {
+    pub(crate) fn tree(own: &str) -> V2Hierarchy {
         V2Hierarchy {
             mount: PathBuf::from("/cg"),
             root: PathBuf::from("/"),
@@ -386,7 +386,7 @@ mod tests {
     /// A systemd machine where `sudo` runs in a session scope: the root hands
     /// every controller down, the slices only memory and pids (systemd's
     /// default), and the scope holds the login shell and the runtime.
-    fn systemd_machine() -> Fake {
+    pub(crate) fn systemd_machine() -> Fake {
         Fake {
             v2_root: Some((
                 PathBuf::from("/cg"),
@@ -527,66 +527,6 @@ mod tests {
             files.log()
         );
     }
-
-    // ANCHOR: runtime_plan
-    /// What chapter 6 asks for on v2: the weight becomes cpu.weight, swap is
-    /// counted apart from memory, the device rules become an eBPF program,
-    /// and the freezer is cgroup.freeze, with cgroup.events saying "frozen".
-    #[test]
-    fn file_plan_of_a_runtime() -> Result<()> {
-        use crate::cgroups::{Cgroup as Any, DeviceRule, Dir, FreezerState, Placement, Version};
-        let files = systemd_machine().leak();
-        let limits = Limits {
-            cpu_shares: Some(1024),
-            memory: Some(32 << 20),
-            memory_swap: Some(48 << 20),
-            pids: Some(16),
-            devices: Some(vec![
-                DeviceRule::DENY_ALL,
-                DeviceRule::allow_char(1, Some(3)),
-            ]),
-            freezer: true,
-            ..Limits::default()
-        };
-        let cgroup = Cgroup::create(files, &tree(SCOPE), "cfs-1", &limits)?;
-        let slice = "/cg/user.slice/user-1000.slice";
-        let placement = Placement {
-            version: Version::V2,
-            dirs: vec![Dir {
-                path: PathBuf::from(format!("{slice}/cfs-1")),
-                controllers: Vec::new(),
-            }],
-            created: Vec::new(),
-        };
-        assert_eq!(cgroup.dirs(), [placement.dirs[0].path.clone()]);
-        let later = Any::open_with(files, &placement);
-        assert_eq!(later.freezer_state()?, FreezerState::Thawed);
-        later.freeze()?;
-        assert_eq!(later.freezer_state()?, FreezerState::Frozen);
-        later.thaw()?;
-        later.remove()?;
-        assert_eq!(
-            files.log(),
-            [
-                r#"write /cg/user.slice/cgroup.subtree_control "+cpu""#.to_string(),
-                format!(r#"write {slice}/cgroup.subtree_control "+cpu""#),
-                format!(r#"write {SCOPE}/cgroup.subtree_control "+cpu +memory +pids""#),
-                format!("mkdir {slice}/cfs-1"),
-                // 1024 shares, v1's default, is weight 39 (v2's default is 100).
-                format!(r#"write {slice}/cfs-1/cpu.weight "39""#),
-                format!(r#"write {slice}/cfs-1/memory.max "33554432""#),
-                // 48M of memory and swap together: 16M of swap.
-                format!(r#"write {slice}/cfs-1/memory.swap.max "16777216""#),
-                format!(r#"write {slice}/cfs-1/pids.max "16""#),
-                format!("bpf attach {slice}/cfs-1 BPF_CGROUP_DEVICE (2 rules)"),
-                format!(r#"write {slice}/cfs-1/cgroup.freeze "1""#),
-                format!(r#"write {slice}/cfs-1/cgroup.freeze "0""#),
-                format!("rmdir {slice}/cfs-1"),
-            ]
-        );
-        Ok(())
-    }
-    // ANCHOR_END: runtime_plan
 
     #[test]
     fn shares_map_onto_weights() {

@@ -49,6 +49,8 @@ use super::{mkdir, read, v1, v2, write, Backend, Cgroup, Files, Hierarchies, Lim
 pub mod devices;
 pub mod freezer;
 pub mod placement;
+#[cfg(test)]
+mod plans;
 pub mod resources;
 
 pub use resources::{BlockIo, Rdma, Resources, ThrottleDevice, WeightDevice};
