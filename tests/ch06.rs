@@ -469,13 +469,15 @@ fn bad_bundles() -> Result<()> {
             "command not found: no-such-command",
         ),
         (
-            "unsupported resource",
+            "a resource the host cannot apply",
             Box::new(|b| {
                 let mut c = b.config.clone();
-                c["linux"]["resources"]["blockIO"] = json!({"weight": 100});
+                // No such page size anywhere (and no hugetlb hierarchy on v1 here).
+                c["linux"]["resources"]["hugepageLimits"] =
+                    json!([{"pageSize": "3MB", "limit": 0}]);
                 Ok(fs::write(b.path().join("config.json"), c.to_string())?)
             }),
-            "linux.resources.blockIO is not supported",
+            "linux.resources.hugepageLimits",
         ),
         (
             "memory limit below a page",

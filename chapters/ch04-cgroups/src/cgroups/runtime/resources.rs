@@ -445,11 +445,13 @@ pub fn apply_v2(files: &dyn Files, dir: &Path, r: &Resources) -> Result<()> {
         }
     }
     for (size, bytes) in &r.hugepages {
-        write(
-            files,
-            &dir.join(format!("hugetlb.{size}.max")),
-            &bytes.to_string(),
-        )?;
+        let file = dir.join(format!("hugetlb.{size}.max"));
+        ensure!(
+            files.exists(&file),
+            "linux.resources.hugepageLimits: no page size {size} here ({} is missing)",
+            file.display()
+        );
+        write(files, &file, &bytes.to_string())?;
     }
     for entry in &r.rdma {
         write(files, &dir.join("rdma.max"), &rdma(entry))?;
