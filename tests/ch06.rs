@@ -1521,8 +1521,9 @@ fn cgroup_paths_of(pid: &str) -> Result<Vec<String>> {
 
 /// An absolute cgroupsPath lands from the root of each hierarchy: the
 /// container's `/proc/<pid>/cgroup` names exactly that path in each
-/// hierarchy it joined, the directories exist there, and `delete` removes
-/// the group and the parent the runtime made (chapter 6 before this change
+/// hierarchy it joined, the directories exist there, `pause`, `resume` and
+/// `ps` find them again, and `delete` removes the group and the parent the
+/// runtime made (chapter 6 before this change
 /// flattened it into `cfs-<path>` beneath its own cgroup: this fails there).
 fn absolute_cgroups_path_lands_from_the_root() -> Result<()> {
     let base = own_base()?;
@@ -1552,6 +1553,14 @@ fn absolute_cgroups_path_lands_from_the_root() -> Result<()> {
         cgroup_file(&dirs, "pids.max")?.as_deref() == Some("20"),
         "pids.max in {dirs:?}"
     );
+    // Later runs find the group from the saved placement.
+    b.rt(&["pause", "abs"])?.expect_code(0)?;
+    ensure!(frozen(&dirs)?, "pause did not freeze {dirs:?}");
+    b.rt(&["resume", "abs"])?.expect_code(0)?;
+    ensure!(!frozen(&dirs)?, "resume did not thaw {dirs:?}");
+    let out = b.rt(&["ps", "--format", "json", "abs"])?;
+    let listed: Vec<i64> = serde_json::from_str(&out.stdout)?;
+    ensure!(listed == [pid.parse::<i64>()?], "ps: {listed:?}");
     b.rt(&["delete", "--force", "abs"])?.expect_code(0)?;
     ensure!(cgroups_named(&leaf)?.is_empty(), "{leaf} left");
     ensure!(
