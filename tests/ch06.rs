@@ -406,6 +406,141 @@ fn delete_rules() -> Result<()> {
     Ok(())
 }
 
+/// One step of [`kill_and_delete_answer_as_runc`]: its exit code and which
+/// of the words engines match its stderr holds.
+#[derive(Debug, PartialEq)]
+struct Answer {
+    step: String,
+    code: i32,
+    words: Vec<&'static str>,
+}
+
+/// The words containerd's shim and CRI-O look for in a runtime's errors.
+const RUNC_WORDS: [&str; 3] = [
+    "container not running",
+    "does not exist",
+    "that is not stopped",
+];
+
+/// Drives `runtime` (a command with its `--root`) through the kill and
+/// delete cases on `b`'s bundle; returns each step's answer.
+fn kill_delete_answers(b: &Bundle, runtime: &[String]) -> Result<Vec<Answer>> {
+    let mut answers = Vec::new();
+    let rt = |args: &[&str]| -> Result<Output> {
+        let mut cmd = Command::new(&runtime[0]);
+        cmd.args(&runtime[1..]).args(args).current_dir(b.path());
+        cmd.stdin(Stdio::null());
+        output(cmd)
+    };
+    let mut step = |args: &[&str]| -> Result<()> {
+        let out = rt(args)?;
+        answers.push(Answer {
+            step: args.join(" "),
+            code: out.code,
+            words: RUNC_WORDS
+                .into_iter()
+                .filter(|w| out.stderr.contains(w))
+                .collect(),
+        });
+        Ok(())
+    };
+    // The container's stdio on /dev/null: it must not hold a pipe we wait on.
+    let create = |id: &str| -> Result<()> {
+        let mut cmd = Command::new(&runtime[0]);
+        cmd.args(&runtime[1..]).args(["create", "--bundle", "."]).arg(id);
+        cmd.current_dir(b.path()).stdin(Stdio::null());
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        ensure!(cmd.status()?.success(), "{runtime:?} create {id} failed");
+        Ok(())
+    };
+    let stopped = |id: &str| -> Result<()> {
+        wait_for(Duration::from_secs(20), || {
+            let out = rt(&["state", id]).ok()?;
+            let state: Value = serde_json::from_str(&out.stdout).ok()?;
+            (state["status"] == "stopped").then_some(())
+        })
+        .with_context(|| format!("{runtime:?}: {id} did not stop"))
+    };
+    for args in [
+        &["kill", "h2-nope", "KILL"][..],
+        &["kill", "--all", "h2-nope", "KILL"],
+        &["delete", "h2-nope"],
+        &["delete", "--force", "h2-nope"],
+    ] {
+        step(args)?;
+    }
+    // Created: signal 0 probes it; delete kills it (its command never ran).
+    create("h2-c")?;
+    step(&["kill", "h2-c", "0"])?;
+    step(&["delete", "h2-c"])?;
+    // Running, then stopped: what containerd's shim sends after an exit.
+    create("h2-c")?;
+    step(&["start", "h2-c"])?;
+    step(&["delete", "h2-c"])?;
+    step(&["kill", "h2-c", "KILL"])?;
+    stopped("h2-c")?;
+    step(&["kill", "h2-c", "KILL"])?;
+    step(&["kill", "--all", "h2-c", "KILL"])?;
+    step(&["delete", "h2-c"])?;
+    // Running and paused, deleted with --force.
+    create("h2-c")?;
+    step(&["start", "h2-c"])?;
+    step(&["delete", "--force", "h2-c"])?;
+    create("h2-c")?;
+    step(&["start", "h2-c"])?;
+    step(&["pause", "h2-c"])?;
+    step(&["delete", "h2-c"])?;
+    step(&["delete", "--force", "h2-c"])?;
+    // Killed before start.
+    create("h2-c")?;
+    step(&["kill", "h2-c", "KILL"])?;
+    stopped("h2-c")?;
+    step(&["kill", "h2-c", "KILL"])?;
+    step(&["delete", "h2-c"])?;
+    Ok(answers)
+}
+
+/// runc itself, on the same bundle with a state root of the test's own, is
+/// the reference: containerd's shim and CRI-O read exit codes and words.
+fn kill_and_delete_answer_as_runc() -> Result<()> {
+    let mut b = Bundle::new(&["sleep", "30"])?;
+    // Relative: runc puts it beneath its own cgroup, never at a root. The
+    // two runtimes run one after the other in it.
+    let relative = b.cgroup_name();
+    b.config["linux"]["cgroupsPath"] = json!(relative);
+    b.save()?;
+    let runc_root = tempfile::Builder::new().prefix("cfs-h2-runc").tempdir()?;
+    let runc = vec![
+        "runc".to_string(),
+        "--root".to_string(),
+        runc_root.path().to_string_lossy().into_owned(),
+    ];
+    let expected = kill_delete_answers(&b, &runc);
+    // Whatever happened, runc's containers go.
+    let _ = Command::new("runc")
+        .args(&runc[1..])
+        .args(["delete", "--force", "h2-c"])
+        .output();
+    let expected = expected?;
+    let ours = vec![
+        paths::bin(BIN).to_string_lossy().into_owned(),
+        "--root".to_string(),
+        b.state.path().to_string_lossy().into_owned(),
+    ];
+    b.ids.borrow_mut().push("h2-c".to_string());
+    let got = kill_delete_answers(&b, &ours)?;
+    for (want, have) in expected.iter().zip(&got) {
+        ensure!(want == have, "runc answered {want:?}, chapter 6 {have:?}");
+    }
+    ensure!(expected.len() == got.len(), "{expected:?} vs {got:?}");
+    // The case that blocked containerd's CRI: --all of a stopped container.
+    ensure!(
+        expected.iter().any(|a| a.step == "kill --all h2-c KILL" && a.code == 0),
+        "runc no longer accepts kill --all of a stopped container: {expected:?}"
+    );
+    Ok(())
+}
+
 fn run_returns_the_exit_code() -> Result<()> {
     let b = Bundle::new(&["sh", "-c", "echo out; exit 3"])?;
     let out = b.run("r")?;
@@ -1461,6 +1596,10 @@ fn main() -> ExitCode {
             run_returns_the_exit_code,
         ),
         root("bad_bundles_fail_cleanly", bad_bundles),
+        root(
+            "kill_and_delete_answer_as_runc",
+            kill_and_delete_answer_as_runc,
+        ),
         root(
             "namespaces_new_and_joined_by_path",
             namespaces_new_and_joined,

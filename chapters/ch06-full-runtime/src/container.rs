@@ -300,10 +300,16 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
 }
 // ANCHOR_END: start
 
-/// Parses a signal as runc does: `TERM`, `SIGTERM`, `term` or `15`.
-pub fn parse_signal(text: &str) -> Result<Signal> {
+/// Parses a signal as runc does: `TERM`, `SIGTERM`, `term` or `15`. `0`
+/// is no signal (`None`): `kill(2)` then only checks that the process exists.
+pub fn parse_signal(text: &str) -> Result<Option<Signal>> {
     if let Ok(number) = text.parse::<i32>() {
-        return Signal::try_from(number).with_context(|| format!("unknown signal number {number}"));
+        if number == 0 {
+            return Ok(None);
+        }
+        return Signal::try_from(number)
+            .map(Some)
+            .with_context(|| format!("unknown signal number {number}"));
     }
     let upper = text.to_ascii_uppercase();
     let name = if upper.starts_with("SIG") {
@@ -311,10 +317,15 @@ pub fn parse_signal(text: &str) -> Result<Signal> {
     } else {
         format!("SIG{upper}")
     };
-    name.parse::<Signal>().map_err(|_| {
+    name.parse::<Signal>().map(Some).map_err(|_| {
         anyhow::anyhow!("unknown signal {text:?}: use a name such as TERM or a number")
     })
 }
+
+/// The text runc gives when a stopped container is sent a signal: engines
+/// look for these words (containerd's shim turns them into "process
+/// already finished", not a failure).
+pub const NOT_RUNNING: &str = "container not running";
 
 // ANCHOR: kill
 /// `kill [--all] ID [SIGNAL]`: sends a signal to the container's process, or
@@ -322,11 +333,18 @@ pub fn parse_signal(text: &str) -> Result<Signal> {
 /// meanwhile: a process forked after `cgroup.procs` was read would escape
 /// the signal, and a frozen group forks nothing. (v2's `cgroup.kill` does
 /// the same in the kernel, for `SIGKILL` only.)
-pub fn kill(store: &Store, id: &str, signal: Signal, all: bool) -> Result<()> {
+pub fn kill(store: &Store, id: &str, signal: Option<Signal>, all: bool) -> Result<()> {
     let container = store.load(id)?;
     let status = container.status();
     if !matches!(status, Status::Created | Status::Running | Status::Paused) {
-        bail!("cannot kill container {id}: it is {status}");
+        if all && status == Status::Stopped {
+            // runc's answer to `kill --all` of a stopped container, which
+            // containerd's shim sends after every exit: success. What may be
+            // left in the cgroup (a container without a PID namespace of its
+            // own leaves its orphans there) still gets the signal.
+            return signal_leftovers(&container, signal);
+        }
+        bail!("cannot kill container {id}: {NOT_RUNNING} (it is {status})");
     }
     let paused = status == Status::Paused;
     if all {
@@ -347,18 +365,32 @@ pub fn kill(store: &Store, id: &str, signal: Signal, all: bool) -> Result<()> {
     }
     // A frozen process acts on a signal only once thawed: SIGKILL still
     // means "now", so a paused container is thawed for it (as runc does).
-    if paused && signal == Signal::SIGKILL {
+    if paused && signal == Some(Signal::SIGKILL) {
         cgroups::open(container.cgroup.as_ref())?.thaw()?;
     }
     Ok(())
 }
+
+/// `kill --all` of a stopped container: signals what is still in its cgroup,
+/// if the cgroup is still there; a cgroup gone already is nothing to do.
+fn signal_leftovers(container: &Container, signal: Option<Signal>) -> Result<()> {
+    let Ok(cgroup) = cgroups::open(container.cgroup.as_ref()) else {
+        return Ok(());
+    };
+    let Ok(pids) = cgroup.procs() else {
+        return Ok(());
+    };
+    pids.into_iter()
+        .try_for_each(|pid| send_signal(pid.as_raw(), signal))
+}
 // ANCHOR_END: kill
 
-fn send_signal(pid: i32, signal: Signal) -> Result<()> {
-    say!("kill({pid}, {})", signal.as_str());
+fn send_signal(pid: i32, signal: Option<Signal>) -> Result<()> {
+    let name = signal.map_or("0", Signal::as_str);
+    say!("kill({pid}, {name})");
     match send(Pid::from_raw(pid), signal) {
         Ok(()) | Err(Errno::ESRCH) => Ok(()),
-        Err(errno) => Err(errno).with_context(|| format!("failed to send {signal} to {pid}")),
+        Err(errno) => Err(errno).with_context(|| format!("failed to send {name} to {pid}")),
     }
 }
 
@@ -367,8 +399,13 @@ fn send_signal(pid: i32, signal: Signal) -> Result<()> {
 pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     let container = match store.load(id) {
         Ok(c) => c,
-        // Engines call `delete --force` to be sure; nothing there is fine.
-        Err(err) if force && err.downcast_ref::<NotFound>().is_some() => return Ok(()),
+        Err(err) if err.downcast_ref::<NotFound>().is_some() => {
+            // A `create` killed before it wrote state.json leaves a directory
+            // without it: remove that (as runc does), then answer as runc:
+            // engines call `delete --force` to be sure, and nothing there is fine.
+            state::remove_dir(&store.dir(id))?;
+            return if force { Ok(()) } else { Err(err) };
+        }
         Err(err) => return Err(err),
     };
     match container.status() {
@@ -376,9 +413,10 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         // Its command never ran: nothing is lost by killing it.
         Status::Created => stop(&container)?,
         _ if force => stop(&container)?,
-        status => {
-            bail!("cannot delete container {id}: it is {status}: kill it first or use --force")
-        }
+        // runc's words, which engines match.
+        status => bail!(
+            "cannot delete container {id} that is not stopped: {status}: kill it first or use --force"
+        ),
     }
     if container.cgroup.is_some() {
         // Kills whatever is left in the group (exec'd processes, or what a
@@ -395,7 +433,12 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
 // ANCHOR_END: delete
 
 /// Kills the container's process with SIGKILL and waits until it is gone.
+/// Only the process `create` started (same start time): a PID reused since
+/// by another process, perhaps the engine's own, is left alone.
 fn stop(container: &Container) -> Result<()> {
+    if !container.alive() {
+        return Ok(());
+    }
     if let Some(pid) = container.pid {
         let pid = Pid::from_raw(pid);
         say!("kill({pid}, SIGKILL)");
