@@ -243,10 +243,10 @@ fn lifecycle() -> Result<()> {
     ensure!(state["status"] == "created", "after create: {state}");
     let pid = state["pid"].to_string();
     // The process exists, set up, but has not executed the command yet: it is
-    // still the runtime's binary, blocked on exec.fifo.
+    // still the runtime's binary (its sealed copy), blocked on exec.fifo.
     let exe = fs::read_link(format!("/proc/{pid}/exe"))?;
     ensure!(
-        exe.ends_with(BIN),
+        exe.to_string_lossy().starts_with(&format!("/memfd:{BIN}")),
         "created process already runs {}",
         exe.display()
     );
@@ -447,7 +447,9 @@ fn kill_delete_answers(b: &Bundle, runtime: &[String]) -> Result<Vec<Answer>> {
     // The container's stdio on /dev/null: it must not hold a pipe we wait on.
     let create = |id: &str| -> Result<()> {
         let mut cmd = Command::new(&runtime[0]);
-        cmd.args(&runtime[1..]).args(["create", "--bundle", "."]).arg(id);
+        cmd.args(&runtime[1..])
+            .args(["create", "--bundle", "."])
+            .arg(id);
         cmd.current_dir(b.path()).stdin(Stdio::null());
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
         ensure!(cmd.status()?.success(), "{runtime:?} create {id} failed");
@@ -535,9 +537,191 @@ fn kill_and_delete_answer_as_runc() -> Result<()> {
     ensure!(expected.len() == got.len(), "{expected:?} vs {got:?}");
     // The case that blocked containerd's CRI: --all of a stopped container.
     ensure!(
-        expected.iter().any(|a| a.step == "kill --all h2-c KILL" && a.code == 0),
+        expected
+            .iter()
+            .any(|a| a.step == "kill --all h2-c KILL" && a.code == 0),
         "runc no longer accepts kill --all of a stopped container: {expected:?}"
     );
+    Ok(())
+}
+
+/// A host directory with a file `marker` in it: what a leaked descriptor
+/// would let the container read.
+fn host_dir() -> Result<(tempfile::TempDir, fs::File)> {
+    let host = tempfile::Builder::new().prefix("cfs-h2-host").tempdir()?;
+    fs::write(host.path().join("marker"), "host secret\n")?;
+    let dir = fs::File::open(host.path())?;
+    Ok((host, dir))
+}
+
+/// `cmd` with `dir` open as descriptor `fd` (inherited, as from a careless caller).
+fn with_fd(mut cmd: Command, dir: &fs::File, fd: RawFd) -> Command {
+    use std::os::unix::process::CommandExt;
+    let raw = dir.as_raw_fd();
+    // SAFETY: dup2 is async-signal-safe; it runs in the forked child only.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself keeps FD_CLOEXEC: clear it instead.
+            let rc = if raw == fd {
+                libc::fcntl(fd, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, fd)
+            };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// The descriptors a busybox `ls /proc/self/fd` lists, one per line.
+fn fd_list(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter(|l| l.chars().all(|c| c.is_ascii_digit()))
+        .collect()
+}
+
+/// runc's CVE-2024-21626: a descriptor the runtime inherits must not reach
+/// the container, neither as an open descriptor nor as its working directory.
+fn no_descriptor_leaks_into_the_container() -> Result<()> {
+    let (_host, dir) = host_dir()?;
+    let probe =
+        "ls /proc/self/fd; cat /proc/self/fd/7/marker; cd /proc/self/fd/7/.. && cat */marker; true";
+    let b = Bundle::new(&["sh", "-c", probe])?;
+    b.ids.borrow_mut().push("leak".into());
+    let out = output(with_fd(b.cmd(&["run", "leak"]), &dir, 7))?;
+    out.expect_code(0)?;
+    ensure!(!out.stdout.contains("host secret"), "fd 7 leaked: {out:?}");
+    ensure!(fd_list(&out.stdout) == ["0", "1", "2", "3"], "{out:?}");
+    // The working directory through the leaked descriptor.
+    let mut b = Bundle::new(&["cat", "marker"])?;
+    b.config["process"]["cwd"] = json!("/proc/self/fd/7");
+    b.save()?;
+    b.ids.borrow_mut().push("cwd".into());
+    let out = output(with_fd(b.cmd(&["run", "cwd"]), &dir, 7))?;
+    fails_with(&out, "outside the container's root")?;
+    ensure!(!out.stdout.contains("host secret"), "{out:?}");
+    ensure!(b.leftovers()?.is_empty(), "{:?}", b.leftovers()?);
+    // exec: the same for a process joining a running container.
+    let b = Bundle::new(&["sleep", "30"])?;
+    b.start("ex")?;
+    let out = output(with_fd(
+        b.cmd(&["exec", "ex", "ls", "/proc/self/fd"]),
+        &dir,
+        7,
+    ))?;
+    out.expect_code(0)?;
+    ensure!(
+        fd_list(&out.stdout) == ["0", "1", "2", "3"],
+        "exec: {out:?}"
+    );
+    Ok(())
+}
+
+/// What the caller asks to pass does pass: `--preserve-fds N` and socket
+/// activation's `LISTEN_FDS` (with `LISTEN_PID` the runtime's own PID).
+fn preserved_and_listen_fds_pass() -> Result<()> {
+    let (_host, dir) = host_dir()?;
+    let b = Bundle::new(&["cat", "/proc/self/fd/7/marker"])?;
+    b.ids.borrow_mut().push("keep".into());
+    let out = output(with_fd(
+        b.cmd(&["run", "--preserve-fds", "5", "keep"]),
+        &dir,
+        7,
+    ))?;
+    out.expect_code(0)?;
+    ensure!(out.stdout == "host secret\n", "{out:?}");
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "echo $LISTEN_FDS $LISTEN_PID; cat /proc/self/fd/3/marker",
+    ])?;
+    b.ids.borrow_mut().push("listen".into());
+    let bin = paths::bin(BIN);
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "LISTEN_FDS=1 LISTEN_PID=$$ exec \"$@\"", "sh"])
+        .arg(&bin)
+        .args(["--root", &b.state.path().to_string_lossy(), "run", "listen"])
+        .current_dir(b.path());
+    let out = output(with_fd(cmd, &dir, 3))?;
+    out.expect_code(0)?;
+    ensure!(out.stdout == "1 1\nhost secret\n", "{out:?}");
+    Ok(())
+}
+
+/// runc's CVE-2019-5736: between `create` and `start`, the container's PID 1
+/// runs the runtime's code. A process of the container opens it through
+/// `/proc/1/exe`, waits until the runtime is gone (PID 1 runs the command),
+/// then reopens it for writing through `/proc/self/fd/5`. It must be refused,
+/// and the binary (a copy, so that a failure cannot spoil the build) unchanged.
+fn runtime_binary_cannot_be_overwritten() -> Result<()> {
+    let bin_dir = tempfile::Builder::new().prefix("cfs-h2-bin").tempdir()?;
+    let copy = bin_dir.path().join(BIN);
+    fs::copy(paths::bin(BIN), &copy)?;
+    let original = fs::read(&copy)?;
+    let b = Bundle::new(&["sleep", "30"])?;
+    let state_root = b.state.path().to_string_lossy().into_owned();
+    let runtime = |args: &[&str]| {
+        let mut cmd = Command::new(&copy);
+        cmd.args(["--root", &state_root])
+            .args(args)
+            .current_dir(b.path());
+        cmd
+    };
+    b.ids.borrow_mut().push("exe".into());
+    let status = runtime(&["create", "exe"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    ensure!(status.success(), "create failed");
+    let probe = "first=$(readlink /proc/1/exe); echo \"pid 1 runs $first\"; \
+        exec 5</proc/1/exe || exit; echo opened; \
+        while [ \"$(readlink /proc/1/exe)\" = \"$first\" ]; do sleep 0.05; done; \
+        if echo pwned >>/proc/self/fd/5; then echo wrote; else echo refused; fi";
+    let report = b.path().join("probe.out");
+    let status = runtime(&["exec", "--detach", "exe", "sh", "-c", probe])
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&report)?)
+        .stderr(fs::File::create(b.path().join("probe.err"))?)
+        .status()?;
+    ensure!(status.success(), "exec failed");
+    let read = || fs::read_to_string(&report).unwrap_or_default();
+    wait_for(Duration::from_secs(20), || {
+        read().contains("opened").then_some(())
+    })
+    .with_context(|| format!("the probe could not open /proc/1/exe: {}", read()))?;
+    output(runtime(&["start", "exe"]))?.expect_code(0)?;
+    wait_for(Duration::from_secs(20), || {
+        let text = read();
+        (text.contains("wrote") || text.contains("refused")).then_some(())
+    })
+    .with_context(|| format!("the probe did not finish: {}", read()))?;
+    let text = read();
+    ensure!(
+        text.contains("pid 1 runs /memfd:"),
+        "PID 1 ran the binary on disk: {text}"
+    );
+    ensure!(text.contains("refused"), "the probe wrote: {text}");
+    ensure!(fs::read(&copy)? == original, "the runtime binary changed");
+    // exec: the runtime that waits for its process runs from the sealed copy too.
+    let bg = Background::start(runtime(&["exec", "exe", "sleep", "5"]))?;
+    let pid = bg.pid();
+    let exe = wait_for(Duration::from_secs(20), || {
+        let exe = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+        exe.to_string_lossy().starts_with("/memfd:").then_some(exe)
+    })
+    .context("exec does not run from a memfd")?;
+    let write = fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{pid}/exe"));
+    ensure!(write.is_err(), "{exe:?} opened for writing");
+    bg.signal(nix::sys::signal::Signal::SIGTERM)?;
+    let _ = bg.finish(Duration::from_secs(20));
+    ensure!(fs::read(&copy)? == original, "the runtime binary changed");
     Ok(())
 }
 
@@ -1599,6 +1783,18 @@ fn main() -> ExitCode {
         root(
             "kill_and_delete_answer_as_runc",
             kill_and_delete_answer_as_runc,
+        ),
+        root(
+            "no_descriptor_leaks_into_the_container",
+            no_descriptor_leaks_into_the_container,
+        ),
+        root(
+            "preserved_and_listen_fds_pass",
+            preserved_and_listen_fds_pass,
+        ),
+        root(
+            "runtime_binary_cannot_be_overwritten",
+            runtime_binary_cannot_be_overwritten,
         ),
         root(
             "namespaces_new_and_joined_by_path",

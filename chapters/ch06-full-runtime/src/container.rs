@@ -40,6 +40,7 @@ use nix::unistd::{mkfifo, pipe2, Pid};
 use oci_spec::runtime::{Process, Spec};
 
 use crate::container_init::{self, Init, FAILED, READY};
+use crate::hardening::{self, PassFds};
 use crate::namespaces::{self, Kind, Plan};
 use crate::state::{self, proc_stat, Container, NotFound, Status, Store};
 use crate::{capabilities, cgroups, hooks, logging, seccomp, spec, user, user_ns};
@@ -50,6 +51,8 @@ pub struct CreateOptions {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// `--preserve-fds N`: descriptors 3.. that go into the container.
+    pub preserve_fds: u32,
 }
 
 /// Undoes a half-done `create`: kills the child, removes the cgroup (chapter
@@ -93,10 +96,12 @@ pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Container
         .with_context(|| format!("bundle {} does not exist", opts.bundle.display()))?;
     // Everything that can be checked is checked before anything exists.
     let spec = spec::load(&bundle)?;
-    let process = spec
+    let mut process = spec
         .process()
         .clone()
         .context("config.json: `process` is missing")?;
+    let pass_fds = PassFds::new(opts.preserve_fds);
+    add_env(&mut process, pass_fds.env());
     let plan = Plan::from_spec(&spec)?;
     user_ns::validate(&spec, plan.owns(Kind::User))?;
     let filter = seccomp_filter(&spec)?;
@@ -163,6 +168,7 @@ pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Container
         ready: ready_w,
         console,
         seccomp: filter,
+        pass_fds,
     };
     let child = process::spawn(plan.clone_flags(), move || init.run())?;
     let pid = child.pid();
@@ -496,6 +502,18 @@ pub struct ExecOptions {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// `--preserve-fds N`, as for `create`.
+    pub preserve_fds: u32,
+}
+
+/// Appends `VAR=value` pairs to the process's environment.
+fn add_env(process: &mut Process, extra: Vec<String>) {
+    if extra.is_empty() {
+        return;
+    }
+    let mut env = process.env().clone().unwrap_or_default();
+    env.extend(extra);
+    process.set_env(Some(env));
 }
 
 /// The process `exec` runs: `--process FILE`, or the container's own
@@ -538,7 +556,9 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32> {
     if !matches!(status, Status::Created | Status::Running) {
         bail!("cannot exec in container {id}: it is {status}");
     }
-    let process = exec_process(&container, opts)?;
+    let mut process = exec_process(&container, opts)?;
+    let pass_fds = PassFds::new(opts.preserve_fds);
+    add_env(&mut process, pass_fds.env());
     if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
         bail!("exec with a terminal needs --console-socket");
     }
@@ -573,7 +593,7 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32> {
     let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).context("failed to create the exec pipe")?;
     let child = process::spawn(CloneFlags::empty(), move || {
         let result = namespaces::join_all(&namespaces)
-            .and_then(|()| exec_child(&process, filter.as_ref(), console.as_ref()));
+            .and_then(|()| exec_child(&process, filter.as_ref(), console.as_ref(), pass_fds));
         let err = match result {
             Ok(never) => match never {},
             Err(err) => err,
@@ -610,8 +630,11 @@ fn exec_child(
     process: &Process,
     filter: Option<&libseccomp::ScmpFilterContext>,
     console: Option<&std::os::fd::OwnedFd>,
+    pass_fds: PassFds,
 ) -> Result<std::convert::Infallible> {
     nix::sys::prctl::set_pdeathsig(None).context("failed to clear PR_SET_PDEATHSIG")?;
+    // Nothing of the runtime's (or its caller's) goes through execve.
+    hardening::close_on_exec_from(pass_fds.first_closed())?;
     if let Some(slave) = console {
         crate::console::attach(slave)?;
     }
@@ -627,6 +650,7 @@ fn exec_child(
     user::no_new_privileges(process)?;
     std::env::set_current_dir(process.cwd())
         .with_context(|| format!("cannot chdir to {}", process.cwd().display()))?;
+    hardening::check_cwd(process.cwd())?;
     container_init::set_env(process.env().as_deref().unwrap_or_default());
     container_init::finish(process, filter)
 }

@@ -47,6 +47,8 @@ pub struct Init<'a> {
     pub ready: OwnedFd,
     pub console: Option<OwnedFd>,
     pub seccomp: Option<ScmpFilterContext>,
+    /// The descriptors above 2 that go through `execve`.
+    pub pass_fds: crate::hardening::PassFds,
 }
 
 /// The first byte on the ready pipe: set-up done, or an error message follows.
@@ -89,6 +91,8 @@ impl Init<'_> {
         // Chapter 3's child dies with the runtime (PR_SET_PDEATHSIG); a
         // container must outlive it (containerd's shim reaps it), so undo that.
         nix::sys::prctl::set_pdeathsig(None).context("failed to clear PR_SET_PDEATHSIG")?;
+        // Nothing of the runtime's (or its caller's) goes through execve.
+        crate::hardening::close_on_exec_from(self.pass_fds.first_closed())?;
         for (kind, file) in &self.joins {
             namespaces::join(*kind, file, "config.json path")?;
         }
@@ -174,6 +178,7 @@ impl Init<'_> {
                 cwd.display()
             )
         })?;
+        crate::hardening::check_cwd(cwd)?;
         set_env(self.process.env().as_deref().unwrap_or_default());
         find_command(self.process.args().as_deref().unwrap_or_default())?;
         Ok((fifo, container.oci_state(Status::Created)?))

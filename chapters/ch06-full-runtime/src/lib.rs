@@ -28,6 +28,7 @@ pub mod console;
 pub mod container;
 pub mod container_init;
 pub mod devices;
+pub mod hardening;
 pub mod hooks;
 pub mod logging;
 pub mod mounts;

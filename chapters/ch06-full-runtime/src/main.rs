@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use ch01_uts::cli;
 use ch06_full_runtime::container::{self, CreateOptions, ExecOptions};
+use ch06_full_runtime::hardening;
 use ch06_full_runtime::logging::{self, Format};
 use ch06_full_runtime::spec;
 use ch06_full_runtime::state::{Store, DEFAULT_ROOT};
@@ -102,6 +103,9 @@ enum Command {
         pid_file: Option<PathBuf>,
         #[arg(long)]
         console_socket: Option<PathBuf>,
+        /// Pass descriptors 3 to 3+N-1 on to the process
+        #[arg(long, default_value_t = 0)]
+        preserve_fds: u32,
         /// Working directory inside the container
         #[arg(long)]
         cwd: Option<PathBuf>,
@@ -146,6 +150,9 @@ struct CreateArgs {
     /// Unix socket that receives the pty master when process.terminal is true
     #[arg(long)]
     console_socket: Option<PathBuf>,
+    /// Pass descriptors 3 to 3+N-1 on to the container's process
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: u32,
     /// Accepted for compatibility; pivot_root is always used
     #[arg(long, hide = true)]
     no_pivot: bool,
@@ -161,6 +168,7 @@ impl CreateArgs {
             bundle: self.bundle.clone(),
             pid_file: self.pid_file.clone(),
             console_socket: self.console_socket.clone(),
+            preserve_fds: self.preserve_fds,
         }
     }
 }
@@ -198,6 +206,13 @@ fn run(args: &Args) -> Result<i32> {
     let Some(command) = &args.command else {
         bail!("no command given: try --help");
     };
+    if matches!(
+        command,
+        Command::Create(_) | Command::Run { .. } | Command::Exec { .. }
+    ) {
+        // A process in the container will run our code: from a copy it cannot write.
+        hardening::run_from_sealed_copy()?;
+    }
     let store = Store::new(&args.root);
     match command {
         Command::Spec { bundle, rootless } => {
@@ -225,6 +240,7 @@ fn run(args: &Args) -> Result<i32> {
             detach,
             pid_file,
             console_socket,
+            preserve_fds,
             cwd,
             env,
             tty,
@@ -240,6 +256,7 @@ fn run(args: &Args) -> Result<i32> {
                 detach: *detach,
                 pid_file: pid_file.clone(),
                 console_socket: console_socket.clone(),
+                preserve_fds: *preserve_fds,
             };
             return container::exec(&store, id, &opts);
         }
