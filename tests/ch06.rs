@@ -1188,6 +1188,101 @@ fn hooks_get_the_state() -> Result<()> {
     Ok(())
 }
 
+/// The spec's rule per hook kind: before the command runs, a failure is an
+/// error and the container goes; after it (poststart, poststop), a warning.
+fn hook_failures_follow_the_spec() -> Result<()> {
+    let failing = |kind: &str| json!({ kind: [{"path": "/bin/false"}] });
+    for kind in ["prestart", "createRuntime", "createContainer"] {
+        let mut b = Bundle::new(&["true"])?;
+        b.config["hooks"] = failing(kind);
+        b.save()?;
+        fails_with(
+            &b.create("hk")?,
+            &format!("{kind} hook 0 (/bin/false) failed"),
+        )?;
+        ensure!(b.leftovers()?.is_empty(), "{kind}: {:?}", b.leftovers()?);
+        ensure!(
+            b.cgroup_dirs()?.is_empty(),
+            "{kind}: {:?}",
+            b.cgroup_dirs()?
+        );
+    }
+    // startContainer runs in the container after the go: `start` fails,
+    // the command never runs, the container is stopped.
+    let mut b = Bundle::new(&["echo", "ran"])?;
+    b.config["hooks"] = failing("startContainer");
+    b.save()?;
+    b.create("hs")?.expect_code(0)?;
+    fails_with(
+        &b.rt(&["start", "hs"])?,
+        "startContainer hook 0 (/bin/false) failed",
+    )?;
+    wait_for(Duration::from_secs(20), || {
+        (b.status("hs").ok()? == "stopped").then_some(())
+    })
+    .context("a failed startContainer hook left the container running")?;
+    ensure!(b.container_stdout("hs")?.is_empty(), "the command ran");
+    b.rt(&["delete", "hs"])?.expect_code(0)?;
+    for kind in ["poststart", "poststop"] {
+        let mut b = Bundle::new(&["echo", "ran"])?;
+        b.config["hooks"] = failing(kind);
+        b.save()?;
+        let out = b.run("hp")?;
+        out.expect_code(0)?;
+        ensure!(out.stdout == "ran\n", "{kind}: {out:?}");
+        ensure!(
+            out.stderr
+                .contains(&format!("warning: {kind} hook 0 (/bin/false) failed")),
+            "{kind}: {out:?}"
+        );
+        ensure!(b.leftovers()?.is_empty(), "{kind}: {:?}", b.leftovers()?);
+    }
+    Ok(())
+}
+
+/// A hostname with a UTS namespace joined by path (runc allows it): it is
+/// set in that namespace, not on the host.
+fn hostname_in_a_joined_uts_namespace() -> Result<()> {
+    let host = nix::unistd::gethostname()?;
+    let holder = Background::start({
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--uts", "sleep", "30"]);
+        cmd
+    })?;
+    let pid = holder.pid();
+    let path = format!("/proc/{pid}/ns/uts");
+    wait_for(Duration::from_secs(10), || {
+        let theirs = ns_inode(&pid.to_string(), "uts").ok()?;
+        (theirs != ns_inode("self", "uts").ok()?).then_some(())
+    })
+    .context("unshare --uts did not start")?;
+    let out = run_script("hostname", |c| {
+        c["hostname"] = json!("cfs-h2-joined");
+        for ns in c["linux"]["namespaces"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            if ns["type"] == "uts" {
+                ns["path"] = json!(path);
+            }
+        }
+    })?;
+    ensure!(out == "cfs-h2-joined\n", "{out:?}");
+    let seen = output({
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["--uts", &format!("--target={pid}"), "hostname"]);
+        cmd
+    })?;
+    ensure!(seen.stdout == "cfs-h2-joined\n", "{seen:?}");
+    ensure!(
+        nix::unistd::gethostname()? == host,
+        "the host's hostname changed"
+    );
+    drop(holder);
+    Ok(())
+}
+
 fn exec_ps_and_list() -> Result<()> {
     let mut b = Bundle::new(&["sleep", "30"])?;
     b.config["hostname"] = json!("execbox");
@@ -1834,6 +1929,14 @@ fn main() -> ExitCode {
             user_namespace_maps,
         ),
         root("hooks_get_the_state_on_stdin", hooks_get_the_state),
+        root(
+            "hook_failures_follow_the_spec",
+            hook_failures_follow_the_spec,
+        ),
+        root(
+            "hostname_in_a_joined_uts_namespace",
+            hostname_in_a_joined_uts_namespace,
+        ),
         root("exec_ps_and_list", exec_ps_and_list),
         root(
             "containerd_runs_a_container_on_it",

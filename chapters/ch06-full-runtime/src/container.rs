@@ -296,6 +296,7 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     }
     say!("rm {}", fifo.display());
     fs::remove_file(&fifo).with_context(|| format!("failed to remove {}", fifo.display()))?;
+    await_exec(&fd, id)?;
     hooks::run_logged(
         container.spec.hooks().as_ref(),
         hooks::Point::Poststart,
@@ -305,6 +306,35 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     // LAB:END
 }
 // ANCHOR_END: start
+
+/// After the go: the process runs the `startContainer` hooks, then executes
+/// the command, which closes its end of `exec.fifo` (close-on-exec). A
+/// failing hook is an error of `start` (the spec's rule): the process writes
+/// [`FAILED`] and the error instead, and exits.
+fn await_exec(fd: &std::os::fd::OwnedFd, id: &str) -> Result<()> {
+    let mut message = Vec::new();
+    loop {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(errno) => return Err(errno).context("failed to poll exec.fifo"),
+        }
+        let mut buf = [0u8; 512];
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => message.extend_from_slice(&buf[..n]),
+            Err(Errno::EAGAIN | Errno::EINTR) => {}
+            Err(errno) => return Err(errno).context("failed to read exec.fifo"),
+        }
+    }
+    if let Some(text) = message.strip_prefix(&[FAILED]) {
+        bail!(
+            "cannot start container {id}: {}",
+            String::from_utf8_lossy(text)
+        );
+    }
+    Ok(())
+}
 
 /// Parses a signal as runc does: `TERM`, `SIGTERM`, `term` or `15`. `0`
 /// is no signal (`None`): `kill(2)` then only checks that the process exists.

@@ -74,12 +74,16 @@ impl Init<'_> {
             .write_all(&[READY])
             .context("failed to tell the runtime we are ready")?;
         drop(ready);
-        wait_for_start(fifo)?;
-        hooks::run(
+        // Open until execve closes it: `start` waits for that, or for an error.
+        let mut go = wait_for_start(fifo)?;
+        if let Err(err) = hooks::run(
             self.spec.hooks().as_ref(),
             hooks::Point::StartContainer,
             &start_state,
-        )?;
+        ) {
+            let _ = go.write_all(format!("{}{err:#}", FAILED as char).as_bytes());
+            std::process::exit(1);
+        }
         finish(self.process, self.seccomp.as_ref())
     }
     // ANCHOR_END: run
@@ -209,8 +213,9 @@ fn open_path(path: &Path) -> Result<OwnedFd> {
 // ANCHOR: wait_for_start
 /// Blocks until `start` opens the fifo for reading, then writes one byte.
 /// The fifo is reopened for writing through `/proc/self/fd`, the one path to
-/// it that still works after `pivot_root`.
-fn wait_for_start(fifo: OwnedFd) -> Result<()> {
+/// it that still works after `pivot_root`. Returns the open fifo: `start`
+/// reads on until `execve` closes it.
+fn wait_for_start(fifo: OwnedFd) -> Result<File> {
     // LAB:BEGIN wait_for_start: open /proc/self/fd/N of the O_PATH descriptor with O_WRONLY|O_CLOEXEC, which blocks until start opens exec.fifo for reading; then write one byte; say! it
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
     let fd = open(
@@ -224,7 +229,7 @@ fn wait_for_start(fifo: OwnedFd) -> Result<()> {
     file.write_all(b"0")
         .context("failed to write to exec.fifo")?;
     say!("exec.fifo opened by start: go");
-    Ok(())
+    Ok(file)
     // LAB:END
 }
 // ANCHOR_END: wait_for_start
