@@ -1083,6 +1083,63 @@ fn sysctl_rlimits_oom_score() -> Result<()> {
     Ok(())
 }
 
+/// One row of `/proc/<pid>/limits` (or of such a file's text): soft and hard.
+fn limit_row(limits: &str, name: &str) -> Result<(String, String)> {
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with(name))
+        .with_context(|| format!("no {name} in {limits}"))?;
+    let mut fields = line[name.len()..].split_whitespace();
+    let soft = fields.next().context("soft")?.to_string();
+    let hard = fields.next().context("hard")?.to_string();
+    Ok((soft, hard))
+}
+
+/// Each rlimit's soft and hard values, read from the kernel for the
+/// container's process and for an exec'd one; and `--pid-file` relative to
+/// the caller's working directory, there when `create` returns.
+fn rlimits_and_pid_file() -> Result<()> {
+    let mut b = Bundle::new(&["sleep", "30"])?;
+    b.config["process"]["rlimits"] = json!([
+        {"type": "RLIMIT_NOFILE", "soft": 123, "hard": 456},
+        {"type": "RLIMIT_CORE", "soft": 0, "hard": 4096},
+        {"type": "RLIMIT_STACK", "soft": 1048576, "hard": 8388608},
+    ]);
+    b.save()?;
+    let caller = tempfile::Builder::new().prefix("cfs-h2-cwd").tempdir()?;
+    b.ids.borrow_mut().push("rl".into());
+    let bundle = b.path().to_string_lossy().into_owned();
+    let mut cmd = b.cmd(&["create", "--bundle", &bundle, "--pid-file", "rel.pid", "rl"]);
+    cmd.current_dir(caller.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    ensure!(cmd.status()?.success(), "create failed");
+    let written = fs::read_to_string(caller.path().join("rel.pid"))
+        .context("no pid file in the caller's directory when create returned")?;
+    let pid = b.pid("rl")?;
+    ensure!(written == pid, "pid file {written:?}, state {pid}");
+    b.rt(&["start", "rl"])?.expect_code(0)?;
+    let expected = [
+        ("Max open files", ("123", "456")),
+        ("Max core file size", ("0", "4096")),
+        ("Max stack size", ("1048576", "8388608")),
+    ];
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    let exec = b.rt(&["exec", "rl", "cat", "/proc/self/limits"])?;
+    exec.expect_code(0)?;
+    for (text, who) in [(&limits, "init"), (&exec.stdout, "exec")] {
+        for (name, (soft, hard)) in expected {
+            let (s, h) = limit_row(text, name)?;
+            ensure!(
+                s == soft && h == hard,
+                "{who}: {name}: {s} {h}, not {soft} {hard}"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn user_namespace_maps() -> Result<()> {
     let mut b = Bundle::new(&["sh", "-c", "id -u; sleep 30"])?;
     // The container's root is host uid 100000: give it a rootfs it owns
@@ -1128,6 +1185,24 @@ fn user_namespace_maps() -> Result<()> {
         out.stdout.split_whitespace().collect::<Vec<_>>() == ["0", "0", "100000", "65536"],
         "exec in a user namespace: {out:?}"
     );
+    // A bind mount from the bundle, a directory only the host's root may
+    // enter: the runtime opens it, not the mapped root.
+    b.rt(&["delete", "--force", "u"])?.expect_code(0)?;
+    let data = b.path().join("private/data");
+    fs::create_dir_all(&data)?;
+    fs::write(data.join("file"), "from the bundle\n")?;
+    fs::set_permissions(
+        b.path().join("private"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )?;
+    b.config["mounts"].as_array_mut().context("mounts")?.push(
+        json!({"destination": "/data", "type": "bind", "source": "private/data", "options": ["rbind", "ro"]}),
+    );
+    b.config["process"]["args"] = json!(["cat", "/data/file"]);
+    b.save()?;
+    let out = b.run("bindns")?;
+    out.expect_code(0)?;
+    ensure!(out.stdout == "from the bundle\n", "{out:?}");
     // Asking for a user namespace without maps is refused up front.
     b.config["linux"]["uidMappings"] = json!(null);
     b.save()?;
@@ -1933,6 +2008,7 @@ fn main() -> ExitCode {
             "hook_failures_follow_the_spec",
             hook_failures_follow_the_spec,
         ),
+        root("rlimits_and_pid_file", rlimits_and_pid_file),
         root(
             "hostname_in_a_joined_uts_namespace",
             hostname_in_a_joined_uts_namespace,

@@ -34,6 +34,7 @@ use nix::fcntl::{open, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill as send, Signal};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::{mkfifo, pipe2, Pid};
@@ -158,6 +159,19 @@ pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Container
     std::env::set_current_dir(&bundle)
         .with_context(|| format!("failed to chdir to {}", bundle.display()))?;
     let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).context("failed to create the ready pipe")?;
+    // A mapped root may not reach the bind sources: the runtime opens them.
+    let (sources_ours, sources_theirs) = if plan.owns(Kind::User) {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .context("failed to create the bind sources socket")?;
+        (Some(ours), Some(theirs))
+    } else {
+        (None, None)
+    };
     let init = Init {
         spec: &spec,
         process: &process,
@@ -168,6 +182,7 @@ pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Container
         ready: ready_w,
         console,
         seccomp: filter,
+        sources: sources_theirs,
         pass_fds,
     };
     let child = process::spawn(plan.clone_flags(), move || init.run())?;
@@ -175,6 +190,9 @@ pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Container
     // The child waits on the sync pipe: set up from outside what it cannot.
     if plan.owns(Kind::User) {
         user_ns::write_maps(pid, &spec)?;
+    }
+    if let Some(socket) = sources_ours {
+        crate::mounts::send_sources(&socket, pid, &spec, &bundle)?;
     }
     // Before the child runs a single instruction of its own: everything it
     // does and every process it forks is counted and limited.
@@ -668,6 +686,9 @@ fn exec_child(
     if let Some(slave) = console {
         crate::console::attach(slave)?;
     }
+    // The process's own limits, not the runtime's (raising a hard limit
+    // needs CAP_SYS_RESOURCE: before the capabilities go).
+    user::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     let caps = process.capabilities().as_ref();
     capabilities::drop_bounding(caps)?;
     if !process.no_new_privileges().unwrap_or(false) {

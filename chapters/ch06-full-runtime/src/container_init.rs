@@ -47,6 +47,9 @@ pub struct Init<'a> {
     pub ready: OwnedFd,
     pub console: Option<OwnedFd>,
     pub seccomp: Option<ScmpFilterContext>,
+    /// In a user namespace: the socket on which the runtime sends the bind
+    /// sources it opened (see [`mounts::send_sources`]).
+    pub sources: Option<OwnedFd>,
     /// The descriptors above 2 that go through `execve`.
     pub pass_fds: crate::hardening::PassFds,
 }
@@ -129,7 +132,11 @@ impl Init<'_> {
         if own_mount {
             rootfs::make_private()?;
             rootfs::bind_to_itself(&self.rootfs)?;
-            mounts::mount_all(self.spec, &self.rootfs, container.cgroup.as_ref())?;
+            let sources = match &self.sources {
+                Some(socket) => mounts::receive_sources(socket, self.spec)?,
+                None => Vec::new(),
+            };
+            mounts::mount_all(self.spec, &self.rootfs, container.cgroup.as_ref(), &sources)?;
             if own_dev {
                 devices::create_all(self.spec, &self.rootfs, self.plan.owns(Kind::User))?;
             }
