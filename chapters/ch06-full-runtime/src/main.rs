@@ -211,7 +211,7 @@ fn run(args: &Args) -> Result<i32> {
         Command::Create(_) | Command::Run { .. } | Command::Exec { .. }
     ) {
         // A process in the container will run our code: from a copy it cannot write.
-        hardening::run_from_sealed_copy()?;
+        hardening::run_from_sealed_copy(&args.root)?;
     }
     let store = Store::new(&args.root);
     match command {
