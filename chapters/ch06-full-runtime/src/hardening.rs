@@ -188,6 +188,13 @@ fn read_only_view(scratch: &Path) -> Result<OwnedFd> {
     };
     std::fs::create_dir_all(scratch)
         .with_context(|| format!("failed to create {}", scratch.display()))?;
+    // Layers may not nest (ELOOP): the state root, or else /dev.
+    let nested = |a: &Path, b: &Path| a.starts_with(b) || b.starts_with(a);
+    let scratch = if nested(dir, scratch) {
+        Path::new("/dev")
+    } else {
+        scratch
+    };
     // Two lower layers and no upper one: overlayfs refuses every write.
     let lower = format!("{}:{}", dir.display(), scratch.display());
     if [dir, scratch]
