@@ -771,23 +771,27 @@ pub fn list(store: &Store, json: bool, quiet: bool) -> Result<String> {
     Ok(out)
 }
 
+/// What `pause` and `resume` ask of the cgroup freezer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freezer {
+    Freeze,
+    Thaw,
+}
+
 /// `pause` / `resume`: freeze or thaw every process of the container.
-pub fn pause(store: &Store, id: &str, frozen: bool) -> Result<()> {
+pub fn pause(store: &Store, id: &str, action: Freezer) -> Result<()> {
     let container = store.load(id)?;
     let status = container.status();
-    let ok = if frozen {
-        status == Status::Running
-    } else {
-        status == Status::Paused
+    let (from, verb) = match action {
+        Freezer::Freeze => (Status::Running, "pause"),
+        Freezer::Thaw => (Status::Paused, "resume"),
     };
-    if !ok {
-        let verb = if frozen { "pause" } else { "resume" };
+    if status != from {
         bail!("cannot {verb} container {id}: it is {status}");
     }
     let cgroup = cgroups::open(container.cgroup.as_ref())?;
-    if frozen {
-        cgroup.freeze()
-    } else {
-        cgroup.thaw()
+    match action {
+        Freezer::Freeze => cgroup.freeze(),
+        Freezer::Thaw => cgroup.thaw(),
     }
 }

@@ -18,7 +18,7 @@ use std::convert::Infallible;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -95,7 +95,7 @@ impl Init<'_> {
     /// Everything before "ready": returns the `O_PATH` descriptor of
     /// `exec.fifo` and the state JSON for the `startContainer` hooks.
     fn prepare(&self) -> Result<(OwnedFd, String)> {
-        // Chapter 3's child dies with the runtime (PR_SET_PDEATHSIG); a
+        // Chapter 1's spawn makes the child die with the runtime (PR_SET_PDEATHSIG); a
         // container must outlive it (containerd's shim reaps it), so undo that.
         nix::sys::prctl::set_pdeathsig(None).context("failed to clear PR_SET_PDEATHSIG")?;
         // Nothing of the runtime's (or its caller's) goes through execve.
@@ -231,8 +231,7 @@ fn wait_for_start(fifo: OwnedFd) -> Result<File> {
         Mode::empty(),
     )
     .context("failed to open exec.fifo (is /proc mounted in the container?)")?;
-    // SAFETY: `open` just returned this descriptor and nothing else owns it.
-    let mut file = unsafe { File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(fd)) };
+    let mut file = File::from(fd);
     file.write_all(b"0")
         .context("failed to write to exec.fifo")?;
     say!("exec.fifo opened by start: go");

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use ch01_uts::cli;
-use ch06_full_runtime::container::{self, CreateOptions, ExecOptions};
+use ch06_full_runtime::container::{self, CreateOptions, ExecOptions, Freezer};
 use ch06_full_runtime::hardening;
 use ch06_full_runtime::logging::{self, Format};
 use ch06_full_runtime::spec;
@@ -121,14 +121,14 @@ enum Command {
     },
     /// List the processes of a container
     Ps {
-        #[arg(short, long, default_value = "table")]
-        format: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        format: Listing,
         id: String,
     },
     /// List the containers
     List {
-        #[arg(short, long, default_value = "table")]
-        format: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        format: Listing,
         /// Only the ids
         #[arg(short, long)]
         quiet: bool,
@@ -137,6 +137,13 @@ enum Command {
     Pause { id: String },
     /// Thaw a paused container
     Resume { id: String },
+}
+
+/// How `ps` and `list` print: runc's two formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Listing {
+    Table,
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -260,12 +267,17 @@ fn run(args: &Args) -> Result<i32> {
             };
             return container::exec(&store, id, &opts);
         }
-        Command::Ps { format, id } => print!("{}", container::ps(&store, id, format == "json")?),
-        Command::List { format, quiet } => {
-            print!("{}", container::list(&store, format == "json", *quiet)?)
+        Command::Ps { format, id } => {
+            print!("{}", container::ps(&store, id, *format == Listing::Json)?)
         }
-        Command::Pause { id } => container::pause(&store, id, true)?,
-        Command::Resume { id } => container::pause(&store, id, false)?,
+        Command::List { format, quiet } => {
+            print!(
+                "{}",
+                container::list(&store, *format == Listing::Json, *quiet)?
+            )
+        }
+        Command::Pause { id } => container::pause(&store, id, Freezer::Freeze)?,
+        Command::Resume { id } => container::pause(&store, id, Freezer::Thaw)?,
     }
     Ok(0)
 }

@@ -106,7 +106,18 @@ pub fn parse_options(options: &[String]) -> Options {
     parsed
 }
 
-/// `rshared` -> `MS_SHARED|MS_REC`, and so on.
+/// `MS_NOSUID|MS_NODEV`: flags as the C call spells them (`0` for none).
+pub fn c_flags(flags: MsFlags) -> String {
+    let names: Vec<&str> = flags.iter_names().map(|(name, _)| name).collect();
+    if names.is_empty() {
+        "0".to_string()
+    } else {
+        names.join("|")
+    }
+}
+
+/// A propagation option as `mount(2)` flags: `rshared` is
+/// `MS_SHARED|MS_REC`, `private` is `MS_PRIVATE`; anything else is `None`.
 pub fn propagation(name: &str) -> Option<MsFlags> {
     let (base, rec) = match name.strip_prefix('r') {
         Some(rest) if rest != "o" && rest != "w" && rest != "bind" => (rest, true),
@@ -196,7 +207,20 @@ fn mount_one(
     } else {
         options.flags
     };
-    say!("mount({source:?}, {target:?}, {typ:?}, {flags:?}, {data:?})");
+    let c_type = if bind {
+        "NULL".into()
+    } else {
+        format!("{typ:?}")
+    };
+    let c_data = if data.is_empty() {
+        "NULL".into()
+    } else {
+        format!("{data:?}")
+    };
+    say!(
+        "mount({source:?}, {target:?}, {c_type}, {}, {c_data})",
+        c_flags(flags)
+    );
     mount(
         Some(&source),
         &target,
@@ -210,7 +234,10 @@ fn mount_one(
         remount(&target, extra)?;
     }
     if !options.propagation.is_empty() {
-        say!("mount(NULL, {target:?}, NULL, {:?})", options.propagation);
+        say!(
+            "mount(NULL, {target:?}, NULL, {}, NULL)",
+            c_flags(options.propagation)
+        );
         mount(
             None::<&str>,
             &target,
@@ -328,7 +355,7 @@ fn make_mountpoint(target: &Path, file: bool) -> Result<()> {
 pub(crate) fn remount(target: &Path, flags: MsFlags) -> Result<()> {
     let locked = current_flags(target)?;
     let all = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | locked;
-    say!("mount(NULL, {target:?}, NULL, {all:?})");
+    say!("mount(NULL, {target:?}, NULL, {}, NULL)", c_flags(all));
     mount(None::<&str>, target, None::<&str>, all, None::<&str>)
         .with_context(|| format!("failed to remount {}", target.display()))
 }
@@ -387,7 +414,7 @@ pub fn harden(spec: &Spec) -> Result<()> {
         let flags = propagation(name).with_context(|| {
             format!("config.json: linux.rootfsPropagation {name:?} is not a propagation type")
         })?;
-        say!("mount(NULL, \"/\", NULL, {flags:?})");
+        say!("mount(NULL, \"/\", NULL, {}, NULL)", c_flags(flags));
         mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
             .context("failed to set the propagation of /")?;
     }
@@ -477,6 +504,15 @@ mod tests {
         );
         assert_eq!(o.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
         assert_eq!(opts(&["ro", "rw"]).flags, MsFlags::empty());
+    }
+
+    #[test]
+    fn flags_in_c_form() {
+        assert_eq!(
+            c_flags(MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME),
+            "MS_NOSUID|MS_STRICTATIME"
+        );
+        assert_eq!(c_flags(MsFlags::empty()), "0");
     }
 
     #[test]
