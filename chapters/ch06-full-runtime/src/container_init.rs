@@ -243,9 +243,7 @@ fn wait_for_start(fifo: OwnedFd) -> Result<File> {
 /// Replaces the environment with `process.env` (what `execvp` passes on and
 /// where it looks up `PATH`).
 pub fn set_env(env: &[String]) {
-    for (key, _) in std::env::vars_os() {
-        std::env::remove_var(key);
-    }
+    rootfs::clear_env();
     for pair in env {
         if let Some((key, value)) = pair.split_once('=') {
             if !key.is_empty() {
@@ -261,14 +259,12 @@ pub fn find_command(args: &[String]) -> Result<()> {
     let Some(program) = args.first() else {
         bail!("config.json: process.args is empty");
     };
-    let candidates: Vec<PathBuf> = if program.contains('/') {
+    // A path with a `/` is taken as it is (relative to process.cwd), as execvp does.
+    let candidates = if program.contains('/') {
         vec![PathBuf::from(program)]
     } else {
-        std::env::var("PATH")
-            .unwrap_or_default()
-            .split(':')
-            .map(|dir| Path::new(dir).join(program))
-            .collect()
+        let path_var = std::env::var("PATH").unwrap_or_default();
+        rootfs::candidates(Path::new("/"), &path_var, program)
     };
     for path in candidates {
         let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
