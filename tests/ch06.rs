@@ -502,6 +502,34 @@ fn kill_delete_answers(b: &Bundle, runtime: &[String]) -> Result<Vec<Answer>> {
     Ok(answers)
 }
 
+/// A runtime started inside the container's own cgroup (a misplaced shim,
+/// say) must not freeze or kill itself with the container: it refuses, with
+/// a message, instead of dying without a word or hanging.
+fn runtime_never_signals_itself() -> Result<()> {
+    let b = Bundle::new(&["sleep", "30"])?;
+    b.start("self")?;
+    let dirs = b.cgroup_dirs()?;
+    ensure!(!dirs.is_empty(), "no cgroup for the container");
+    // The shell joins every directory of the container's cgroup, then
+    // becomes the runtime (same PID).
+    let join: String = dirs
+        .iter()
+        .map(|d| format!("echo $$ > {}/cgroup.procs && ", d.display()))
+        .collect();
+    for args in ["kill --all self KILL", "delete --force self"] {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("{join}exec \"$0\" --root \"$1\" {args}"))
+            .arg(paths::bin(BIN))
+            .arg(b.state.path());
+        let out = cfs_tests::run::output_within(cmd, Duration::from_secs(20))?;
+        fails_with(&out, "holds this runtime")?;
+    }
+    let status = b.status("self")?;
+    ensure!(status == "running", "the container was harmed: {status}");
+    Ok(())
+}
+
 /// runc itself, on the same bundle with a state root of the test's own, is
 /// the reference: containerd's shim and CRI-O read exit codes and words.
 fn kill_and_delete_answer_as_runc() -> Result<()> {
@@ -1976,6 +2004,7 @@ fn main() -> ExitCode {
             "kill_and_delete_answer_as_runc",
             kill_and_delete_answer_as_runc,
         ),
+        root("runtime_never_signals_itself", runtime_never_signals_itself),
         root(
             "no_descriptor_leaks_into_the_container",
             no_descriptor_leaks_into_the_container,

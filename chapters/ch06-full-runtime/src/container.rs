@@ -403,6 +403,7 @@ pub fn kill(store: &Store, id: &str, signal: Option<Signal>, all: bool) -> Resul
     let paused = status == Status::Paused;
     if all {
         let cgroup = cgroups::open(container.cgroup.as_ref())?;
+        not_ours(&cgroup, id)?;
         if !paused {
             cgroup.freeze()?;
         }
@@ -425,6 +426,22 @@ pub fn kill(store: &Store, id: &str, signal: Option<Signal>, all: bool) -> Resul
     Ok(())
 }
 
+/// Refuses to signal, freeze or empty a cgroup that holds this very process:
+/// the runtime would freeze or kill itself and end without a word (a caller
+/// such as containerd's shim sees only "signal: killed" or a hang).
+fn not_ours(cgroup: &ch04_cgroups::cgroups::Cgroup, id: &str) -> Result<()> {
+    if cgroup.procs().unwrap_or_default().contains(&Pid::this()) {
+        bail!(
+            "the cgroup of container {id} holds this runtime ({}): run the runtime outside the container's cgroup",
+            cgroup
+                .dirs()
+                .first()
+                .map_or(String::new(), |d| d.display().to_string())
+        );
+    }
+    Ok(())
+}
+
 /// `kill --all` of a stopped container: signals what is still in its cgroup,
 /// if the cgroup is still there; a cgroup gone already is nothing to do.
 fn signal_leftovers(container: &Container, signal: Option<Signal>) -> Result<()> {
@@ -434,6 +451,7 @@ fn signal_leftovers(container: &Container, signal: Option<Signal>) -> Result<()>
     let Ok(pids) = cgroup.procs() else {
         return Ok(());
     };
+    not_ours(&cgroup, &container.id)?;
     pids.into_iter()
         .try_for_each(|pid| send_signal(pid.as_raw(), signal))
 }
@@ -462,6 +480,10 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         }
         Err(err) => return Err(err),
     };
+    // Before anything is killed: the cgroup will be emptied.
+    if let Ok(cgroup) = cgroups::open(container.cgroup.as_ref()) {
+        not_ours(&cgroup, id)?;
+    }
     match container.status() {
         Status::Stopped => {}
         // Its command never ran: nothing is lost by killing it.
