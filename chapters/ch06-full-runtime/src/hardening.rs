@@ -137,14 +137,6 @@ pub fn run_from_sealed_copy(scratch: &Path) -> Result<()> {
         nix::sys::prctl::set_name(&name).context("failed to set PR_SET_NAME")?;
         return Ok(());
     }
-    let copy = match read_only_view(scratch) {
-        Ok(view) => view,
-        // No overlayfs or no new mount API (before Linux 5.2), say.
-        Err(err) => {
-            say!("read-only view failed ({err:#}): copy into a memfd instead");
-            memfd_copy(exe)?
-        }
-    };
     let args: Vec<CString> = std::env::args_os()
         .map(|a| CString::new(a.into_encoded_bytes()))
         .collect::<Result<_, _>>()
@@ -158,11 +150,19 @@ pub fn run_from_sealed_copy(scratch: &Path) -> Result<()> {
         })
         .collect::<Result<_, _>>()
         .context("an environment variable holds a NUL byte")?;
-    say!("execveat(copy, \"\", argv, envp, AT_EMPTY_PATH)");
-    match nix::unistd::fexecve(&copy, &args, &env) {
-        Ok(never) => match never {},
-        Err(err) => Err(err).context("failed to re-execute the runtime from its protected copy"),
+    let exec = |copy: OwnedFd| -> Result<()> {
+        say!("execveat(copy, \"\", argv, envp, AT_EMPTY_PATH)");
+        match nix::unistd::fexecve(&copy, &args, &env) {
+            Ok(never) => match never {},
+            Err(err) => Err(err).context("failed to re-execute the runtime from its copy"),
+        }
+    };
+    // No overlayfs, no new mount API (before Linux 5.2), a lower layer
+    // overlayfs refuses: the memfd then.
+    if let Err(err) = read_only_view(scratch).and_then(exec) {
+        say!("read-only view failed ({err:#}): copy into a memfd instead");
     }
+    exec(memfd_copy(exe)?)
 }
 
 /// Runs from a copy no one can write: a sealed memfd, or a file on a
