@@ -19,10 +19,12 @@ use std::process::ExitCode;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
+pub mod engines;
 pub mod kernel;
 pub mod lab;
 pub mod paths;
 pub mod run;
+pub mod sandbox;
 pub mod session;
 
 pub use anyhow::{anyhow, bail, ensure, Context, Result};

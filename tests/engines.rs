@@ -1,0 +1,614 @@
+//! Container engines drive chapter 6's runtime: containerd through `ctr`,
+//! Docker and podman, each started privately in a [`Sandbox`] (its own
+//! network, mount, PID and cgroup namespaces, its cgroup beneath the
+//! test's), each once with runc (to show the test itself right) and once
+//! with `ch06-full-runtime`.
+//!
+//! Every test walks the same list of steps and reports each one (`ok` or
+//! `FAILED` with the reason) before it fails with all failures: hello,
+//! exit code, `run -d` + `exec`, `top`/`ps`, `pause`/`unpause` (the freezer
+//! state read in the container's cgroup), `stop` of a PID 1 that ignores
+//! TERM (TERM, then KILL: exit 137), `rm`, limits read back from the
+//! container's cgroup files, `--cgroup-parent`, and nothing left (runtime
+//! state, cgroups, mounts, processes).
+//!
+//! The runtime is started through a wrapper script that logs its arguments:
+//! the tests read there that the engine called the runtime they gave it
+//! (and with which signals it was asked to stop a container).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cfs_tests::engines::{oci_image, Cli, Containerd};
+use cfs_tests::run::wait_for;
+use cfs_tests::sandbox::{Sandbox, Tree};
+use cfs_tests::{bail, ensure, paths, root, Context, Result};
+use nix::unistd::Pid;
+
+/// Which runtime an engine runs: runc, the reference, or the chapter's.
+#[derive(Clone, Copy)]
+enum Runtime {
+    Runc,
+    Ch06,
+}
+
+impl Runtime {
+    fn path(self) -> PathBuf {
+        match self {
+            Runtime::Runc => PathBuf::from("/usr/sbin/runc"),
+            Runtime::Ch06 => paths::bin("ch06-full-runtime"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Runtime::Runc => "runc",
+            Runtime::Ch06 => "ch06",
+        }
+    }
+}
+
+/// A wrapper around the runtime that appends each command line to
+/// `runtime.args` in the sandbox's temp dir, then becomes the runtime.
+fn wrapper(sandbox: &Sandbox, runtime: Runtime) -> Result<PathBuf> {
+    let path = sandbox.dir.join(format!("{}-runtime", runtime.name()));
+    let log = sandbox.dir.join("runtime.args");
+    fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\necho \"$*\" >>{}\nexec {} \"$@\"\n",
+            log.display(),
+            runtime.path().display()
+        ),
+    )?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+    Ok(path)
+}
+
+/// The runtime's command lines so far.
+fn runtime_calls(sandbox: &Sandbox) -> Vec<String> {
+    fs::read_to_string(sandbox.dir.join("runtime.args"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs named steps, reporting each, and keeps going after a failure so a
+/// run shows every step's result.
+struct Steps {
+    label: String,
+    failures: Vec<String>,
+}
+
+impl Steps {
+    fn new(label: &str) -> Steps {
+        Steps {
+            label: label.to_string(),
+            failures: Vec::new(),
+        }
+    }
+
+    fn step(&mut self, name: &str, f: impl FnOnce() -> Result<()>) -> bool {
+        match f() {
+            Ok(()) => {
+                eprintln!("  {} {name}: ok", self.label);
+                true
+            }
+            Err(err) => {
+                let first = format!("{err:#}");
+                eprintln!("  {} {name}: FAILED: {first}", self.label);
+                self.failures.push(format!("{name}: {first}"));
+                false
+            }
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        if !self.failures.is_empty() {
+            bail!("{} step(s) failed:\n{}", self.failures.len(), self.failures.join("\n"));
+        }
+        Ok(())
+    }
+}
+
+/// The container's cgroup, as a path in the sandbox (`/docker/<id>`), read
+/// on the host from `/proc/<pid>/cgroup`; fails unless it lies beneath the
+/// sandbox's root in every tree.
+fn cgroup_of(sandbox: &Sandbox, pid: Pid) -> Result<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .with_context(|| format!("failed to read /proc/{pid}/cgroup"))?;
+    let mut found: Option<String> = None;
+    for line in text.lines() {
+        let path = line.splitn(3, ':').nth(2).unwrap_or("");
+        let list = line.split(':').nth(1).unwrap_or("");
+        if list.starts_with("name=") {
+            continue;
+        }
+        let tree = sandbox
+            .trees
+            .iter()
+            .find(|t| {
+                if list.is_empty() {
+                    t.v2()
+                } else {
+                    list.split(',').all(|c| t.has(c))
+                }
+            })
+            .with_context(|| format!("no sandbox tree for {line}"))?;
+        let inner = path
+            .strip_prefix(&tree.root_path)
+            .filter(|rest| rest.starts_with('/'))
+            .with_context(|| {
+                format!(
+                    "process {pid} is in {line}, outside the sandbox's cgroup {} \
+                     (host /proc/{pid}/cgroup: {text})",
+                    tree.root_path
+                )
+            })?;
+        match &found {
+            Some(f) if f != inner => bail!("process {pid} is in {f} and in {inner}: {text}"),
+            _ => found = Some(inner.to_string()),
+        }
+    }
+    found.with_context(|| format!("no cgroup lines in /proc/{pid}/cgroup"))
+}
+
+/// A cgroup file of the container's group `path`, read on the host: on v1
+/// in the hierarchy with `controller`, on v2 in the one tree.
+fn cgroup_file(sandbox: &Sandbox, controller: &str, path: &str, file: &str) -> Result<String> {
+    let tree: &Tree = sandbox.tree(controller)?;
+    let full = tree.root.join(&path[1..]).join(file);
+    Ok(fs::read_to_string(&full)
+        .with_context(|| format!("failed to read {}", full.display()))?
+        .trim()
+        .to_string())
+}
+
+/// Whether the container's group is frozen, on the host: v1 `freezer.state`,
+/// v2 `frozen` in `cgroup.events`.
+fn frozen(sandbox: &Sandbox, path: &str) -> Result<bool> {
+    if sandbox.tree("freezer")?.v2() {
+        let events = cgroup_file(sandbox, "freezer", path, "cgroup.events")?;
+        Ok(events.lines().any(|l| l == "frozen 1"))
+    } else {
+        Ok(cgroup_file(sandbox, "freezer", path, "freezer.state")? == "FROZEN")
+    }
+}
+
+/// Checks the limits `--memory 64m --cpus 0.5 --pids-limit 20` (or without
+/// pids) in the container's cgroup files.
+fn check_limits(sandbox: &Sandbox, path: &str, pids: bool) -> Result<()> {
+    let v2 = sandbox.tree("memory")?.v2();
+    let (memory, cpu) = if v2 {
+        (
+            cgroup_file(sandbox, "memory", path, "memory.max")?,
+            cgroup_file(sandbox, "cpu", path, "cpu.max")?,
+        )
+    } else {
+        (
+            cgroup_file(sandbox, "memory", path, "memory.limit_in_bytes")?,
+            format!(
+                "{} {}",
+                cgroup_file(sandbox, "cpu", path, "cpu.cfs_quota_us")?,
+                cgroup_file(sandbox, "cpu", path, "cpu.cfs_period_us")?
+            ),
+        )
+    };
+    ensure!(memory == "67108864", "memory limit {memory}, not 67108864 (64m)");
+    ensure!(cpu == "50000 100000", "cpu quota and period {cpu}, not 50000 100000 (0.5 CPU)");
+    if pids {
+        let max = cgroup_file(sandbox, "pids", path, "pids.max")?;
+        ensure!(max == "20", "pids.max {max}, not 20");
+    }
+    Ok(())
+}
+
+/// Nothing of containers `ids` left: no cgroup, no mount (in the sandbox's
+/// mount namespace), no runtime process or shim, and the runtime's state
+/// dirs (each `--root` it was given, seen through `/proc/<init>/root`) empty.
+fn nothing_left(sandbox: &Sandbox, ids: &[String]) -> Result<()> {
+    let groups: Vec<String> = sandbox
+        .cgroups()
+        .into_iter()
+        .filter(|g| ids.iter().any(|id| g.contains(id.as_str())))
+        .collect();
+    ensure!(groups.is_empty(), "cgroups left: {groups:?}");
+    let mountinfo = fs::read_to_string(format!("/proc/{}/mountinfo", sandbox.init))?;
+    let mounts: Vec<&str> = mountinfo
+        .lines()
+        .filter(|l| l.contains(" - overlay ") || ids.iter().any(|id| l.contains(id.as_str())))
+        .collect();
+    ensure!(mounts.is_empty(), "mounts left: {mounts:?}");
+    let procs: Vec<String> = sandbox
+        .ps()
+        .lines()
+        .filter(|l| {
+            ["shim", "sleep", "runtime", "runc", "ch06", "while"]
+                .iter()
+                .any(|w| l.contains(w))
+        })
+        .map(str::to_string)
+        .collect();
+    ensure!(procs.is_empty(), "processes left: {procs:?}");
+    let mut roots: Vec<String> = runtime_calls(sandbox)
+        .iter()
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == "--root")?;
+            words.get(at + 1).map(|s| s.to_string())
+        })
+        .collect();
+    roots.sort();
+    roots.dedup();
+    for dir in &roots {
+        let seen = PathBuf::from(format!("/proc/{}/root{dir}", sandbox.init));
+        let left: Vec<String> = fs::read_dir(&seen)
+            .map(|e| {
+                e.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ensure!(left.is_empty(), "runtime state left in {dir}: {left:?}");
+    }
+    Ok(())
+}
+
+/// Checks that the runtime was asked to stop `id` with TERM, then with KILL.
+fn term_then_kill(sandbox: &Sandbox, id: &str) -> Result<()> {
+    let calls = runtime_calls(sandbox);
+    let kills: Vec<&String> = calls
+        .iter()
+        .filter(|l| l.contains(" kill ") || l.starts_with("kill "))
+        .filter(|l| l.contains(id))
+        .collect();
+    let signal = |l: &str, names: &[&str]| l.split_whitespace().last().is_some_and(|s| names.contains(&s));
+    let term = kills.iter().position(|l| signal(l, &["15", "TERM", "SIGTERM"]));
+    let kill = kills.iter().position(|l| signal(l, &["9", "KILL", "SIGKILL"]));
+    match (term, kill) {
+        (Some(t), Some(k)) if t < k => Ok(()),
+        _ => bail!("the runtime was not asked for TERM then KILL: {kills:?}"),
+    }
+}
+
+/// A name for a container, unique to this run.
+fn id(what: &str) -> String {
+    format!("cfs-h3-{what}-{}", std::process::id())
+}
+
+// ---------------------------------------------------------------- containerd
+
+const BUSYBOX: &str = "docker.io/cfs/busybox:latest";
+
+/// The busybox image, imported into namespace `ns`.
+fn import_busybox(sandbox: &Sandbox, containerd: &Containerd, ns: &str) -> Result<()> {
+    let tar = oci_image(
+        &sandbox.dir,
+        "busybox",
+        &paths::rootfs()?,
+        BUSYBOX,
+        serde_json::json!({"Cmd": ["sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}),
+    )?;
+    containerd
+        .ctr(sandbox, &["--namespace", ns, "images", "import", &tar.display().to_string()])?
+        .expect_code(0)
+        .context("ctr images import failed")?;
+    Ok(())
+}
+
+/// The PID (in the sandbox) and status of task `id`, from `ctr task ls`.
+fn task(sandbox: &Sandbox, containerd: &Containerd, id: &str) -> Result<Option<(i32, String)>> {
+    let out = containerd.ctr(sandbox, &["task", "ls"])?;
+    out.expect_code(0)?;
+    Ok(out.stdout.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.first() == Some(&id)).then(|| (f[1].parse().unwrap_or(0), f[2].to_string()))
+    }))
+}
+
+fn ctr(runtime: Runtime) -> Result<()> {
+    let sandbox = Sandbox::start("h3")?;
+    let containerd = Containerd::start(
+        &sandbox,
+        "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
+    )?;
+    import_busybox(&sandbox, &containerd, "default")?;
+    let rt = wrapper(&sandbox, runtime)?.display().to_string();
+    let mut steps = Steps::new(&format!("ctr/{}", runtime.name()));
+    let c = |args: &[&str]| containerd.ctr(&sandbox, args);
+    let run = |id: &str, extra: &[&str], cmd: &[&str]| {
+        let mut args = vec!["run", "--runc-binary", rt.as_str()];
+        args.extend_from_slice(extra);
+        args.push(BUSYBOX);
+        args.push(id);
+        args.extend_from_slice(cmd);
+        c(&args)
+    };
+    let mut ids = Vec::new();
+
+    steps.step("hello", || {
+        let id = id("hello");
+        let out = run(&id, &["--rm"], &["echo", "hello"])?;
+        out.expect_code(0)?;
+        ensure!(out.stdout.trim() == "hello", "printed {:?}", out.stdout);
+        ensure!(
+            runtime_calls(&sandbox).iter().any(|l| l.contains(&id)),
+            "the runtime was never called for {id}"
+        );
+        Ok(())
+    });
+    steps.step("exit code", || {
+        run(&id("exit"), &["--rm"], &["sh", "-c", "exit 3"])?.expect_code(3)?;
+        Ok(())
+    });
+    let main = id("main");
+    ids.push(main.clone());
+    let mut path = String::new();
+    let mut pid = Pid::from_raw(0);
+    let started = steps.step("run -d, cgroup beneath the sandbox's", || {
+        run(&main, &["-d"], &["sleep", "1000"])?.expect_code(0)?;
+        let (inner, status) = task(&sandbox, &containerd, &main)?.context("no task")?;
+        ensure!(status == "RUNNING", "task is {status}");
+        pid = sandbox.host_pid(inner).context("task's pid not in the sandbox")?;
+        path = cgroup_of(&sandbox, pid)?;
+        ensure!(path == format!("/default/{main}"), "container's cgroup is {path}, not /default/{main}");
+        Ok(())
+    });
+    if started {
+        steps.step("exec", || {
+            let out = c(&["task", "exec", "--exec-id", "e1", &main, "cat", "/proc/1/cmdline"])?;
+            out.expect_code(0)?;
+            ensure!(out.stdout.starts_with("sleep\u{0}1000"), "PID 1 is {:?}", out.stdout);
+            Ok(())
+        });
+        steps.step("ps", || {
+            let out = c(&["task", "ps", &main])?;
+            out.expect_code(0)?;
+            let inner = task(&sandbox, &containerd, &main)?.context("no task")?.0;
+            ensure!(out.stdout.contains(&inner.to_string()), "ps: {}", out.stdout);
+            Ok(())
+        });
+        steps.step("pause/resume", || {
+            c(&["task", "pause", &main])?.expect_code(0)?;
+            ensure!(frozen(&sandbox, &path)?, "not frozen after pause");
+            let status = task(&sandbox, &containerd, &main)?.context("no task")?.1;
+            ensure!(status == "PAUSED", "task is {status} after pause");
+            c(&["task", "resume", &main])?.expect_code(0)?;
+            ensure!(!frozen(&sandbox, &path)?, "still frozen after resume");
+            Ok(())
+        });
+        steps.step("stop: TERM ignored, then KILL: 137", || {
+            c(&["task", "kill", &main])?.expect_code(0)?;
+            std::thread::sleep(Duration::from_millis(500));
+            let status = task(&sandbox, &containerd, &main)?.context("no task")?.1;
+            ensure!(status == "RUNNING", "task is {status} after TERM, which PID 1 ignores");
+            c(&["task", "kill", "--signal", "KILL", &main])?.expect_code(0)?;
+            wait_for(Duration::from_secs(20), || {
+                task(&sandbox, &containerd, &main)
+                    .ok()
+                    .flatten()
+                    .filter(|t| t.1 == "STOPPED")
+            })
+            .context("task not STOPPED after KILL")?;
+            term_then_kill(&sandbox, &main)?;
+            let out = c(&["task", "delete", &main])?;
+            out.expect_code(0)?;
+            ensure!(out.stdout.contains("137") || out.stderr.contains("137"), "exit status: {out:?}");
+            Ok(())
+        });
+        steps.step("rm", || {
+            c(&["container", "delete", &main])?.expect_code(0)?;
+            ensure!(!path.is_empty() && !sandbox.cgroups().contains(&path), "cgroup {path} left");
+            Ok(())
+        });
+    }
+    steps.step("limits: --memory-limit 64m --cpus 0.5 in cgroup files", || {
+        let id = id("limits");
+        ids.push(id.clone());
+        run(&id, &["-d", "--memory-limit", "67108864", "--cpus", "0.5"], &["sleep", "1000"])?
+            .expect_code(0)?;
+        let result = (|| {
+            let inner = task(&sandbox, &containerd, &id)?.context("no task")?.0;
+            let pid = sandbox.host_pid(inner).context("no pid")?;
+            check_limits(&sandbox, &cgroup_of(&sandbox, pid)?, false)
+        })();
+        c(&["task", "kill", "--signal", "KILL", &id])?;
+        wait_for(Duration::from_secs(20), || {
+            task(&sandbox, &containerd, &id).ok().flatten().filter(|t| t.1 == "STOPPED")
+        })?;
+        c(&["task", "delete", &id])?.expect_code(0)?;
+        c(&["container", "delete", &id])?.expect_code(0)?;
+        result
+    });
+    steps.step("nothing left", || {
+        let out = c(&["task", "ls", "-q"])?;
+        ensure!(out.stdout.trim().is_empty(), "tasks left: {}", out.stdout);
+        let out = c(&["container", "ls", "-q"])?;
+        ensure!(out.stdout.trim().is_empty(), "containers left: {}", out.stdout);
+        nothing_left(&sandbox, &ids)
+    });
+    let result = steps.finish();
+    drop(containerd);
+    sandbox.stop()?;
+    result
+}
+
+// ------------------------------------------------------------ docker, podman
+
+fn cli(engine: &str, runtime: Runtime) -> Result<()> {
+    let sandbox = Sandbox::start("h3")?;
+    let rt = wrapper(&sandbox, runtime)?;
+    let cli = match engine {
+        "docker" => Cli::docker(&sandbox, &rt)?,
+        _ => Cli::podman(&sandbox, &rt)?,
+    };
+    let mut steps = Steps::new(&format!("{engine}/{}", runtime.name()));
+    let e = |args: &[&str]| cli.run(&sandbox, args);
+    let run = |extra: &[&str], cmd: &[&str]| {
+        let mut args = vec!["run", "--network", "none"];
+        if engine == "docker" {
+            args.extend(["--runtime", "cfs"]);
+        }
+        args.extend_from_slice(extra);
+        args.push("cfs/busybox");
+        args.extend_from_slice(cmd);
+        e(&args)
+    };
+    let inspect = |id: &str, format: &str| -> Result<String> {
+        let out = e(&["inspect", "--format", format, id])?;
+        out.expect_code(0)?;
+        Ok(out.stdout.trim().to_string())
+    };
+    let started = |id: &str| -> Result<(Pid, String)> {
+        let full = inspect(id, "{{.Id}}")?;
+        let inner: i32 = inspect(id, "{{.State.Pid}}")?.parse()?;
+        let pid = sandbox.host_pid(inner).context("container's pid not in the sandbox")?;
+        let path = cgroup_of(&sandbox, pid)?;
+        ensure!(path.contains(&full), "container's cgroup {path} is not named after its id {full}");
+        Ok((pid, path))
+    };
+    let mut ids: Vec<String> = Vec::new();
+
+    steps.step("hello", || {
+        let out = run(&["--rm"], &["echo", "hello"])?;
+        out.expect_code(0)?;
+        ensure!(out.stdout.trim() == "hello", "printed {:?}", out.stdout);
+        ensure!(!runtime_calls(&sandbox).is_empty(), "the runtime was never called");
+        Ok(())
+    });
+    steps.step("exit code", || {
+        run(&["--rm"], &["sh", "-c", "exit 3"])?.expect_code(3)?;
+        Ok(())
+    });
+    let main = id("main");
+    let mut path = String::new();
+    let ok = steps.step("run -d, cgroup beneath the sandbox's", || {
+        let out = run(&["-d", "--name", &main], &["sleep", "1000"])?;
+        out.expect_code(0)?;
+        ids.push(out.stdout.trim().to_string());
+        path = started(&main)?.1;
+        Ok(())
+    });
+    if ok {
+        steps.step("exec", || {
+            let out = e(&["exec", &main, "cat", "/proc/1/cmdline"])?;
+            out.expect_code(0)?;
+            ensure!(out.stdout.starts_with("sleep\u{0}1000"), "PID 1 is {:?}", out.stdout);
+            Ok(())
+        });
+        steps.step("top", || {
+            let out = e(&["top", &main])?;
+            out.expect_code(0)?;
+            ensure!(out.stdout.contains("sleep 1000"), "top: {}", out.stdout);
+            Ok(())
+        });
+        steps.step("pause/unpause", || {
+            e(&["pause", &main])?.expect_code(0)?;
+            ensure!(frozen(&sandbox, &path)?, "not frozen after pause");
+            let status = inspect(&main, "{{.State.Status}}")?;
+            ensure!(status == "paused", "status {status} after pause");
+            e(&["unpause", &main])?.expect_code(0)?;
+            ensure!(!frozen(&sandbox, &path)?, "still frozen after unpause");
+            Ok(())
+        });
+        steps.step("rm", || {
+            e(&["rm", "--force", &main])?.expect_code(0)?;
+            ensure!(!sandbox.cgroups().contains(&path), "cgroup {path} left");
+            Ok(())
+        });
+    }
+    steps.step("stop: TERM ignored, then KILL: 137", || {
+        let id = id("stop");
+        let out = run(
+            &["-d", "--name", &id],
+            &["sh", "-c", "trap '' TERM; while :; do sleep 1; done"],
+        )?;
+        out.expect_code(0)?;
+        let full = out.stdout.trim().to_string();
+        ids.push(full.clone());
+        e(&["stop", "--time", "1", &id])?.expect_code(0)?;
+        let code = inspect(&id, "{{.State.ExitCode}}")?;
+        let result = (|| {
+            ensure!(code == "137", "exit code {code}, not 137");
+            term_then_kill(&sandbox, &full)
+        })();
+        e(&["rm", &id])?.expect_code(0)?;
+        result
+    });
+    steps.step("limits: --memory 64m --cpus 0.5 --pids-limit 20 in cgroup files", || {
+        let id = id("limits");
+        let out = run(
+            &["-d", "--name", &id, "--memory", "64m", "--cpus", "0.5", "--pids-limit", "20"],
+            &["sleep", "1000"],
+        )?;
+        out.expect_code(0)?;
+        ids.push(out.stdout.trim().to_string());
+        let result = started(&id).and_then(|(_, path)| check_limits(&sandbox, &path, true));
+        e(&["rm", "--force", &id])?.expect_code(0)?;
+        result
+    });
+    steps.step("--cgroup-parent", || {
+        let id = id("parent");
+        let parent = "/cfs-parent-h3";
+        let out = run(&["-d", "--name", &id, "--cgroup-parent", parent], &["sleep", "1000"])?;
+        out.expect_code(0)?;
+        ids.push(out.stdout.trim().to_string());
+        let result = started(&id).and_then(|(_, path)| {
+            ensure!(path.starts_with(&format!("{parent}/")), "cgroup {path} is not beneath {parent}");
+            Ok(())
+        });
+        e(&["rm", "--force", &id])?.expect_code(0)?;
+        result
+    });
+    steps.step("nothing left", || {
+        let out = e(&["ps", "--all", "--quiet"])?;
+        ensure!(out.stdout.trim().is_empty(), "containers left: {}", out.stdout);
+        nothing_left(&sandbox, &ids)
+    });
+    let result = steps.finish();
+    let _ = cli.stop_daemon();
+    sandbox.stop()?;
+    result
+}
+
+/// The sandbox itself: an engine-free check that its cgroup namespace is
+/// rooted at the test's cgroup, that a cgroup made in it lands beneath ours
+/// on the host, and that nothing is left after it.
+fn sandbox_is_beneath_our_cgroup() -> Result<()> {
+    let sandbox = Sandbox::start("h3")?;
+    let mut cmd = sandbox.command("sh");
+    cmd.args(["-c", "cat /proc/self/cgroup; mkdir /sys/fs/cgroup/pids/probe 2>/dev/null || mkdir /sys/fs/cgroup/probe; ip -o link"]);
+    let out = cfs_tests::run::output(cmd)?;
+    out.expect_code(0)?;
+    for line in out.stdout.lines().filter(|l| l.contains(":/")) {
+        ensure!(line.ends_with(":/init"), "inside, the sandbox's processes are in {line}, not /init");
+    }
+    ensure!(out.stdout.contains("lo:") && !out.stdout.contains("eth"), "links: {}", out.stdout);
+    ensure!(sandbox.cgroups().contains(&"/probe".to_string()), "{:?}", sandbox.cgroups());
+    let pids = sandbox.tree("pids")?.root.join("probe");
+    ensure!(pids.exists(), "{} missing on the host", pids.display());
+    let dir = sandbox.dir.clone();
+    let roots: Vec<PathBuf> = sandbox.trees.iter().map(|t| t.root.clone()).collect();
+    let init = sandbox.init;
+    sandbox.stop()?;
+    ensure!(!dir.exists(), "{} left", dir.display());
+    ensure!(!Path::new(&format!("/proc/{init}")).exists(), "PID 1 {init} left");
+    for root in roots {
+        ensure!(!root.exists(), "cgroup {} left", root.display());
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let mut trials = vec![root("sandbox_is_beneath_our_cgroup", sandbox_is_beneath_our_cgroup)];
+    for runtime in [Runtime::Runc, Runtime::Ch06] {
+        let name = runtime.name();
+        trials.push(root(&format!("containerd_ctr_{name}"), move || ctr(runtime)));
+        trials.push(root(&format!("docker_{name}"), move || cli("docker", runtime)));
+        trials.push(root(&format!("podman_{name}"), move || cli("podman", runtime)));
+    }
+    cfs_tests::main(trials)
+}
