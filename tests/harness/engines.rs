@@ -245,7 +245,8 @@ impl Cli {
 
     /// podman with its own storage (`--root`, `--runroot`), `--tmpdir`,
     /// events in a file, cgroupfs, and containers.conf, storage.conf and
-    /// policy.json in the temp dir (through `CONTAINERS_*` variables).
+    /// registries.conf in the temp dir (through `CONTAINERS_*` variables),
+    /// policy.json in a `$HOME` there.
     pub fn podman(sandbox: &Sandbox, runtime: &Path) -> Result<Cli> {
         let dir = sandbox.dir.join("podman");
         fs::create_dir_all(dir.join("tmp"))?;
@@ -260,8 +261,11 @@ impl Cli {
             "[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
              [containers]\nnetns = \"none\"\n",
         )?;
+        // containers/image reads $HOME/.config/containers/policy.json before
+        // /etc/containers/policy.json; podman has no global flag for it.
+        fs::create_dir_all(dir.join("home/.config/containers"))?;
         fs::write(
-            dir.join("policy.json"),
+            dir.join("home/.config/containers/policy.json"),
             r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
         )?;
         fs::write(dir.join("registries.conf"), "unqualified-search-registries = []\n")?;
@@ -278,8 +282,6 @@ impl Cli {
             "file".into(),
             "--runtime".into(),
             runtime.display().to_string(),
-            "--signature-policy".into(),
-            dir.join("policy.json").display().to_string(),
         ];
         let cli = Cli {
             program: "/usr/bin/podman".into(),
@@ -288,6 +290,7 @@ impl Cli {
                 ("CONTAINERS_CONF".into(), dir.join("containers.conf").display().to_string()),
                 ("CONTAINERS_STORAGE_CONF".into(), dir.join("storage.conf").display().to_string()),
                 ("CONTAINERS_REGISTRIES_CONF".into(), dir.join("registries.conf").display().to_string()),
+                ("HOME".into(), dir.join("home").display().to_string()),
                 ("XDG_RUNTIME_DIR".into(), dir.join("xdg").display().to_string()),
                 ("XDG_CONFIG_HOME".into(), dir.join("xdg-config").display().to_string()),
             ],
