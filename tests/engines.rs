@@ -92,14 +92,17 @@ impl Steps {
     }
 
     fn step(&mut self, name: &str, f: impl FnOnce() -> Result<()>) -> bool {
-        match f() {
+        let start = std::time::Instant::now();
+        let result = f();
+        let took = start.elapsed().as_secs_f32();
+        match result {
             Ok(()) => {
-                eprintln!("  {} {name}: ok", self.label);
+                eprintln!("  {} {name}: ok ({took:.1} s)", self.label);
                 true
             }
             Err(err) => {
                 let first = format!("{err:#}");
-                eprintln!("  {} {name}: FAILED: {first}", self.label);
+                eprintln!("  {} {name}: FAILED ({took:.1} s): {first}", self.label);
                 self.failures.push(format!("{name}: {first}"));
                 false
             }
@@ -483,10 +486,23 @@ fn cli(engine: &str, runtime: Runtime) -> Result<()> {
         let pid = sandbox.host_pid(inner).context("container's pid not in the sandbox")?;
         Ok((pid, cgroup_of(&sandbox, pid)?))
     };
-    let named = |id: &str, path: &str| -> Result<()> {
+    // The cgroupsPath each engine gives with cgroupfs, as runc places it:
+    // Docker `<parent>/<id>` (parent /docker), podman `<parent>/libpod-<id>`
+    // (parent /libpod_parent).
+    let named = |id: &str, path: &str, parent: Option<&str>| -> Result<()> {
         let full = inspect(id, "{{.Id}}")?;
-        ensure!(path.contains(&full), "container's cgroup {path} is not named after its id {full}");
+        let want = match (engine, parent) {
+            ("docker", p) => format!("{}/{full}", p.unwrap_or("/docker")),
+            (_, p) => format!("{}/libpod-{full}", p.unwrap_or("/libpod_parent")),
+        };
+        ensure!(path == want, "container's cgroup is {path}, not {want}");
         Ok(())
+    };
+    // `rm --force` stops a container first: Docker with KILL, podman with
+    // TERM, then KILL after 10 s, unless told otherwise.
+    let rm_force = match engine {
+        "docker" => ["rm", "--force", "--volumes"],
+        _ => ["rm", "--force", "--time=0"],
     };
     let mut ids: Vec<String> = Vec::new();
 
@@ -512,7 +528,7 @@ fn cli(engine: &str, runtime: Runtime) -> Result<()> {
     });
     if ok {
         steps.step("cgroup named after the id (cgroupsPath) beneath the sandbox's", || {
-            named(&main, &path)
+            named(&main, &path, None)
         });
         steps.step("exec", || {
             let out = e(&["exec", &main, "cat", "/proc/1/cmdline"])?;
@@ -536,7 +552,7 @@ fn cli(engine: &str, runtime: Runtime) -> Result<()> {
             Ok(())
         });
         steps.step("rm", || {
-            e(&["rm", "--force", &main])?.expect_code(0)?;
+            e(&[rm_force[0], rm_force[1], rm_force[2], &main])?.expect_code(0)?;
             ensure!(!sandbox.cgroups().contains(&path), "cgroup {path} left");
             Ok(())
         });
@@ -568,7 +584,7 @@ fn cli(engine: &str, runtime: Runtime) -> Result<()> {
         out.expect_code(0)?;
         ids.push(out.stdout.trim().to_string());
         let result = started(&id).and_then(|(_, path)| check_limits(&sandbox, &path, true));
-        e(&["rm", "--force", &id])?.expect_code(0)?;
+        e(&[rm_force[0], rm_force[1], rm_force[2], &id])?.expect_code(0)?;
         result
     });
     steps.step("--cgroup-parent", || {
@@ -577,12 +593,8 @@ fn cli(engine: &str, runtime: Runtime) -> Result<()> {
         let out = run(&["-d", "--name", &id, "--cgroup-parent", parent], &["sleep", "1000"])?;
         out.expect_code(0)?;
         ids.push(out.stdout.trim().to_string());
-        let result = started(&id).and_then(|(_, path)| {
-            named(&id, &path)?;
-            ensure!(path.starts_with(&format!("{parent}/")), "cgroup {path} is not beneath {parent}");
-            Ok(())
-        });
-        e(&["rm", "--force", &id])?.expect_code(0)?;
+        let result = started(&id).and_then(|(_, path)| named(&id, &path, Some(parent)));
+        e(&[rm_force[0], rm_force[1], rm_force[2], &id])?.expect_code(0)?;
         result
     });
     steps.step("nothing left", || {
