@@ -36,7 +36,7 @@ enum Runtime {
 impl Runtime {
     fn path(self) -> PathBuf {
         match self {
-            Runtime::Runc => PathBuf::from("/usr/sbin/runc"),
+            Runtime::Runc => PathBuf::from(std::env::var("CFS_H3_RUNC").unwrap_or("/usr/sbin/runc".into())),
             Runtime::Ch06 => paths::bin("ch06-full-runtime"),
         }
     }
@@ -57,9 +57,9 @@ fn wrapper(sandbox: &Sandbox, runtime: Runtime) -> Result<PathBuf> {
     fs::write(
         &path,
         format!(
-            "#!/bin/sh\necho \"$*\" >>{}\nexec {} \"$@\"\n",
-            log.display(),
-            runtime.path().display()
+            "#!/bin/sh\necho \"$*\" >>{log}\nexec {} \"$@\" 2>>{log}.err\n",
+            runtime.path().display(),
+            log = log.display(),
         ),
     )?;
     use std::os::unix::fs::PermissionsExt;
@@ -74,6 +74,12 @@ fn runtime_calls(sandbox: &Sandbox) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// What the runtime wrote on stderr, for a failure's message.
+fn runtime_errors(sandbox: &Sandbox) -> String {
+    let text = fs::read_to_string(sandbox.dir.join("runtime.args.err")).unwrap_or_default();
+    format!("the runtime's stderr:\n{text}")
 }
 
 /// Runs named steps, reporting each, and keeps going after a failure so a
@@ -449,10 +455,199 @@ fn ctr(runtime: Runtime) -> Result<()> {
         ensure!(out.stdout.trim().is_empty(), "containers left: {}", out.stdout);
         nothing_left(&sandbox, &ids)
     });
-    let result = steps.finish();
-    drop(containerd);
+    let result = steps.finish().with_context(|| runtime_errors(&sandbox));
+    let log = containerd.stop()?;
     sandbox.stop()?;
-    result
+    result.with_context(|| format!("containerd's log:\n{}{}", log.stdout, log.stderr))
+}
+
+// ------------------------------------------------------ containerd's CRI plugin
+
+const PAUSE: &str = "docker.io/cfs/pause:latest";
+
+/// The CNI network of the pods: a bridge in the sandbox's network namespace,
+/// addresses from host-local (its state in the temp dir); containerd adds
+/// the loopback plugin itself.
+fn cni_conflist(dir: &Path) -> String {
+    serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": "cfs-h3",
+        "plugins": [{
+            "type": "bridge",
+            "bridge": "cfs-h3-br0",
+            "isGateway": true,
+            "ipMasq": false,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": "10.88.42.0/24"}]],
+                "dataDir": dir.join("cni-ipam"),
+            },
+        }],
+    })
+    .to_string()
+}
+
+fn cri(runtime: Runtime) -> Result<()> {
+    use cfs_tests::cri::{v1, Cri};
+    let sandbox = Sandbox::start("h3")?;
+    let rt = wrapper(&sandbox, runtime)?;
+    let cni = sandbox.dir.join("cni");
+    fs::create_dir_all(&cni)?;
+    fs::write(cni.join("10-cfs-h3.conflist"), cni_conflist(&sandbox.dir))?;
+    // ANCHOR: cri_config
+    let config = format!(
+        "[plugins.\"io.containerd.grpc.v1.cri\"]\n\
+         \x20 sandbox_image = \"{PAUSE}\"\n\
+         \x20 disable_apparmor = true\n\
+         \x20 restrict_oom_score_adj = true\n\
+         \x20 stream_server_address = \"127.0.0.1\"\n\
+         \x20 stream_server_port = \"0\"\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".cni]\n\
+         \x20 bin_dir = \"/usr/lib/cni\"\n\
+         \x20 conf_dir = \"{}\"\n\
+         {}{}",
+        cni.display(),
+        cfs_tests::engines::cri_runtime("runc", Path::new("runc")),
+        cfs_tests::engines::cri_runtime("cfs", &rt),
+    );
+    // ANCHOR_END: cri_config
+    let containerd = Containerd::start(&sandbox, &config)?;
+    import_busybox(&sandbox, &containerd, "k8s.io")?;
+    let pause_root = sandbox.dir.join("pause-rootfs");
+    fs::create_dir_all(&pause_root)?;
+    fs::copy(paths::static_dir().join("cfs-pause"), pause_root.join("pause"))?;
+    let tar = oci_image(
+        &sandbox.dir,
+        "pause",
+        &pause_root,
+        PAUSE,
+        serde_json::json!({"Entrypoint": ["/pause"]}),
+    )?;
+    containerd
+        .ctr(&sandbox, &["--namespace", "k8s.io", "images", "import", &tar.display().to_string()])?
+        .expect_code(0)
+        .context("ctr images import of the pause image failed")?;
+    let mut steps = Steps::new(&format!("cri/{}", runtime.name()));
+    let mut cri = Cri::connect(&containerd.socket)?;
+    let parent = "/cfs-pods-h3";
+    let pod_config = v1::PodSandboxConfig {
+        metadata: Some(v1::PodSandboxMetadata {
+            name: "cfs-h3-pod".into(),
+            uid: format!("cfs-h3-{}", std::process::id()),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: "cfs-h3-pod".into(),
+        log_directory: sandbox.dir.join("pod-logs").display().to_string(),
+        linux: Some(v1::LinuxPodSandboxConfig {
+            cgroup_parent: parent.into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut ids: Vec<String> = Vec::new();
+    let mut pod = String::new();
+    steps.step("version: runtime.v1", || {
+        let version = cri.version()?;
+        ensure!(version.runtime_api_version == "v1", "{version:?}");
+        let images = cri.images()?;
+        ensure!(images.iter().any(|i| i == PAUSE), "no pause image among {images:?}");
+        Ok(())
+    });
+    let ran = steps.step("run pod sandbox (pause, CNI bridge)", || {
+        pod = cri.run_pod_sandbox(&pod_config, "cfs")?;
+        ids.push(pod.clone());
+        ensure!(
+            runtime_calls(&sandbox).iter().any(|l| l.contains(&pod)),
+            "the runtime was never called for the pod's sandbox {pod}"
+        );
+        Ok(())
+    });
+    let mut container = String::new();
+    if ran {
+        steps.step("pause container's cgroup <parent>/<id>", || {
+            let dir = sandbox.tree("pids")?.root.join(&parent[1..]).join(&pod);
+            let procs = cfs_tests::kernel::cgroup_procs(&dir)?;
+            let pid = *procs.first().with_context(|| format!("{} is empty", dir.display()))?;
+            let cmd = fs::read_to_string(format!("/proc/{pid}/cmdline"))?;
+            ensure!(cmd.starts_with("/pause"), "{pid} runs {cmd:?}");
+            let path = cgroup_of(&sandbox, pid)?;
+            ensure!(path == format!("{parent}/{pod}"), "pause is in {path}");
+            Ok(())
+        });
+        let config = v1::ContainerConfig {
+            metadata: Some(v1::ContainerMetadata { name: "hello".into(), attempt: 0 }),
+            image: Some(v1::ImageSpec { image: BUSYBOX.into(), ..Default::default() }),
+            command: vec!["sh".into(), "-c".into(), "trap '' TERM; echo hello; ip -o -4 addr; while :; do sleep 1; done".into()],
+            log_path: "hello.log".into(),
+            linux: Some(v1::LinuxContainerConfig {
+                resources: Some(v1::LinuxContainerResources {
+                    cpu_period: 100_000,
+                    cpu_quota: 50_000,
+                    memory_limit_in_bytes: 64 << 20,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let started = steps.step("create and start a container", || {
+            container = cri.create_container(&pod, &config, &pod_config)?;
+            ids.push(container.clone());
+            cri.start_container(&container)?;
+            let log = sandbox.dir.join("pod-logs/hello.log");
+            wait_for(Duration::from_secs(20), || {
+                fs::read_to_string(&log).ok().filter(|l| l.contains("10.88.42."))
+            })
+            .with_context(|| format!("no hello and pod address in {}", log.display()))?;
+            let log = fs::read_to_string(&log)?;
+            ensure!(log.contains(" stdout F hello"), "log: {log}");
+            Ok(())
+        });
+        if started {
+            steps.step("container's cgroup <parent>/<id>, limits in cgroup files", || {
+                let (status, info) = cri.container_status(&container)?;
+                ensure!(status.state == v1::ContainerState::ContainerRunning as i32, "{status:?}");
+                let info: serde_json::Value = serde_json::from_str(&info)?;
+                let inner = info["pid"].as_i64().context("no pid in the status info")? as i32;
+                let pid = sandbox.host_pid(inner).context("container's pid not in the sandbox")?;
+                let path = cgroup_of(&sandbox, pid)?;
+                ensure!(path == format!("{parent}/{container}"), "container is in {path}");
+                check_limits(&sandbox, &path, false)
+            });
+            steps.step("stop: TERM ignored, then KILL: 137", || {
+                cri.stop_container(&container, 1)?;
+                let (status, _) = cri.container_status(&container)?;
+                ensure!(status.state == v1::ContainerState::ContainerExited as i32, "{status:?}");
+                ensure!(status.exit_code == 137, "exit code {}", status.exit_code);
+                term_then_kill(&sandbox, &container)
+            });
+        }
+        steps.step("remove container, stop and remove pod", || {
+            if !container.is_empty() {
+                cri.remove_container(&container)?;
+            }
+            cri.stop_pod_sandbox(&pod)?;
+            cri.remove_pod_sandbox(&pod)?;
+            Ok(())
+        });
+    }
+    steps.step("nothing left", || {
+        ensure!(cri.pod_sandboxes()?.is_empty(), "pods left");
+        ensure!(cri.containers()?.is_empty(), "containers left");
+        let mut cmd = sandbox.command("ip");
+        cmd.args(["-o", "link"]);
+        let links = cfs_tests::run::output(cmd)?;
+        ensure!(!links.stdout.contains("veth"), "links left: {}", links.stdout);
+        let netns = fs::read_dir(format!("/proc/{}/root/run/netns", sandbox.init))?.count();
+        ensure!(netns == 0, "{netns} network namespaces left in /run/netns");
+        nothing_left(&sandbox, &ids)
+    });
+    let result = steps.finish().with_context(|| runtime_errors(&sandbox));
+    drop(cri);
+    let log = containerd.stop()?;
+    sandbox.stop()?;
+    result.with_context(|| format!("containerd's log:\n{}{}", log.stdout, log.stderr))
 }
 
 // ------------------------------------------------------------ docker, podman
@@ -602,7 +797,7 @@ fn cli(engine: &str, runtime: Runtime) -> Result<()> {
         ensure!(out.stdout.trim().is_empty(), "containers left: {}", out.stdout);
         nothing_left(&sandbox, &ids)
     });
-    let result = steps.finish();
+    let result = steps.finish().with_context(|| runtime_errors(&sandbox));
     let _ = cli.stop_daemon();
     sandbox.stop()?;
     result
@@ -641,6 +836,7 @@ fn main() -> std::process::ExitCode {
     for runtime in [Runtime::Runc, Runtime::Ch06] {
         let name = runtime.name();
         trials.push(root(&format!("containerd_ctr_{name}"), move || ctr(runtime)));
+        trials.push(root(&format!("containerd_cri_{name}"), move || cri(runtime)));
         trials.push(root(&format!("docker_{name}"), move || cli("docker", runtime)));
         trials.push(root(&format!("podman_{name}"), move || cli("podman", runtime)));
     }
