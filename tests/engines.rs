@@ -458,7 +458,7 @@ fn ctr(runtime: Runtime) -> Result<()> {
     let result = steps.finish().with_context(|| runtime_errors(&sandbox));
     let log = containerd.stop()?;
     sandbox.stop()?;
-    result.with_context(|| format!("containerd's log:\n{}{}", log.stdout, log.stderr))
+    result.with_context(|| format!("containerd's log:\n{log}"))
 }
 
 // ------------------------------------------------------ containerd's CRI plugin
@@ -566,11 +566,14 @@ fn cri(runtime: Runtime) -> Result<()> {
     let mut container = String::new();
     if ran {
         steps.step("pause container's cgroup <parent>/<id>", || {
-            let dir = sandbox.tree("pids")?.root.join(&parent[1..]).join(&pod);
-            let procs = cfs_tests::kernel::cgroup_procs(&dir)?;
-            let pid = *procs.first().with_context(|| format!("{} is empty", dir.display()))?;
-            let cmd = fs::read_to_string(format!("/proc/{pid}/cmdline"))?;
-            ensure!(cmd.starts_with("/pause"), "{pid} runs {cmd:?}");
+            let pid = sandbox
+                .processes()
+                .into_iter()
+                .find(|p| {
+                    fs::read_to_string(format!("/proc/{p}/cmdline"))
+                        .is_ok_and(|c| c.starts_with("/pause\0"))
+                })
+                .context("no /pause process in the sandbox")?;
             let path = cgroup_of(&sandbox, pid)?;
             ensure!(path == format!("{parent}/{pod}"), "pause is in {path}");
             Ok(())
@@ -605,14 +608,19 @@ fn cri(runtime: Runtime) -> Result<()> {
             Ok(())
         });
         if started {
-            steps.step("container's cgroup <parent>/<id>, limits in cgroup files", || {
+            let mut path = String::new();
+            steps.step("container's cgroup <parent>/<id>", || {
                 let (status, info) = cri.container_status(&container)?;
                 ensure!(status.state == v1::ContainerState::ContainerRunning as i32, "{status:?}");
                 let info: serde_json::Value = serde_json::from_str(&info)?;
                 let inner = info["pid"].as_i64().context("no pid in the status info")? as i32;
                 let pid = sandbox.host_pid(inner).context("container's pid not in the sandbox")?;
-                let path = cgroup_of(&sandbox, pid)?;
+                path = cgroup_of(&sandbox, pid)?;
                 ensure!(path == format!("{parent}/{container}"), "container is in {path}");
+                Ok(())
+            });
+            steps.step("limits: memory 64m, cpu quota 0.5 in cgroup files", || {
+                ensure!(!path.is_empty(), "no cgroup found");
                 check_limits(&sandbox, &path, false)
             });
             steps.step("stop: TERM ignored, then KILL: 137", || {
@@ -647,7 +655,7 @@ fn cri(runtime: Runtime) -> Result<()> {
     drop(cri);
     let log = containerd.stop()?;
     sandbox.stop()?;
-    result.with_context(|| format!("containerd's log:\n{}{}", log.stdout, log.stderr))
+    result.with_context(|| format!("containerd's log:\n{log}"))
 }
 
 // ------------------------------------------------------------ docker, podman

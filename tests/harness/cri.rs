@@ -32,6 +32,25 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 pub use k8s_cri::v1;
 
+/// How long a call may take: a runtime that never answers (a wedged shim)
+/// must fail the call, not hang its caller.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Makes a call on one of the two clients and waits for the answer, at
+/// most [`CALL_TIMEOUT`].
+macro_rules! call {
+    ($self:ident, $client:ident . $method:ident ($request:expr)) => {{
+        let answer = $self.$client.$method($request);
+        match $self
+            .rt
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, answer).await })
+        {
+            Ok(answer) => answer.map_err(anyhow::Error::from),
+            Err(_) => Err(anyhow::anyhow!("no answer within {CALL_TIMEOUT:?}")),
+        }
+    }};
+}
+
 /// A connection to a CRI endpoint (containerd's socket).
 pub struct Cri {
     rt: tokio::runtime::Runtime,
@@ -70,13 +89,13 @@ impl Cri {
     /// The runtime's name and versions (`RuntimeApiVersion` "v1").
     pub fn version(&mut self) -> Result<VersionResponse> {
         let request = VersionRequest { version: "v1".into() };
-        let answer = self.rt.block_on(self.runtime.version(request));
+        let answer = call!(self, runtime.version(request));
         Ok(answer.context("CRI Version failed")?.into_inner())
     }
 
     /// The images the CRI plugin knows, by their references.
     pub fn images(&mut self) -> Result<Vec<String>> {
-        let answer = self.rt.block_on(self.images.list_images(ListImagesRequest { filter: None }));
+        let answer = call!(self, images.list_images(ListImagesRequest { filter: None }));
         let images = answer.context("CRI ListImages failed")?.into_inner().images;
         Ok(images.into_iter().flat_map(|i| i.repo_tags).collect())
     }
@@ -88,7 +107,7 @@ impl Cri {
             config: Some(config.clone()),
             runtime_handler: handler.into(),
         };
-        let answer = self.rt.block_on(self.runtime.run_pod_sandbox(request));
+        let answer = call!(self, runtime.run_pod_sandbox(request));
         Ok(answer.context("CRI RunPodSandbox failed")?.into_inner().pod_sandbox_id)
     }
 
@@ -104,13 +123,13 @@ impl Cri {
             config: Some(config.clone()),
             sandbox_config: Some(pod_config.clone()),
         };
-        let answer = self.rt.block_on(self.runtime.create_container(request));
+        let answer = call!(self, runtime.create_container(request));
         Ok(answer.context("CRI CreateContainer failed")?.into_inner().container_id)
     }
 
     pub fn start_container(&mut self, id: &str) -> Result<()> {
         let request = StartContainerRequest { container_id: id.into() };
-        let answer = self.rt.block_on(self.runtime.start_container(request));
+        let answer = call!(self, runtime.start_container(request));
         answer.with_context(|| format!("CRI StartContainer {id} failed"))?;
         Ok(())
     }
@@ -118,14 +137,14 @@ impl Cri {
     /// Stops a container: TERM, then KILL after `timeout` seconds.
     pub fn stop_container(&mut self, id: &str, timeout: i64) -> Result<()> {
         let request = StopContainerRequest { container_id: id.into(), timeout };
-        let answer = self.rt.block_on(self.runtime.stop_container(request));
+        let answer = call!(self, runtime.stop_container(request));
         answer.with_context(|| format!("CRI StopContainer {id} failed"))?;
         Ok(())
     }
 
     pub fn remove_container(&mut self, id: &str) -> Result<()> {
         let request = RemoveContainerRequest { container_id: id.into() };
-        let answer = self.rt.block_on(self.runtime.remove_container(request));
+        let answer = call!(self, runtime.remove_container(request));
         answer.with_context(|| format!("CRI RemoveContainer {id} failed"))?;
         Ok(())
     }
@@ -134,7 +153,7 @@ impl Cri {
     /// `info`, a JSON text with the process's `pid`.
     pub fn container_status(&mut self, id: &str) -> Result<(ContainerStatus, String)> {
         let request = ContainerStatusRequest { container_id: id.into(), verbose: true };
-        let answer = self.rt.block_on(self.runtime.container_status(request));
+        let answer = call!(self, runtime.container_status(request));
         let answer = answer.with_context(|| format!("CRI ContainerStatus {id} failed"))?.into_inner();
         let info = answer.info.get("info").cloned().unwrap_or_default();
         Ok((answer.status.with_context(|| format!("no status of {id}"))?, info))
@@ -142,28 +161,28 @@ impl Cri {
 
     pub fn stop_pod_sandbox(&mut self, id: &str) -> Result<()> {
         let request = StopPodSandboxRequest { pod_sandbox_id: id.into() };
-        let answer = self.rt.block_on(self.runtime.stop_pod_sandbox(request));
+        let answer = call!(self, runtime.stop_pod_sandbox(request));
         answer.with_context(|| format!("CRI StopPodSandbox {id} failed"))?;
         Ok(())
     }
 
     pub fn remove_pod_sandbox(&mut self, id: &str) -> Result<()> {
         let request = RemovePodSandboxRequest { pod_sandbox_id: id.into() };
-        let answer = self.rt.block_on(self.runtime.remove_pod_sandbox(request));
+        let answer = call!(self, runtime.remove_pod_sandbox(request));
         answer.with_context(|| format!("CRI RemovePodSandbox {id} failed"))?;
         Ok(())
     }
 
     /// The ids of all pod sandboxes.
     pub fn pod_sandboxes(&mut self) -> Result<Vec<String>> {
-        let answer = self.rt.block_on(self.runtime.list_pod_sandbox(ListPodSandboxRequest { filter: None }));
+        let answer = call!(self, runtime.list_pod_sandbox(ListPodSandboxRequest { filter: None }));
         let items = answer.context("CRI ListPodSandbox failed")?.into_inner().items;
         Ok(items.into_iter().map(|p| p.id).collect())
     }
 
     /// The ids of all containers.
     pub fn containers(&mut self) -> Result<Vec<String>> {
-        let answer = self.rt.block_on(self.runtime.list_containers(ListContainersRequest { filter: None }));
+        let answer = call!(self, runtime.list_containers(ListContainersRequest { filter: None }));
         let items = answer.context("CRI ListContainers failed")?.into_inner().containers;
         Ok(items.into_iter().map(|c| c.id).collect())
     }

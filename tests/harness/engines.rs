@@ -19,6 +19,10 @@ use anyhow::{bail, Context, Result};
 use crate::run::{output_within, wait_for, Background, Output};
 use crate::sandbox::Sandbox;
 
+/// Runs a daemon (`$1` and on) with its output in the log file `$0`: the
+/// shims it starts inherit that output and outlive it.
+const LOGGED: &str = r#"log=$0; exec "$@" >>"$log" 2>&1"#;
+
 /// How long one engine command may take (image imports, first starts).
 pub const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -113,6 +117,7 @@ pub struct Containerd {
     pub socket: PathBuf,
     /// Its state dir: the shims' bundles, `io.containerd.runtime.v2.task/<ns>/<id>`.
     pub state: PathBuf,
+    log: PathBuf,
     daemon: Background,
 }
 
@@ -135,12 +140,20 @@ impl Containerd {
                 sock = socket.display(),
             ),
         )?;
-        let mut cmd = sandbox.command("containerd");
-        cmd.arg("--config").arg(&config).arg("--log-level").arg("warn");
+        let log = dir.join("containerd.log");
+        let mut cmd = sandbox.command("sh");
+        cmd.arg("-c")
+            .arg(LOGGED)
+            .arg(&log)
+            .arg("containerd")
+            .arg("--config")
+            .arg(&config)
+            .args(["--log-level", "warn"]);
         let daemon = Background::start(cmd)?;
         let containerd = Containerd {
             socket,
             state,
+            log,
             daemon,
         };
         let ready = wait_for(Duration::from_secs(60), || {
@@ -163,9 +176,10 @@ impl Containerd {
     }
 
     /// Stops containerd (SIGTERM) and returns what it logged.
-    pub fn stop(self) -> Result<Output> {
+    pub fn stop(self) -> Result<String> {
         let _ = self.daemon.signal(nix::sys::signal::Signal::SIGTERM);
-        self.daemon.finish(Duration::from_secs(30))
+        self.daemon.finish(Duration::from_secs(30))?;
+        Ok(fs::read_to_string(&self.log).unwrap_or_default())
     }
 }
 
@@ -189,6 +203,7 @@ pub struct Cli {
     args: Vec<String>,
     env: Vec<(String, String)>,
     daemon: Option<Background>,
+    log: Option<PathBuf>,
     pub name: &'static str,
 }
 
@@ -205,7 +220,8 @@ impl Cli {
             &config,
             serde_json::json!({"runtimes": {"cfs": {"path": runtime}}}).to_string(),
         )?;
-        let mut cmd = sandbox.command("/usr/sbin/dockerd");
+        let mut cmd = sandbox.command("sh");
+        cmd.arg("-c").arg(LOGGED).arg(dir.join("dockerd.log")).arg("/usr/sbin/dockerd");
         cmd.arg("--config-file").arg(&config);
         cmd.arg("--data-root").arg(dir.join("data"));
         cmd.arg("--exec-root").arg(dir.join("exec"));
@@ -230,6 +246,7 @@ impl Cli {
                 ("DOCKER_CONFIG".into(), dir.join("config").display().to_string()),
             ],
             daemon: Some(daemon),
+            log: Some(dir.join("dockerd.log")),
             name: "docker",
         };
         let ready = wait_for(Duration::from_secs(90), || {
@@ -295,6 +312,7 @@ impl Cli {
                 ("XDG_CONFIG_HOME".into(), dir.join("xdg-config").display().to_string()),
             ],
             daemon: None,
+            log: None,
             name: "podman",
         };
         cli.import(sandbox)?;
@@ -332,8 +350,9 @@ impl Cli {
         match self.daemon.take() {
             Some(daemon) => {
                 let _ = daemon.signal(nix::sys::signal::Signal::SIGTERM);
+                let log = self.log.as_ref().and_then(|l| fs::read_to_string(l).ok());
                 match daemon.finish(Duration::from_secs(30)) {
-                    Ok(out) => format!("{}{}", out.stdout, out.stderr),
+                    Ok(_) => log.unwrap_or_default(),
                     Err(err) => format!("{err:#}"),
                 }
             }
