@@ -36,7 +36,9 @@ enum Runtime {
 impl Runtime {
     fn path(self) -> PathBuf {
         match self {
-            Runtime::Runc => PathBuf::from(std::env::var("CFS_H3_RUNC").unwrap_or("/usr/sbin/runc".into())),
+            Runtime::Runc => {
+                PathBuf::from(std::env::var("CFS_H3_RUNC").unwrap_or("/usr/sbin/runc".into()))
+            }
             Runtime::Ch06 => paths::bin("ch06-full-runtime"),
         }
     }
@@ -117,7 +119,11 @@ impl Steps {
 
     fn finish(self) -> Result<()> {
         if !self.failures.is_empty() {
-            bail!("{} step(s) failed:\n{}", self.failures.len(), self.failures.join("\n"));
+            bail!(
+                "{} step(s) failed:\n{}",
+                self.failures.len(),
+                self.failures.join("\n")
+            );
         }
         Ok(())
     }
@@ -137,7 +143,9 @@ fn cgroup_of(sandbox: &Sandbox, pid: Pid) -> Result<String> {
         // hybrid machine the cgroup2 tree holds none of them).
         let used = ["cpu", "cpuacct", "memory", "pids", "freezer", "devices"];
         let v1 = sandbox.trees.iter().any(|t| !t.v2());
-        if (list.is_empty() && v1) || (!list.is_empty() && !list.split(',').any(|c| used.contains(&c))) {
+        if (list.is_empty() && v1)
+            || (!list.is_empty() && !list.split(',').any(|c| used.contains(&c)))
+        {
             continue;
         }
         let tree = sandbox
@@ -210,8 +218,14 @@ fn check_limits(sandbox: &Sandbox, path: &str, pids: bool) -> Result<()> {
             ),
         )
     };
-    ensure!(memory == "67108864", "memory limit {memory}, not 67108864 (64m)");
-    ensure!(cpu == "50000 100000", "cpu quota and period {cpu}, not 50000 100000 (0.5 CPU)");
+    ensure!(
+        memory == "67108864",
+        "memory limit {memory}, not 67108864 (64m)"
+    );
+    ensure!(
+        cpu == "50000 100000",
+        "cpu quota and period {cpu}, not 50000 100000 (0.5 CPU)"
+    );
     if pids {
         let max = cgroup_file(sandbox, "pids", path, "pids.max")?;
         ensure!(max == "20", "pids.max {max}, not 20");
@@ -278,9 +292,17 @@ fn term_then_kill(sandbox: &Sandbox, id: &str) -> Result<()> {
         .filter(|l| l.contains(" kill ") || l.starts_with("kill "))
         .filter(|l| l.contains(id))
         .collect();
-    let signal = |l: &str, names: &[&str]| l.split_whitespace().last().is_some_and(|s| names.contains(&s));
-    let term = kills.iter().position(|l| signal(l, &["15", "TERM", "SIGTERM"]));
-    let kill = kills.iter().position(|l| signal(l, &["9", "KILL", "SIGKILL"]));
+    let signal = |l: &str, names: &[&str]| {
+        l.split_whitespace()
+            .last()
+            .is_some_and(|s| names.contains(&s))
+    };
+    let term = kills
+        .iter()
+        .position(|l| signal(l, &["15", "TERM", "SIGTERM"]));
+    let kill = kills
+        .iter()
+        .position(|l| signal(l, &["9", "KILL", "SIGKILL"]));
     match (term, kill) {
         (Some(t), Some(k)) if t < k => Ok(()),
         _ => bail!("the runtime was not asked for TERM then KILL: {kills:?}"),
@@ -306,7 +328,16 @@ fn import_busybox(sandbox: &Sandbox, containerd: &Containerd, ns: &str) -> Resul
         serde_json::json!({"Cmd": ["sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}),
     )?;
     containerd
-        .ctr(sandbox, &["--namespace", ns, "images", "import", &tar.display().to_string()])?
+        .ctr(
+            sandbox,
+            &[
+                "--namespace",
+                ns,
+                "images",
+                "import",
+                &tar.display().to_string(),
+            ],
+        )?
         .expect_code(0)
         .context("ctr images import failed")?;
     Ok(())
@@ -365,26 +396,50 @@ fn ctr(runtime: Runtime) -> Result<()> {
         run(&main, &["-d"], &["sleep", "1000"])?.expect_code(0)?;
         let (inner, status) = task(&sandbox, &containerd, &main)?.context("no task")?;
         ensure!(status == "RUNNING", "task is {status}");
-        pid = sandbox.host_pid(inner).context("task's pid not in the sandbox")?;
+        pid = sandbox
+            .host_pid(inner)
+            .context("task's pid not in the sandbox")?;
         path = cgroup_of(&sandbox, pid)?;
         Ok(())
     });
     if started {
-        steps.step("cgroup /default/<id> (cgroupsPath) beneath the sandbox's", || {
-            ensure!(path == format!("/default/{main}"), "container's cgroup is {path}, not /default/{main}");
-            Ok(())
-        });
+        steps.step(
+            "cgroup /default/<id> (cgroupsPath) beneath the sandbox's",
+            || {
+                ensure!(
+                    path == format!("/default/{main}"),
+                    "container's cgroup is {path}, not /default/{main}"
+                );
+                Ok(())
+            },
+        );
         steps.step("exec", || {
-            let out = c(&["task", "exec", "--exec-id", "e1", &main, "cat", "/proc/1/cmdline"])?;
+            let out = c(&[
+                "task",
+                "exec",
+                "--exec-id",
+                "e1",
+                &main,
+                "cat",
+                "/proc/1/cmdline",
+            ])?;
             out.expect_code(0)?;
-            ensure!(out.stdout.starts_with("sleep\u{0}1000"), "PID 1 is {:?}", out.stdout);
+            ensure!(
+                out.stdout.starts_with("sleep\u{0}1000"),
+                "PID 1 is {:?}",
+                out.stdout
+            );
             Ok(())
         });
         steps.step("ps", || {
             let out = c(&["task", "ps", &main])?;
             out.expect_code(0)?;
             let inner = task(&sandbox, &containerd, &main)?.context("no task")?.0;
-            ensure!(out.stdout.contains(&inner.to_string()), "ps: {}", out.stdout);
+            ensure!(
+                out.stdout.contains(&inner.to_string()),
+                "ps: {}",
+                out.stdout
+            );
             Ok(())
         });
         steps.step("pause/resume", || {
@@ -400,7 +455,10 @@ fn ctr(runtime: Runtime) -> Result<()> {
             c(&["task", "kill", &main])?.expect_code(0)?;
             std::thread::sleep(Duration::from_millis(500));
             let status = task(&sandbox, &containerd, &main)?.context("no task")?.1;
-            ensure!(status == "RUNNING", "task is {status} after TERM, which PID 1 ignores");
+            ensure!(
+                status == "RUNNING",
+                "task is {status} after TERM, which PID 1 ignores"
+            );
             c(&["task", "kill", "--signal", "KILL", &main])?.expect_code(0)?;
             wait_for(Duration::from_secs(20), || {
                 task(&sandbox, &containerd, &main)
@@ -412,12 +470,18 @@ fn ctr(runtime: Runtime) -> Result<()> {
             term_then_kill(&sandbox, &main)?;
             let out = c(&["task", "delete", &main])?;
             out.expect_code(0)?;
-            ensure!(out.stdout.contains("137") || out.stderr.contains("137"), "exit status: {out:?}");
+            ensure!(
+                out.stdout.contains("137") || out.stderr.contains("137"),
+                "exit status: {out:?}"
+            );
             Ok(())
         });
         steps.step("rm", || {
             c(&["container", "delete", &main])?.expect_code(0)?;
-            ensure!(!path.is_empty() && !sandbox.cgroups().contains(&path), "cgroup {path} left");
+            ensure!(
+                !path.is_empty() && !sandbox.cgroups().contains(&path),
+                "cgroup {path} left"
+            );
             Ok(())
         });
     }
@@ -425,34 +489,51 @@ fn ctr(runtime: Runtime) -> Result<()> {
         // Whatever half of it exists, so that the next steps start clean.
         let _ = c(&["task", "kill", "--signal", "KILL", &main]);
         let _ = wait_for(Duration::from_secs(10), || {
-            task(&sandbox, &containerd, &main).ok().flatten().filter(|t| t.1 == "STOPPED")
+            task(&sandbox, &containerd, &main)
+                .ok()
+                .flatten()
+                .filter(|t| t.1 == "STOPPED")
         });
         let _ = c(&["task", "delete", &main]);
         let _ = c(&["container", "delete", &main]);
     }
-    steps.step("limits: --memory-limit 64m --cpus 0.5 in cgroup files", || {
-        let id = id("limits");
-        ids.push(id.clone());
-        run(&id, &["-d", "--memory-limit", "67108864", "--cpus", "0.5"], &["sleep", "1000"])?
+    steps.step(
+        "limits: --memory-limit 64m --cpus 0.5 in cgroup files",
+        || {
+            let id = id("limits");
+            ids.push(id.clone());
+            run(
+                &id,
+                &["-d", "--memory-limit", "67108864", "--cpus", "0.5"],
+                &["sleep", "1000"],
+            )?
             .expect_code(0)?;
-        let result = (|| {
-            let inner = task(&sandbox, &containerd, &id)?.context("no task")?.0;
-            let pid = sandbox.host_pid(inner).context("no pid")?;
-            check_limits(&sandbox, &cgroup_of(&sandbox, pid)?, false)
-        })();
-        c(&["task", "kill", "--signal", "KILL", &id])?;
-        wait_for(Duration::from_secs(20), || {
-            task(&sandbox, &containerd, &id).ok().flatten().filter(|t| t.1 == "STOPPED")
-        })?;
-        c(&["task", "delete", &id])?.expect_code(0)?;
-        c(&["container", "delete", &id])?.expect_code(0)?;
-        result
-    });
+            let result = (|| {
+                let inner = task(&sandbox, &containerd, &id)?.context("no task")?.0;
+                let pid = sandbox.host_pid(inner).context("no pid")?;
+                check_limits(&sandbox, &cgroup_of(&sandbox, pid)?, false)
+            })();
+            c(&["task", "kill", "--signal", "KILL", &id])?;
+            wait_for(Duration::from_secs(20), || {
+                task(&sandbox, &containerd, &id)
+                    .ok()
+                    .flatten()
+                    .filter(|t| t.1 == "STOPPED")
+            })?;
+            c(&["task", "delete", &id])?.expect_code(0)?;
+            c(&["container", "delete", &id])?.expect_code(0)?;
+            result
+        },
+    );
     steps.step("nothing left", || {
         let out = c(&["task", "ls", "-q"])?;
         ensure!(out.stdout.trim().is_empty(), "tasks left: {}", out.stdout);
         let out = c(&["container", "ls", "-q"])?;
-        ensure!(out.stdout.trim().is_empty(), "containers left: {}", out.stdout);
+        ensure!(
+            out.stdout.trim().is_empty(),
+            "containers left: {}",
+            out.stdout
+        );
         nothing_left(&sandbox, &ids)
     });
     let result = steps.finish().with_context(|| runtime_errors(&sandbox));
@@ -515,7 +596,10 @@ fn cri(runtime: Runtime) -> Result<()> {
     import_busybox(&sandbox, &containerd, "k8s.io")?;
     let pause_root = sandbox.dir.join("pause-rootfs");
     fs::create_dir_all(&pause_root)?;
-    fs::copy(paths::static_dir().join("cfs-pause"), pause_root.join("pause"))?;
+    fs::copy(
+        paths::static_dir().join("cfs-pause"),
+        pause_root.join("pause"),
+    )?;
     let tar = oci_image(
         &sandbox.dir,
         "pause",
@@ -524,7 +608,16 @@ fn cri(runtime: Runtime) -> Result<()> {
         serde_json::json!({"Entrypoint": ["/pause"]}),
     )?;
     containerd
-        .ctr(&sandbox, &["--namespace", "k8s.io", "images", "import", &tar.display().to_string()])?
+        .ctr(
+            &sandbox,
+            &[
+                "--namespace",
+                "k8s.io",
+                "images",
+                "import",
+                &tar.display().to_string(),
+            ],
+        )?
         .expect_code(0)
         .context("ctr images import of the pause image failed")?;
     let mut steps = Steps::new(&format!("cri/{}", runtime.name()));
@@ -551,7 +644,10 @@ fn cri(runtime: Runtime) -> Result<()> {
         let version = cri.version()?;
         ensure!(version.runtime_api_version == "v1", "{version:?}");
         let images = cri.images()?;
-        ensure!(images.iter().any(|i| i == PAUSE), "no pause image among {images:?}");
+        ensure!(
+            images.iter().any(|i| i == PAUSE),
+            "no pause image among {images:?}"
+        );
         Ok(())
     });
     let ran = steps.step("run pod sandbox (pause, CNI bridge)", || {
@@ -579,9 +675,19 @@ fn cri(runtime: Runtime) -> Result<()> {
             Ok(())
         });
         let config = v1::ContainerConfig {
-            metadata: Some(v1::ContainerMetadata { name: "hello".into(), attempt: 0 }),
-            image: Some(v1::ImageSpec { image: BUSYBOX.into(), ..Default::default() }),
-            command: vec!["sh".into(), "-c".into(), "trap '' TERM; echo hello; ip -o -4 addr; while :; do sleep 1; done".into()],
+            metadata: Some(v1::ContainerMetadata {
+                name: "hello".into(),
+                attempt: 0,
+            }),
+            image: Some(v1::ImageSpec {
+                image: BUSYBOX.into(),
+                ..Default::default()
+            }),
+            command: vec![
+                "sh".into(),
+                "-c".into(),
+                "trap '' TERM; echo hello; ip -o -4 addr; while :; do sleep 1; done".into(),
+            ],
             log_path: "hello.log".into(),
             linux: Some(v1::LinuxContainerConfig {
                 resources: Some(v1::LinuxContainerResources {
@@ -600,7 +706,9 @@ fn cri(runtime: Runtime) -> Result<()> {
             cri.start_container(&container)?;
             let log = sandbox.dir.join("pod-logs/hello.log");
             wait_for(Duration::from_secs(20), || {
-                fs::read_to_string(&log).ok().filter(|l| l.contains("10.88.42."))
+                fs::read_to_string(&log)
+                    .ok()
+                    .filter(|l| l.contains("10.88.42."))
             })
             .with_context(|| format!("no hello and pod address in {}", log.display()))?;
             let log = fs::read_to_string(&log)?;
@@ -611,12 +719,20 @@ fn cri(runtime: Runtime) -> Result<()> {
             let mut path = String::new();
             steps.step("container's cgroup <parent>/<id>", || {
                 let (status, info) = cri.container_status(&container)?;
-                ensure!(status.state == v1::ContainerState::ContainerRunning as i32, "{status:?}");
+                ensure!(
+                    status.state == v1::ContainerState::ContainerRunning as i32,
+                    "{status:?}"
+                );
                 let info: serde_json::Value = serde_json::from_str(&info)?;
                 let inner = info["pid"].as_i64().context("no pid in the status info")? as i32;
-                let pid = sandbox.host_pid(inner).context("container's pid not in the sandbox")?;
+                let pid = sandbox
+                    .host_pid(inner)
+                    .context("container's pid not in the sandbox")?;
                 path = cgroup_of(&sandbox, pid)?;
-                ensure!(path == format!("{parent}/{container}"), "container is in {path}");
+                ensure!(
+                    path == format!("{parent}/{container}"),
+                    "container is in {path}"
+                );
                 Ok(())
             });
             steps.step("limits: memory 64m, cpu quota 0.5 in cgroup files", || {
@@ -626,7 +742,10 @@ fn cri(runtime: Runtime) -> Result<()> {
             steps.step("stop: TERM ignored, then KILL: 137", || {
                 cri.stop_container(&container, 1)?;
                 let (status, _) = cri.container_status(&container)?;
-                ensure!(status.state == v1::ContainerState::ContainerExited as i32, "{status:?}");
+                ensure!(
+                    status.state == v1::ContainerState::ContainerExited as i32,
+                    "{status:?}"
+                );
                 ensure!(status.exit_code == 137, "exit code {}", status.exit_code);
                 term_then_kill(&sandbox, &container)
             });
@@ -646,7 +765,11 @@ fn cri(runtime: Runtime) -> Result<()> {
         let mut cmd = sandbox.command("ip");
         cmd.args(["-o", "link"]);
         let links = cfs_tests::run::output(cmd)?;
-        ensure!(!links.stdout.contains("veth"), "links left: {}", links.stdout);
+        ensure!(
+            !links.stdout.contains("veth"),
+            "links left: {}",
+            links.stdout
+        );
         let netns = fs::read_dir(format!("/proc/{}/root/run/netns", sandbox.init))?.count();
         ensure!(netns == 0, "{netns} network namespaces left in /run/netns");
         nothing_left(&sandbox, &ids)
@@ -686,7 +809,9 @@ fn cli(engine: &str, runtime: Runtime) -> Result<()> {
     };
     let started = |id: &str| -> Result<(Pid, String)> {
         let inner: i32 = inspect(id, "{{.State.Pid}}")?.parse()?;
-        let pid = sandbox.host_pid(inner).context("container's pid not in the sandbox")?;
+        let pid = sandbox
+            .host_pid(inner)
+            .context("container's pid not in the sandbox")?;
         Ok((pid, cgroup_of(&sandbox, pid)?))
     };
     // The cgroupsPath each engine gives with cgroupfs, as runc places it:
@@ -713,7 +838,10 @@ fn cli(engine: &str, runtime: Runtime) -> Result<()> {
         let out = run(&["--rm"], &["echo", "hello"])?;
         out.expect_code(0)?;
         ensure!(out.stdout.trim() == "hello", "printed {:?}", out.stdout);
-        ensure!(!runtime_calls(&sandbox).is_empty(), "the runtime was never called");
+        ensure!(
+            !runtime_calls(&sandbox).is_empty(),
+            "the runtime was never called"
+        );
         Ok(())
     });
     steps.step("exit code", || {
@@ -730,13 +858,18 @@ fn cli(engine: &str, runtime: Runtime) -> Result<()> {
         Ok(())
     });
     if ok {
-        steps.step("cgroup named after the id (cgroupsPath) beneath the sandbox's", || {
-            named(&main, &path, None)
-        });
+        steps.step(
+            "cgroup named after the id (cgroupsPath) beneath the sandbox's",
+            || named(&main, &path, None),
+        );
         steps.step("exec", || {
             let out = e(&["exec", &main, "cat", "/proc/1/cmdline"])?;
             out.expect_code(0)?;
-            ensure!(out.stdout.starts_with("sleep\u{0}1000"), "PID 1 is {:?}", out.stdout);
+            ensure!(
+                out.stdout.starts_with("sleep\u{0}1000"),
+                "PID 1 is {:?}",
+                out.stdout
+            );
             Ok(())
         });
         steps.step("top", || {
@@ -778,22 +911,38 @@ fn cli(engine: &str, runtime: Runtime) -> Result<()> {
         e(&["rm", &id])?.expect_code(0)?;
         result
     });
-    steps.step("limits: --memory 64m --cpus 0.5 --pids-limit 20 in cgroup files", || {
-        let id = id("limits");
-        let out = run(
-            &["-d", "--name", &id, "--memory", "64m", "--cpus", "0.5", "--pids-limit", "20"],
-            &["sleep", "1000"],
-        )?;
-        out.expect_code(0)?;
-        ids.push(out.stdout.trim().to_string());
-        let result = started(&id).and_then(|(_, path)| check_limits(&sandbox, &path, true));
-        e(&[rm_force[0], rm_force[1], rm_force[2], &id])?.expect_code(0)?;
-        result
-    });
+    steps.step(
+        "limits: --memory 64m --cpus 0.5 --pids-limit 20 in cgroup files",
+        || {
+            let id = id("limits");
+            let out = run(
+                &[
+                    "-d",
+                    "--name",
+                    &id,
+                    "--memory",
+                    "64m",
+                    "--cpus",
+                    "0.5",
+                    "--pids-limit",
+                    "20",
+                ],
+                &["sleep", "1000"],
+            )?;
+            out.expect_code(0)?;
+            ids.push(out.stdout.trim().to_string());
+            let result = started(&id).and_then(|(_, path)| check_limits(&sandbox, &path, true));
+            e(&[rm_force[0], rm_force[1], rm_force[2], &id])?.expect_code(0)?;
+            result
+        },
+    );
     steps.step("--cgroup-parent", || {
         let id = id("parent");
         let parent = "/cfs-parent-h3";
-        let out = run(&["-d", "--name", &id, "--cgroup-parent", parent], &["sleep", "1000"])?;
+        let out = run(
+            &["-d", "--name", &id, "--cgroup-parent", parent],
+            &["sleep", "1000"],
+        )?;
         out.expect_code(0)?;
         ids.push(out.stdout.trim().to_string());
         let result = started(&id).and_then(|(_, path)| named(&id, &path, Some(parent)));
@@ -802,7 +951,11 @@ fn cli(engine: &str, runtime: Runtime) -> Result<()> {
     });
     steps.step("nothing left", || {
         let out = e(&["ps", "--all", "--quiet"])?;
-        ensure!(out.stdout.trim().is_empty(), "containers left: {}", out.stdout);
+        ensure!(
+            out.stdout.trim().is_empty(),
+            "containers left: {}",
+            out.stdout
+        );
         nothing_left(&sandbox, &ids)
     });
     let result = steps.finish().with_context(|| runtime_errors(&sandbox));
@@ -821,10 +974,21 @@ fn sandbox_is_beneath_our_cgroup() -> Result<()> {
     let out = cfs_tests::run::output(cmd)?;
     out.expect_code(0)?;
     for line in out.stdout.lines().filter(|l| l.contains(":/")) {
-        ensure!(line.ends_with(":/init"), "inside, the sandbox's processes are in {line}, not /init");
+        ensure!(
+            line.ends_with(":/init"),
+            "inside, the sandbox's processes are in {line}, not /init"
+        );
     }
-    ensure!(out.stdout.contains("lo:") && !out.stdout.contains("eth"), "links: {}", out.stdout);
-    ensure!(sandbox.cgroups().contains(&"/probe".to_string()), "{:?}", sandbox.cgroups());
+    ensure!(
+        out.stdout.contains("lo:") && !out.stdout.contains("eth"),
+        "links: {}",
+        out.stdout
+    );
+    ensure!(
+        sandbox.cgroups().contains(&"/probe".to_string()),
+        "{:?}",
+        sandbox.cgroups()
+    );
     let pids = sandbox.tree("pids")?.root.join("probe");
     ensure!(pids.exists(), "{} missing on the host", pids.display());
     let dir = sandbox.dir.clone();
@@ -832,7 +996,10 @@ fn sandbox_is_beneath_our_cgroup() -> Result<()> {
     let init = sandbox.init;
     sandbox.stop()?;
     ensure!(!dir.exists(), "{} left", dir.display());
-    ensure!(!Path::new(&format!("/proc/{init}")).exists(), "PID 1 {init} left");
+    ensure!(
+        !Path::new(&format!("/proc/{init}")).exists(),
+        "PID 1 {init} left"
+    );
     for root in roots {
         ensure!(!root.exists(), "cgroup {} left", root.display());
     }
@@ -840,13 +1007,24 @@ fn sandbox_is_beneath_our_cgroup() -> Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
-    let mut trials = vec![root("sandbox_is_beneath_our_cgroup", sandbox_is_beneath_our_cgroup)];
+    let mut trials = vec![root(
+        "sandbox_is_beneath_our_cgroup",
+        sandbox_is_beneath_our_cgroup,
+    )];
     for runtime in [Runtime::Runc, Runtime::Ch06] {
         let name = runtime.name();
-        trials.push(root(&format!("containerd_ctr_{name}"), move || ctr(runtime)));
-        trials.push(root(&format!("containerd_cri_{name}"), move || cri(runtime)));
-        trials.push(root(&format!("docker_{name}"), move || cli("docker", runtime)));
-        trials.push(root(&format!("podman_{name}"), move || cli("podman", runtime)));
+        trials.push(root(&format!("containerd_ctr_{name}"), move || {
+            ctr(runtime)
+        }));
+        trials.push(root(&format!("containerd_cri_{name}"), move || {
+            cri(runtime)
+        }));
+        trials.push(root(&format!("docker_{name}"), move || {
+            cli("docker", runtime)
+        }));
+        trials.push(root(&format!("podman_{name}"), move || {
+            cli("podman", runtime)
+        }));
     }
     cfs_tests::main(trials)
 }

@@ -23,9 +23,8 @@ use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
     ContainerConfig, ContainerStatus, ContainerStatusRequest, CreateContainerRequest,
     ListContainersRequest, ListImagesRequest, ListPodSandboxRequest, PodSandboxConfig,
-    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
-    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest, VersionRequest,
-    VersionResponse,
+    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+    StopContainerRequest, StopPodSandboxRequest, VersionRequest, VersionResponse,
 };
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -73,7 +72,9 @@ impl Cri {
                 Endpoint::try_from("http://[::1]:0")?
                     .connect_with_connector(tower::service_fn(move |_: Uri| {
                         let path = path.clone();
-                        async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
+                        async move {
+                            Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
+                        }
                     }))
                     .await
             })
@@ -88,7 +89,9 @@ impl Cri {
 
     /// The runtime's name and versions (`RuntimeApiVersion` "v1").
     pub fn version(&mut self) -> Result<VersionResponse> {
-        let request = VersionRequest { version: "v1".into() };
+        let request = VersionRequest {
+            version: "v1".into(),
+        };
         let answer = call!(self, runtime.version(request));
         Ok(answer.context("CRI Version failed")?.into_inner())
     }
@@ -108,7 +111,10 @@ impl Cri {
             runtime_handler: handler.into(),
         };
         let answer = call!(self, runtime.run_pod_sandbox(request));
-        Ok(answer.context("CRI RunPodSandbox failed")?.into_inner().pod_sandbox_id)
+        Ok(answer
+            .context("CRI RunPodSandbox failed")?
+            .into_inner()
+            .pod_sandbox_id)
     }
 
     /// Creates a container in pod `pod` (made with `pod_config`); returns its id.
@@ -124,11 +130,16 @@ impl Cri {
             sandbox_config: Some(pod_config.clone()),
         };
         let answer = call!(self, runtime.create_container(request));
-        Ok(answer.context("CRI CreateContainer failed")?.into_inner().container_id)
+        Ok(answer
+            .context("CRI CreateContainer failed")?
+            .into_inner()
+            .container_id)
     }
 
     pub fn start_container(&mut self, id: &str) -> Result<()> {
-        let request = StartContainerRequest { container_id: id.into() };
+        let request = StartContainerRequest {
+            container_id: id.into(),
+        };
         let answer = call!(self, runtime.start_container(request));
         answer.with_context(|| format!("CRI StartContainer {id} failed"))?;
         Ok(())
@@ -136,14 +147,19 @@ impl Cri {
 
     /// Stops a container: TERM, then KILL after `timeout` seconds.
     pub fn stop_container(&mut self, id: &str, timeout: i64) -> Result<()> {
-        let request = StopContainerRequest { container_id: id.into(), timeout };
+        let request = StopContainerRequest {
+            container_id: id.into(),
+            timeout,
+        };
         let answer = call!(self, runtime.stop_container(request));
         answer.with_context(|| format!("CRI StopContainer {id} failed"))?;
         Ok(())
     }
 
     pub fn remove_container(&mut self, id: &str) -> Result<()> {
-        let request = RemoveContainerRequest { container_id: id.into() };
+        let request = RemoveContainerRequest {
+            container_id: id.into(),
+        };
         let answer = call!(self, runtime.remove_container(request));
         answer.with_context(|| format!("CRI RemoveContainer {id} failed"))?;
         Ok(())
@@ -152,22 +168,36 @@ impl Cri {
     /// A container's status: state, exit code, and (verbose) the runtime's
     /// `info`, a JSON text with the process's `pid`.
     pub fn container_status(&mut self, id: &str) -> Result<(ContainerStatus, String)> {
-        let request = ContainerStatusRequest { container_id: id.into(), verbose: true };
+        let request = ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        };
         let answer = call!(self, runtime.container_status(request));
-        let answer = answer.with_context(|| format!("CRI ContainerStatus {id} failed"))?.into_inner();
+        let answer = answer
+            .with_context(|| format!("CRI ContainerStatus {id} failed"))?
+            .into_inner();
         let info = answer.info.get("info").cloned().unwrap_or_default();
-        Ok((answer.status.with_context(|| format!("no status of {id}"))?, info))
+        Ok((
+            answer
+                .status
+                .with_context(|| format!("no status of {id}"))?,
+            info,
+        ))
     }
 
     pub fn stop_pod_sandbox(&mut self, id: &str) -> Result<()> {
-        let request = StopPodSandboxRequest { pod_sandbox_id: id.into() };
+        let request = StopPodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
         let answer = call!(self, runtime.stop_pod_sandbox(request));
         answer.with_context(|| format!("CRI StopPodSandbox {id} failed"))?;
         Ok(())
     }
 
     pub fn remove_pod_sandbox(&mut self, id: &str) -> Result<()> {
-        let request = RemovePodSandboxRequest { pod_sandbox_id: id.into() };
+        let request = RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
         let answer = call!(self, runtime.remove_pod_sandbox(request));
         answer.with_context(|| format!("CRI RemovePodSandbox {id} failed"))?;
         Ok(())
@@ -175,15 +205,27 @@ impl Cri {
 
     /// The ids of all pod sandboxes.
     pub fn pod_sandboxes(&mut self) -> Result<Vec<String>> {
-        let answer = call!(self, runtime.list_pod_sandbox(ListPodSandboxRequest { filter: None }));
-        let items = answer.context("CRI ListPodSandbox failed")?.into_inner().items;
+        let answer = call!(
+            self,
+            runtime.list_pod_sandbox(ListPodSandboxRequest { filter: None })
+        );
+        let items = answer
+            .context("CRI ListPodSandbox failed")?
+            .into_inner()
+            .items;
         Ok(items.into_iter().map(|p| p.id).collect())
     }
 
     /// The ids of all containers.
     pub fn containers(&mut self) -> Result<Vec<String>> {
-        let answer = call!(self, runtime.list_containers(ListContainersRequest { filter: None }));
-        let items = answer.context("CRI ListContainers failed")?.into_inner().containers;
+        let answer = call!(
+            self,
+            runtime.list_containers(ListContainersRequest { filter: None })
+        );
+        let items = answer
+            .context("CRI ListContainers failed")?
+            .into_inner()
+            .containers;
         Ok(items.into_iter().map(|c| c.id).collect())
     }
 }

@@ -35,7 +35,12 @@ fn output(cmd: Command) -> Result<Output> {
 fn sha256(file: &Path) -> Result<String> {
     let out = output(command("sha256sum", [file.as_os_str()]))?;
     out.expect_code(0)?;
-    Ok(out.stdout.split_whitespace().next().unwrap_or("").to_string())
+    Ok(out
+        .stdout
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string())
 }
 
 fn command<I, S>(program: &str, args: I) -> Command
@@ -70,7 +75,13 @@ pub fn tar_of(dir: &Path, tar: &Path) -> Result<()> {
 /// `rootfs`), a config with `config` (`{"Cmd": [...]}`), a manifest and an
 /// index naming it `name` (`docker.io/cfs/busybox:latest`): what `ctr images
 /// import` reads. No registry, no network.
-pub fn oci_image(dir: &Path, file: &str, rootfs: &Path, name: &str, config: serde_json::Value) -> Result<PathBuf> {
+pub fn oci_image(
+    dir: &Path,
+    file: &str,
+    rootfs: &Path,
+    name: &str,
+    config: serde_json::Value,
+) -> Result<PathBuf> {
     let layout = dir.join(format!("{file}.oci"));
     let blobs = layout.join("blobs/sha256");
     fs::create_dir_all(&blobs)?;
@@ -78,7 +89,9 @@ pub fn oci_image(dir: &Path, file: &str, rootfs: &Path, name: &str, config: serd
         let digest = sha256(path)?;
         let size = fs::metadata(path)?.len();
         fs::rename(path, blobs.join(&digest))?;
-        Ok(serde_json::json!({"mediaType": media, "digest": format!("sha256:{digest}"), "size": size}))
+        Ok(
+            serde_json::json!({"mediaType": media, "digest": format!("sha256:{digest}"), "size": size}),
+        )
     };
     let layer = dir.join(format!("{file}.layer.tar"));
     tar_of(rootfs, &layer)?;
@@ -105,7 +118,10 @@ pub fn oci_image(dir: &Path, file: &str, rootfs: &Path, name: &str, config: serd
         layout.join("index.json"),
         serde_json::json!({"schemaVersion": 2, "manifests": [manifest]}).to_string(),
     )?;
-    fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
     let tar = dir.join(format!("{file}.tar"));
     tar_of(&layout, &tar)?;
     Ok(tar)
@@ -163,7 +179,10 @@ impl Containerd {
                 .filter(|o| o.code == 0)
         });
         if ready.is_err() {
-            bail!("containerd did not answer on {} within 60 s", containerd.socket.display());
+            bail!(
+                "containerd did not answer on {} within 60 s",
+                containerd.socket.display()
+            );
         }
         Ok(containerd)
     }
@@ -221,12 +240,16 @@ impl Cli {
             serde_json::json!({"runtimes": {"cfs": {"path": runtime}}}).to_string(),
         )?;
         let mut cmd = sandbox.command("sh");
-        cmd.arg("-c").arg(LOGGED).arg(dir.join("dockerd.log")).arg("/usr/sbin/dockerd");
+        cmd.arg("-c")
+            .arg(LOGGED)
+            .arg(dir.join("dockerd.log"))
+            .arg("/usr/sbin/dockerd");
         cmd.arg("--config-file").arg(&config);
         cmd.arg("--data-root").arg(dir.join("data"));
         cmd.arg("--exec-root").arg(dir.join("exec"));
         cmd.arg("--pidfile").arg(dir.join("docker.pid"));
-        cmd.arg("--host").arg(format!("unix://{}", socket.display()));
+        cmd.arg("--host")
+            .arg(format!("unix://{}", socket.display()));
         cmd.args([
             "--exec-opt",
             "native.cgroupdriver=cgroupfs",
@@ -243,7 +266,10 @@ impl Cli {
             args: vec![],
             env: vec![
                 ("DOCKER_HOST".into(), format!("unix://{}", socket.display())),
-                ("DOCKER_CONFIG".into(), dir.join("config").display().to_string()),
+                (
+                    "DOCKER_CONFIG".into(),
+                    dir.join("config").display().to_string(),
+                ),
             ],
             daemon: Some(daemon),
             log: Some(dir.join("dockerd.log")),
@@ -285,7 +311,10 @@ impl Cli {
             dir.join("home/.config/containers/policy.json"),
             r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
         )?;
-        fs::write(dir.join("registries.conf"), "unqualified-search-registries = []\n")?;
+        fs::write(
+            dir.join("registries.conf"),
+            "unqualified-search-registries = []\n",
+        )?;
         let args = [
             "--root".into(),
             dir.join("root").display().to_string(),
@@ -304,12 +333,27 @@ impl Cli {
             program: "/usr/bin/podman".into(),
             args: args.to_vec(),
             env: vec![
-                ("CONTAINERS_CONF".into(), dir.join("containers.conf").display().to_string()),
-                ("CONTAINERS_STORAGE_CONF".into(), dir.join("storage.conf").display().to_string()),
-                ("CONTAINERS_REGISTRIES_CONF".into(), dir.join("registries.conf").display().to_string()),
+                (
+                    "CONTAINERS_CONF".into(),
+                    dir.join("containers.conf").display().to_string(),
+                ),
+                (
+                    "CONTAINERS_STORAGE_CONF".into(),
+                    dir.join("storage.conf").display().to_string(),
+                ),
+                (
+                    "CONTAINERS_REGISTRIES_CONF".into(),
+                    dir.join("registries.conf").display().to_string(),
+                ),
                 ("HOME".into(), dir.join("home").display().to_string()),
-                ("XDG_RUNTIME_DIR".into(), dir.join("xdg").display().to_string()),
-                ("XDG_CONFIG_HOME".into(), dir.join("xdg-config").display().to_string()),
+                (
+                    "XDG_RUNTIME_DIR".into(),
+                    dir.join("xdg").display().to_string(),
+                ),
+                (
+                    "XDG_CONFIG_HOME".into(),
+                    dir.join("xdg-config").display().to_string(),
+                ),
             ],
             daemon: None,
             log: None,
@@ -324,9 +368,12 @@ impl Cli {
         let tar = sandbox.dir.join(format!("{}-busybox.tar", self.name));
         tar_of(&crate::paths::rootfs()?, &tar)?;
         let tar = tar.display().to_string();
-        self.run(sandbox, &["import", "--change", "CMD [\"sh\"]", &tar, "cfs/busybox"])?
-            .expect_code(0)
-            .with_context(|| format!("{} import of the busybox rootfs failed", self.name))?;
+        self.run(
+            sandbox,
+            &["import", "--change", "CMD [\"sh\"]", &tar, "cfs/busybox"],
+        )?
+        .expect_code(0)
+        .with_context(|| format!("{} import of the busybox rootfs failed", self.name))?;
         Ok(())
     }
 

@@ -162,6 +162,17 @@ impl Sandbox {
             .stdout(log.try_clone()?)
             .stderr(log);
         join_on_exec(&mut cmd, sandbox.trees.iter().map(|t| t.root.clone()))?;
+        // If the test dies before its teardown, unshare dies with it and
+        // (--kill-child) takes PID 1 and the whole sandbox along.
+        // SAFETY: prctl is a plain system call.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         sandbox.unshare = Some(cmd.spawn().context("failed to start unshare")?);
         let ready = sandbox.dir.join("ready");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -243,8 +254,9 @@ impl Sandbox {
                     // nothing could join it. Copy the parent's.
                     for file in ["cpuset.cpus", "cpuset.mems"] {
                         let parent = dir.parent().context("no parent")?.join(file);
-                        fs::write(dir.join(file), fs::read_to_string(&parent)?)
-                            .with_context(|| format!("failed to write {file} of {}", dir.display()))?;
+                        fs::write(dir.join(file), fs::read_to_string(&parent)?).with_context(
+                            || format!("failed to write {file} of {}", dir.display()),
+                        )?;
                     }
                 }
                 if v2 && dir == tree.root {
@@ -253,7 +265,10 @@ impl Sandbox {
             }
             trees.push(tree);
         }
-        ensure!(!trees.is_empty(), "no cgroup hierarchy found in /proc/self/cgroup");
+        ensure!(
+            !trees.is_empty(),
+            "no cgroup hierarchy found in /proc/self/cgroup"
+        );
         Ok(trees)
     }
 
@@ -263,7 +278,9 @@ impl Sandbox {
         let mut cmd = Command::new("nsenter");
         cmd.arg("--target")
             .arg(self.init.to_string())
-            .args(["--cgroup", "--mount", "--net", "--pid", "--uts", "--ipc", "--"])
+            .args([
+                "--cgroup", "--mount", "--net", "--pid", "--uts", "--ipc", "--",
+            ])
             .arg(program);
         // Only fails on a path with a NUL, which ours have not.
         let _ = join_on_exec(&mut cmd, self.trees.iter().map(|t| t.root.join("init")));
@@ -381,10 +398,14 @@ impl Sandbox {
                         id == "0" && list.is_empty()
                     } else {
                         !list.is_empty()
-                            && list.split(',').all(|c| tree.options.split(',').any(|o| o == c))
+                            && list
+                                .split(',')
+                                .all(|c| tree.options.split(',').any(|o| o == c))
                     }
                 })
-                .with_context(|| format!("no line for {} in /proc/{pid}/cgroup", tree.mount.display()))?;
+                .with_context(|| {
+                    format!("no line for {} in /proc/{pid}/cgroup", tree.mount.display())
+                })?;
             ensure!(
                 line.ends_with(&format!(":{want}")),
                 "process {pid} is in {line}, not in {want} ({}): {text}",
@@ -484,7 +505,10 @@ fn enable_all(mount: &Path, dir: &Path) -> Result<()> {
     for c in available.split_whitespace() {
         if !enabled.split_whitespace().any(|e| e == c) {
             fs::write(dir.join("cgroup.subtree_control"), format!("+{c}")).with_context(|| {
-                format!("failed to enable {c} in {}/cgroup.subtree_control", dir.display())
+                format!(
+                    "failed to enable {c} in {}/cgroup.subtree_control",
+                    dir.display()
+                )
             })?;
         }
     }
