@@ -77,6 +77,7 @@ pub struct Sandbox {
     /// The host PID of the sandbox's PID 1.
     pub init: Pid,
     name: String,
+    torn_down: bool,
 }
 
 /// The sandbox's PID 1: mounts cgroupfs again (the namespace's view), tmpfs
@@ -132,8 +133,9 @@ impl Sandbox {
             unshare: None,
             init: Pid::from_raw(0),
             name,
+            torn_down: false,
         };
-        sandbox.trees = sandbox.make_cgroups()?;
+        sandbox.make_cgroups()?;
         let mut cmd = Command::new("unshare");
         cmd.args([
             "--cgroup",
@@ -194,6 +196,17 @@ impl Sandbox {
         sandbox.init = *crate::kernel::children(unshare)
             .first()
             .context("the sandbox's unshare has no child")?;
+        // unshare itself is still in the root: move it to `init` too, so that
+        // the root holds no process and, on v2, may hand its controllers
+        // down (no internal processes; a namespace's root is no exception).
+        for tree in &sandbox.trees {
+            let procs = tree.root.join("init/cgroup.procs");
+            fs::write(&procs, unshare.to_string())
+                .with_context(|| format!("failed to move unshare to {}", procs.display()))?;
+            if tree.v2() {
+                enable_all(&tree.mount, &tree.root)?;
+            }
+        }
         Ok(sandbox)
     }
 
@@ -201,10 +214,11 @@ impl Sandbox {
     /// ones too: runc joins `name=systemd`), made beneath our own cgroup, or
     /// on cgroup v2 beside it when ours holds processes (as ch04 does), with
     /// its `init` child.
-    fn make_cgroups(&self) -> Result<Vec<Tree>> {
+    /// Each tree goes into `self.trees` as soon as its root exists, so that
+    /// a failure half-way leaves nothing the teardown does not find.
+    fn make_cgroups(&mut self) -> Result<()> {
         let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
         let own = fs::read_to_string("/proc/self/cgroup")?;
-        let mut trees = Vec::new();
         for line in own.lines() {
             let mut f = line.splitn(3, ':');
             let (Some(id), Some(list), Some(path)) = (f.next(), f.next(), f.next()) else {
@@ -249,6 +263,9 @@ impl Sandbox {
             for dir in [tree.root.clone(), tree.root.join("init")] {
                 fs::create_dir(&dir)
                     .with_context(|| format!("failed to create cgroup {}", dir.display()))?;
+                if dir == tree.root {
+                    self.trees.push(tree.clone());
+                }
                 if tree.has("cpuset") {
                     // A new cpuset group has no CPUs and no memory nodes:
                     // nothing could join it. Copy the parent's.
@@ -259,17 +276,13 @@ impl Sandbox {
                         )?;
                     }
                 }
-                if v2 && dir == tree.root {
-                    enable_all(&tree.mount, &dir)?;
-                }
             }
-            trees.push(tree);
         }
         ensure!(
-            !trees.is_empty(),
+            !self.trees.is_empty(),
             "no cgroup hierarchy found in /proc/self/cgroup"
         );
-        Ok(trees)
+        Ok(())
     }
 
     /// A command run inside the sandbox: in its `/init` cgroup, then through
@@ -423,9 +436,10 @@ impl Sandbox {
     }
 
     fn teardown(&mut self) -> Result<()> {
-        let Some(mut unshare) = self.unshare.take() else {
+        if self.torn_down {
             return Ok(());
-        };
+        }
+        self.torn_down = true;
         // A frozen process does not die of SIGKILL until it is thawed.
         for tree in &self.trees {
             for dir in dirs_below(&tree.root, 8) {
@@ -436,16 +450,18 @@ impl Sandbox {
                 }
             }
         }
-        if self.init.as_raw() > 0 {
-            let _ = kill(self.init, Signal::SIGKILL);
+        if let Some(mut unshare) = self.unshare.take() {
+            if self.init.as_raw() > 0 {
+                let _ = kill(self.init, Signal::SIGKILL);
+            }
+            // unshare reaps PID 1 and ends.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while unshare.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = unshare.kill();
+            let _ = unshare.wait();
         }
-        // unshare reaps PID 1 and ends.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while unshare.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = unshare.kill();
-        let _ = unshare.wait();
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut errors = Vec::new();
         for tree in &self.trees {
@@ -471,6 +487,9 @@ impl Sandbox {
         }
         // The mounts made in the sandbox went with its mount namespace.
         while let Err(err) = fs::remove_dir_all(&self.dir) {
+            if !self.dir.exists() {
+                break;
+            }
             if Instant::now() > deadline {
                 errors.push(format!("failed to remove {}: {err}", self.dir.display()));
                 break;
