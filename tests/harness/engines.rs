@@ -16,8 +16,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use anyhow::ensure;
+use nix::unistd::Pid;
+
+use crate::paths;
 use crate::run::{output_within, wait_for, Background, Output};
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Sandbox, Tree};
 
 /// Runs a daemon (`$1` and on) with its output in the log file `$0`: the
 /// shims it starts inherit that output and outlive it.
@@ -406,4 +410,295 @@ impl Cli {
             None => String::new(),
         }
     }
+}
+
+// ------------------------------------------- what the engine tests share
+
+/// Which runtime an engine runs: runc, the reference, or the chapter's.
+#[derive(Clone, Copy)]
+pub enum Runtime {
+    Runc,
+    Ch06,
+}
+
+impl Runtime {
+    pub fn path(self) -> PathBuf {
+        match self {
+            Runtime::Runc => {
+                PathBuf::from(std::env::var("CFS_H3_RUNC").unwrap_or("/usr/sbin/runc".into()))
+            }
+            Runtime::Ch06 => paths::bin("ch06-full-runtime"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Runc => "runc",
+            Runtime::Ch06 => "ch06",
+        }
+    }
+}
+
+/// A wrapper around the runtime that appends each command line to
+/// `runtime.args` in the sandbox's temp dir, then becomes the runtime.
+pub fn wrapper(sandbox: &Sandbox, runtime: Runtime) -> Result<PathBuf> {
+    let path = sandbox.dir.join(format!("{}-runtime", runtime.name()));
+    let log = sandbox.dir.join("runtime.args");
+    fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\necho \"$*\" >>{log}\nexec {} \"$@\" 2>>{log}.err\n",
+            runtime.path().display(),
+            log = log.display(),
+        ),
+    )?;
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+    Ok(path)
+}
+
+/// The runtime's command lines so far.
+pub fn runtime_calls(sandbox: &Sandbox) -> Vec<String> {
+    fs::read_to_string(sandbox.dir.join("runtime.args"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// What the runtime wrote on stderr, for a failure's message.
+pub fn runtime_errors(sandbox: &Sandbox) -> String {
+    let text = fs::read_to_string(sandbox.dir.join("runtime.args.err")).unwrap_or_default();
+    format!("the runtime's stderr:\n{text}")
+}
+
+/// Runs named steps, reporting each, and keeps going after a failure so a
+/// run shows every step's result.
+pub struct Steps {
+    label: String,
+    failures: Vec<String>,
+}
+
+impl Steps {
+    pub fn new(label: &str) -> Steps {
+        Steps {
+            label: label.to_string(),
+            failures: Vec::new(),
+        }
+    }
+
+    pub fn step(&mut self, name: &str, f: impl FnOnce() -> Result<()>) -> bool {
+        let start = std::time::Instant::now();
+        let result = f();
+        let took = start.elapsed().as_secs_f32();
+        match result {
+            Ok(()) => {
+                eprintln!("  {} {name}: ok ({took:.1} s)", self.label);
+                true
+            }
+            Err(err) => {
+                let first = format!("{err:#}");
+                eprintln!("  {} {name}: FAILED ({took:.1} s): {first}", self.label);
+                self.failures.push(format!("{name}: {first}"));
+                false
+            }
+        }
+    }
+
+    pub fn finish(self) -> Result<()> {
+        if !self.failures.is_empty() {
+            bail!(
+                "{} step(s) failed:\n{}",
+                self.failures.len(),
+                self.failures.join("\n")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The container's cgroup, as a path in the sandbox (`/docker/<id>`), read
+/// on the host from `/proc/<pid>/cgroup`; fails unless it lies beneath the
+/// sandbox's root in every tree.
+pub fn cgroup_of(sandbox: &Sandbox, pid: Pid) -> Result<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .with_context(|| format!("failed to read /proc/{pid}/cgroup"))?;
+    let mut found: Option<String> = None;
+    for line in text.lines() {
+        let path = line.splitn(3, ':').nth(2).unwrap_or("");
+        let list = line.split(':').nth(1).unwrap_or("");
+        // The hierarchies whose controllers a container's limits use (on a
+        // hybrid machine the cgroup2 tree holds none of them).
+        let used = ["cpu", "cpuacct", "memory", "pids", "freezer", "devices"];
+        let v1 = sandbox.trees.iter().any(|t| !t.v2());
+        if (list.is_empty() && v1)
+            || (!list.is_empty() && !list.split(',').any(|c| used.contains(&c)))
+        {
+            continue;
+        }
+        let tree = sandbox
+            .trees
+            .iter()
+            .find(|t| {
+                if list.is_empty() {
+                    t.v2()
+                } else {
+                    list.split(',').all(|c| t.has(c))
+                }
+            })
+            .with_context(|| format!("no sandbox tree for {line}"))?;
+        let inner = path
+            .strip_prefix(&tree.root_path)
+            .filter(|rest| rest.starts_with('/'))
+            .with_context(|| {
+                format!(
+                    "process {pid} is in {line}, outside the sandbox's cgroup {} \
+                     (host /proc/{pid}/cgroup: {text})",
+                    tree.root_path
+                )
+            })?;
+        match &found {
+            Some(f) if f != inner => bail!("process {pid} is in {f} and in {inner}: {text}"),
+            _ => found = Some(inner.to_string()),
+        }
+    }
+    found.with_context(|| format!("no cgroup lines in /proc/{pid}/cgroup"))
+}
+
+/// A cgroup file of the container's group `path`, read on the host: on v1
+/// in the hierarchy with `controller`, on v2 in the one tree.
+pub fn cgroup_file(sandbox: &Sandbox, controller: &str, path: &str, file: &str) -> Result<String> {
+    let tree: &Tree = sandbox.tree(controller)?;
+    let full = tree.root.join(&path[1..]).join(file);
+    Ok(fs::read_to_string(&full)
+        .with_context(|| format!("failed to read {}", full.display()))?
+        .trim()
+        .to_string())
+}
+
+/// Whether the container's group is frozen, on the host: v1 `freezer.state`,
+/// v2 `frozen` in `cgroup.events`.
+pub fn frozen(sandbox: &Sandbox, path: &str) -> Result<bool> {
+    if sandbox.tree("freezer")?.v2() {
+        let events = cgroup_file(sandbox, "freezer", path, "cgroup.events")?;
+        Ok(events.lines().any(|l| l == "frozen 1"))
+    } else {
+        Ok(cgroup_file(sandbox, "freezer", path, "freezer.state")? == "FROZEN")
+    }
+}
+
+/// Checks the limits `--memory 64m --cpus 0.5 --pids-limit 20` (or without
+/// pids) in the container's cgroup files.
+pub fn check_limits(sandbox: &Sandbox, path: &str, pids: bool) -> Result<()> {
+    let v2 = sandbox.tree("memory")?.v2();
+    let (memory, cpu) = if v2 {
+        (
+            cgroup_file(sandbox, "memory", path, "memory.max")?,
+            cgroup_file(sandbox, "cpu", path, "cpu.max")?,
+        )
+    } else {
+        (
+            cgroup_file(sandbox, "memory", path, "memory.limit_in_bytes")?,
+            format!(
+                "{} {}",
+                cgroup_file(sandbox, "cpu", path, "cpu.cfs_quota_us")?,
+                cgroup_file(sandbox, "cpu", path, "cpu.cfs_period_us")?
+            ),
+        )
+    };
+    ensure!(
+        memory == "67108864",
+        "memory limit {memory}, not 67108864 (64m)"
+    );
+    ensure!(
+        cpu == "50000 100000",
+        "cpu quota and period {cpu}, not 50000 100000 (0.5 CPU)"
+    );
+    if pids {
+        let max = cgroup_file(sandbox, "pids", path, "pids.max")?;
+        ensure!(max == "20", "pids.max {max}, not 20");
+    }
+    Ok(())
+}
+
+/// Nothing of containers `ids` left: no cgroup, no new overlay or mount
+/// named after a container (in the sandbox's mount namespace), no runtime process or shim, and the runtime's state
+/// dirs (each `--root` it was given, seen through `/proc/<init>/root`) empty.
+pub fn nothing_left(sandbox: &Sandbox, ids: &[String]) -> Result<()> {
+    let groups: Vec<String> = sandbox
+        .cgroups()
+        .into_iter()
+        .filter(|g| ids.iter().any(|id| g.contains(id.as_str())))
+        .collect();
+    ensure!(groups.is_empty(), "cgroups left: {groups:?}");
+    let mounts: Vec<String> = sandbox
+        .mounts()?
+        .difference(&sandbox.mounts_at_start)
+        .filter(|m| m.contains(" overlay ") || ids.iter().any(|id| m.contains(id.as_str())))
+        .cloned()
+        .collect();
+    ensure!(mounts.is_empty(), "mounts left: {mounts:?}");
+    let procs: Vec<String> = sandbox
+        .ps()
+        .lines()
+        .filter(|l| {
+            ["shim", "sleep", "runtime", "runc", "ch06", "while"]
+                .iter()
+                .any(|w| l.contains(w))
+        })
+        .map(str::to_string)
+        .collect();
+    ensure!(procs.is_empty(), "processes left: {procs:?}");
+    let mut roots: Vec<String> = runtime_calls(sandbox)
+        .iter()
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == "--root")?;
+            words.get(at + 1).map(|s| s.to_string())
+        })
+        .collect();
+    roots.sort();
+    roots.dedup();
+    for dir in &roots {
+        let seen = PathBuf::from(format!("/proc/{}/root{dir}", sandbox.init));
+        let left: Vec<String> = fs::read_dir(&seen)
+            .map(|e| {
+                e.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ensure!(left.is_empty(), "runtime state left in {dir}: {left:?}");
+    }
+    Ok(())
+}
+
+/// Checks that the runtime was asked to stop `id` with TERM, then with KILL.
+pub fn term_then_kill(sandbox: &Sandbox, id: &str) -> Result<()> {
+    let calls = runtime_calls(sandbox);
+    let kills: Vec<&String> = calls
+        .iter()
+        .filter(|l| l.contains(" kill ") || l.starts_with("kill "))
+        .filter(|l| l.contains(id))
+        .collect();
+    let signal = |l: &str, names: &[&str]| {
+        l.split_whitespace()
+            .last()
+            .is_some_and(|s| names.contains(&s))
+    };
+    let term = kills
+        .iter()
+        .position(|l| signal(l, &["15", "TERM", "SIGTERM"]));
+    let kill = kills
+        .iter()
+        .position(|l| signal(l, &["9", "KILL", "SIGKILL"]));
+    match (term, kill) {
+        (Some(t), Some(k)) if t < k => Ok(()),
+        _ => bail!("the runtime was not asked for TERM then KILL: {kills:?}"),
+    }
+}
+
+/// A name for a container, unique to this run.
+pub fn id(what: &str) -> String {
+    format!("cfs-h3-{what}-{}", std::process::id())
 }

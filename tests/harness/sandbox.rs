@@ -78,6 +78,8 @@ pub struct Sandbox {
     pub init: Pid,
     name: String,
     torn_down: bool,
+    /// The sandbox's mounts once it was set up, before any engine ran.
+    pub mounts_at_start: std::collections::BTreeSet<String>,
 }
 
 /// The sandbox's PID 1: mounts cgroupfs again (the namespace's view), tmpfs
@@ -134,6 +136,7 @@ impl Sandbox {
             init: Pid::from_raw(0),
             name,
             torn_down: false,
+            mounts_at_start: Default::default(),
         };
         sandbox.make_cgroups()?;
         let mut cmd = Command::new("unshare");
@@ -207,6 +210,7 @@ impl Sandbox {
                 enable_all(&tree.mount, &tree.root)?;
             }
         }
+        sandbox.mounts_at_start = sandbox.mounts()?;
         Ok(sandbox)
     }
 
@@ -298,6 +302,26 @@ impl Sandbox {
         // Only fails on a path with a NUL, which ours have not.
         let _ = join_on_exec(&mut cmd, self.trees.iter().map(|t| t.root.join("init")));
         cmd
+    }
+
+    /// The sandbox's mount table, one `mount point, type, source` line each
+    /// (from `/proc/<PID 1>/mountinfo`, as the host reads it).
+    pub fn mounts(&self) -> Result<std::collections::BTreeSet<String>> {
+        let path = format!("/proc/{}/mountinfo", self.init);
+        let text = fs::read_to_string(&path).with_context(|| format!("failed to read {path}"))?;
+        Ok(text
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split(' ').collect();
+                let dash = fields.iter().position(|f| *f == "-")?;
+                Some(format!(
+                    "{} {} {}",
+                    fields.get(4)?,
+                    fields.get(dash + 1)?,
+                    fields.get(dash + 2)?
+                ))
+            })
+            .collect())
     }
 
     /// The sandbox's cgroup tree with `controller` (v1), or the cgroup2 tree.
