@@ -424,9 +424,7 @@ pub enum Runtime {
 impl Runtime {
     pub fn path(self) -> PathBuf {
         match self {
-            Runtime::Runc => {
-                PathBuf::from(std::env::var("CFS_H3_RUNC").unwrap_or("/usr/sbin/runc".into()))
-            }
+            Runtime::Runc => PathBuf::from("/usr/sbin/runc"),
             Runtime::Ch06 => paths::bin("ch06-full-runtime"),
         }
     }
