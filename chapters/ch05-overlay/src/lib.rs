@@ -25,5 +25,7 @@ pub mod cli;
 pub mod diff;
 pub mod init_layer;
 pub mod layer;
+pub mod oci;
 pub mod overlay;
+pub mod registry;
 pub mod store;
