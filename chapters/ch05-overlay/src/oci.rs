@@ -525,3 +525,84 @@ pub fn load(
     unpack_image(store, &name, &manifest, &mut blobs, None)
 }
 // ANCHOR_END: load
+
+// ---- the config, honoured by run ----
+
+/// What `run` starts, from the image's config and the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Process {
+    pub argv: Vec<String>,
+    /// The config's `Env` (`KEY=VALUE`): the whole environment when given.
+    pub env: Option<Vec<String>>,
+    pub cwd: Option<String>,
+    /// The config's `User`: `uid`, `uid:gid`, `name` or `name:group`.
+    pub user: Option<String>,
+}
+
+// ANCHOR: process
+/// Docker's rule: the command line replaces `Cmd` but not `Entrypoint`;
+/// with neither an entrypoint nor a command there is nothing to run.
+pub fn process(config: Option<&oci_spec::image::Config>, argv: &[String]) -> anyhow::Result<Process> {
+    let empty = oci_spec::image::Config::default();
+    let config = config.unwrap_or(&empty);
+    let mut full: Vec<String> = config.entrypoint().clone().unwrap_or_default();
+    if argv.is_empty() {
+        full.extend(config.cmd().clone().unwrap_or_default());
+    } else {
+        full.extend(argv.iter().cloned());
+    }
+    if full.is_empty() {
+        bail!("no command given and the image has no Cmd or Entrypoint: add one after --");
+    }
+    Ok(Process {
+        argv: full,
+        env: config.env().clone().filter(|e| !e.is_empty()),
+        cwd: config.working_dir().clone().filter(|d| !d.is_empty()),
+        user: config.user().clone().filter(|u| !u.is_empty()),
+    })
+}
+// ANCHOR_END: process
+
+/// The numeric uid and gid of a config's `User`, names looked up in the
+/// container's own `/etc/passwd` and `/etc/group` (never the host's).
+pub fn resolve_user(root: &Path, user: &str) -> Result<(u32, u32)> {
+    let (name, group) = match user.split_once(':') {
+        Some((n, g)) => (n, Some(g)),
+        None => (user, None),
+    };
+    let lookup = |file: &str, key: &str| -> Result<Option<(u32, u32)>> {
+        let path = root.join(file);
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        Ok(text.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.first() == Some(&key)).then(|| {
+                let id = fields.get(2)?.parse().ok()?;
+                let gid = fields.get(3).and_then(|g| g.parse().ok()).unwrap_or(id);
+                Some((id, gid))
+            })?
+        }))
+    };
+    let (uid, mut gid) = match name.parse::<u32>() {
+        Ok(uid) => (uid, lookup_by_uid(root, uid).unwrap_or(0)),
+        Err(_) => lookup("etc/passwd", name)?
+            .with_context(|| format!("user {name} of the image's config is not in its /etc/passwd"))?,
+    };
+    if let Some(group) = group {
+        gid = match group.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => lookup("etc/group", group)?
+                .map(|(g, _)| g)
+                .with_context(|| format!("group {group} of the image's config is not in its /etc/group"))?,
+        };
+    }
+    Ok((uid, gid))
+}
+
+/// The primary group of uid in the container's `/etc/passwd`.
+fn lookup_by_uid(root: &Path, uid: u32) -> Option<u32> {
+    let text = fs::read_to_string(root.join("etc/passwd")).ok()?;
+    text.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.get(2)?.parse::<u32>().ok()? == uid).then(|| fields.get(3)?.parse().ok())?
+    })
+}
