@@ -22,6 +22,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 pub mod kernel;
 pub mod lab;
 pub mod paths;
+pub mod registry;
 pub mod run;
 pub mod scripts;
 pub mod session;
