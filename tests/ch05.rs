@@ -463,6 +463,88 @@ fn corrupt_tars_are_clear_errors() -> Result<()> {
     Ok(())
 }
 
+/// A tar entry of any kind, for layers a stranger crafted.
+fn crafted_tar(entries: &[(&str, tar::EntryType, &str, (u32, u32))]) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, kind, link, (major, minor)) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(*kind);
+        header.set_mode(if *kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(0);
+        header.set_mtime(1_700_000_000);
+        if *kind == tar::EntryType::Symlink {
+            header.set_link_name(link)?;
+        }
+        if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+            header.set_device_major(*major)?;
+            header.set_device_minor(*minor)?;
+        }
+        builder.append_data(&mut header, path, std::io::empty())?;
+    }
+    Ok(builder.into_inner()?)
+}
+
+/// What a host directory holds, with the overlay attributes of each entry.
+fn host_view(dir: &Path) -> Result<Vec<String>> {
+    let mut paths = BTreeSet::new();
+    all_paths(dir, Path::new(""), &mut paths)?;
+    paths.insert(PathBuf::new());
+    let mut view = Vec::new();
+    for rel in paths {
+        let path = dir.join(&rel);
+        let attrs: Vec<String> = xattr::list(&path)?
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        view.push(format!("{} {attrs:?}", rel.display()));
+    }
+    Ok(view)
+}
+
+/// Layers from strangers: a symlink out of the layer followed by entries
+/// beneath it, and device nodes. Each is refused in one line, the host
+/// directory the symlink names is exactly as it was (read from the host,
+/// with its extended attributes), and the store holds no trace of the layer.
+fn crafted_layers_stay_inside() -> Result<()> {
+    use tar::EntryType::{Block, Char, Directory, Regular, Symlink};
+    let store = Store::with_images()?;
+    let host = tempfile::Builder::new().prefix("cfs-h5-host-").tempdir()?;
+    fs::write(host.path().join("victim"), "still here\n")?;
+    fs::create_dir(host.path().join("sub"))?;
+    fs::write(host.path().join("sub/file"), "x")?;
+    let target = host.path().to_string_lossy().into_owned();
+    let before = host_view(host.path())?;
+    let layers_before = store.layer_count()?;
+    let link = ("link", Symlink, target.as_str(), (0, 0));
+    let cases: Vec<(&str, Vec<(&str, tar::EntryType, &str, (u32, u32))>, &str)> = vec![
+        ("whiteout in a new dir", vec![link, ("link/newdir/.wh.x", Regular, "", (0, 0))], "beneath a symlink"),
+        ("whiteout of a host file", vec![link, ("link/.wh.victim", Regular, "", (0, 0))], "beneath a symlink"),
+        ("opaque host dir", vec![link, ("link/sub/.wh..wh..opq", Regular, "", (0, 0))], "beneath a symlink"),
+        ("opaque symlink", vec![link, ("link/.wh..wh..opq", Regular, "", (0, 0))], "beneath a symlink"),
+        ("file through the link", vec![link, ("link/new", Regular, "", (0, 0))], "unpack outside"),
+        ("dir through the link", vec![link, ("link/newdir2", Directory, "", (0, 0))], "unpack outside"),
+        ("/dev/mem", vec![("dev/", Directory, "", (0, 0)), ("dev/mem", Char, "", (1, 1))], "device node at dev/mem"),
+        ("a disk", vec![("dev/", Directory, "", (0, 0)), ("dev/sda", Block, "", (8, 0))], "device node at dev/sda"),
+    ];
+    for (what, entries, says) in cases {
+        let tar = store.dir.path().join("crafted.tar");
+        fs::write(&tar, crafted_tar(&entries)?)?;
+        let out = store.run(&["import", "crafted", &tar.to_string_lossy()])?;
+        ensure!(host_view(host.path())? == before, "{what}: the host directory changed: {:?}", host_view(host.path())?);
+        ensure!(out.code == 1, "{what}: exit {}: {}", out.code, out.stderr);
+        ensure!(
+            out.stderr.lines().count() == 1 && out.stderr.contains(says),
+            "{what}: expected one line with {says:?}: {}",
+            out.stderr
+        );
+        ensure!(fs::read_to_string(host.path().join("victim"))? == "still here\n", "{what}: victim changed");
+        ensure!(!store.path("images/crafted.json").exists(), "{what}: image created");
+        ensure!(store.layer_count()? == layers_before, "{what}: a layer or a half-unpacked one stayed: {:?}", sorted_names(&store.path("layers"))?);
+    }
+    Ok(())
+}
+
 fn copy_on_write_in_containers() -> Result<()> {
     let store = Store::with_images()?;
     let base = store.layer("base", 0)?.join("diff/etc/motd");
@@ -901,6 +983,7 @@ fn main() -> ExitCode {
             "corrupt_tars_are_clear_errors",
             corrupt_tars_are_clear_errors,
         ),
+        root("crafted_layers_stay_inside", crafted_layers_stay_inside),
         check(
             "copy_on_write_in_containers",
             "a container of the base image writes /etc/motd: the change is in its upper directory \
