@@ -165,7 +165,6 @@ impl StoreCommand {
                 chunk_size,
             } => {
                 let pushed = registry::push(store, image, reference, auth.user.clone(), *chunk_size)?;
-                println!("config {}: {}", layer::short(&pushed.config.0), pushed.config.1);
                 println!("pushed {image} to {reference} as manifest {}", pushed.digest);
             }
         }

@@ -496,6 +496,7 @@ pub fn push(store: &Store, name: &str, reference: &Reference, credentials: Optio
     let config_path = tmp.path().join("config.json");
     std::fs::write(&config_path, &blobs.config).with_context(|| format!("failed to write {}", config_path.display()))?;
     let sent = client.upload(&blobs.config_desc, &config_path, None, chunk.max(1))?;
+    println!("config {}: {sent}", short(&blobs.config_desc.digest().to_string()));
     let config = (blobs.config_desc.digest().to_string(), sent);
     let path = client.repo_path(&format!("manifests/{}", reference.tag));
     let kind = MediaType::ImageManifest.to_string();
