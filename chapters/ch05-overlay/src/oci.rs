@@ -413,7 +413,6 @@ impl<W: Write> Write for HashCount<W> {
 
 const LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
 
-// ANCHOR: save
 /// Writes `image` to the new directory `dir` as an OCI image layout whose
 /// index names the manifest by the image's name.
 pub fn save(store: &Store, image: &Image, dir: &Path) -> Result<String> {
@@ -449,7 +448,6 @@ pub fn save(store: &Store, image: &Image, dir: &Path) -> Result<String> {
         .with_context(|| format!("failed to write {}/oci-layout", dir.display()))?;
     Ok(written.manifest_digest)
 }
-// ANCHOR_END: save
 
 /// The blobs of a layout directory.
 pub struct Layout {
@@ -467,7 +465,6 @@ impl Blobs for Layout {
     }
 }
 
-// ANCHOR: load
 /// Stores the image of the layout `dir` whose index entry is tagged
 /// `reference` (or its only entry) as `name` (default: that tag).
 pub fn load(
@@ -524,7 +521,6 @@ pub fn load(
     };
     unpack_image(store, &name, &manifest, &mut blobs, None)
 }
-// ANCHOR_END: load
 
 // ---- the config, honoured by run ----
 

@@ -38,7 +38,6 @@ use crate::layer::short;
 use crate::oci::{self, Blobs, LayerIn, Manifest};
 use crate::store::{Image, Store};
 
-// ANCHOR: reference
 /// `HOST[:PORT]/REPO[:TAG|@DIGEST]`, e.g. `127.0.0.1:5000/cfs/app:latest`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
@@ -89,7 +88,6 @@ impl std::fmt::Display for Reference {
         write!(f, "{}/{}{sep}{}", self.host, self.repository, self.tag)
     }
 }
-// ANCHOR_END: reference
 
 impl Reference {
     /// `http://HOST`: only for registries on this machine (no TLS here).
