@@ -463,13 +463,20 @@ fn corrupt_tars_are_clear_errors() -> Result<()> {
     Ok(())
 }
 
-/// A tar entry of any kind, for layers a stranger crafted.
-fn crafted_tar(entries: &[(&str, tar::EntryType, &str, (u32, u32))]) -> Result<Vec<u8>> {
+/// A crafted tar entry: path, type, link target, device numbers.
+type Crafted<'a> = (&'a str, tar::EntryType, &'a str, (u32, u32));
+
+/// A tar of entries of any kind, for layers a stranger crafted.
+fn crafted_tar(entries: &[Crafted]) -> Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     for (path, kind, link, (major, minor)) in entries {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(*kind);
-        header.set_mode(if *kind == tar::EntryType::Directory { 0o755 } else { 0o644 });
+        header.set_mode(if *kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
         header.set_uid(0);
         header.set_gid(0);
         header.set_size(0);
@@ -517,30 +524,82 @@ fn crafted_layers_stay_inside() -> Result<()> {
     let before = host_view(host.path())?;
     let layers_before = store.layer_count()?;
     let link = ("link", Symlink, target.as_str(), (0, 0));
-    let cases: Vec<(&str, Vec<(&str, tar::EntryType, &str, (u32, u32))>, &str)> = vec![
-        ("whiteout in a new dir", vec![link, ("link/newdir/.wh.x", Regular, "", (0, 0))], "beneath a symlink"),
-        ("whiteout of a host file", vec![link, ("link/.wh.victim", Regular, "", (0, 0))], "beneath a symlink"),
-        ("opaque host dir", vec![link, ("link/sub/.wh..wh..opq", Regular, "", (0, 0))], "beneath a symlink"),
-        ("opaque symlink", vec![link, ("link/.wh..wh..opq", Regular, "", (0, 0))], "beneath a symlink"),
-        ("file through the link", vec![link, ("link/new", Regular, "", (0, 0))], "unpack outside"),
-        ("dir through the link", vec![link, ("link/newdir2", Directory, "", (0, 0))], "unpack outside"),
-        ("/dev/mem", vec![("dev/", Directory, "", (0, 0)), ("dev/mem", Char, "", (1, 1))], "device node at dev/mem"),
-        ("a disk", vec![("dev/", Directory, "", (0, 0)), ("dev/sda", Block, "", (8, 0))], "device node at dev/sda"),
+    let cases: Vec<(&str, Vec<Crafted>, &str)> = vec![
+        (
+            "whiteout in a new dir",
+            vec![link, ("link/newdir/.wh.x", Regular, "", (0, 0))],
+            "beneath a symlink",
+        ),
+        (
+            "whiteout of a host file",
+            vec![link, ("link/.wh.victim", Regular, "", (0, 0))],
+            "beneath a symlink",
+        ),
+        (
+            "opaque host dir",
+            vec![link, ("link/sub/.wh..wh..opq", Regular, "", (0, 0))],
+            "beneath a symlink",
+        ),
+        (
+            "opaque symlink",
+            vec![link, ("link/.wh..wh..opq", Regular, "", (0, 0))],
+            "beneath a symlink",
+        ),
+        (
+            "file through the link",
+            vec![link, ("link/new", Regular, "", (0, 0))],
+            "unpack outside",
+        ),
+        (
+            "dir through the link",
+            vec![link, ("link/newdir2", Directory, "", (0, 0))],
+            "unpack outside",
+        ),
+        (
+            "/dev/mem",
+            vec![
+                ("dev/", Directory, "", (0, 0)),
+                ("dev/mem", Char, "", (1, 1)),
+            ],
+            "device node at dev/mem",
+        ),
+        (
+            "a disk",
+            vec![
+                ("dev/", Directory, "", (0, 0)),
+                ("dev/sda", Block, "", (8, 0)),
+            ],
+            "device node at dev/sda",
+        ),
     ];
     for (what, entries, says) in cases {
         let tar = store.dir.path().join("crafted.tar");
         fs::write(&tar, crafted_tar(&entries)?)?;
         let out = store.run(&["import", "crafted", &tar.to_string_lossy()])?;
-        ensure!(host_view(host.path())? == before, "{what}: the host directory changed: {:?}", host_view(host.path())?);
+        ensure!(
+            host_view(host.path())? == before,
+            "{what}: the host directory changed: {:?}",
+            host_view(host.path())?
+        );
         ensure!(out.code == 1, "{what}: exit {}: {}", out.code, out.stderr);
         ensure!(
             out.stderr.lines().count() == 1 && out.stderr.contains(says),
             "{what}: expected one line with {says:?}: {}",
             out.stderr
         );
-        ensure!(fs::read_to_string(host.path().join("victim"))? == "still here\n", "{what}: victim changed");
-        ensure!(!store.path("images/crafted.json").exists(), "{what}: image created");
-        ensure!(store.layer_count()? == layers_before, "{what}: a layer or a half-unpacked one stayed: {:?}", sorted_names(&store.path("layers"))?);
+        ensure!(
+            fs::read_to_string(host.path().join("victim"))? == "still here\n",
+            "{what}: victim changed"
+        );
+        ensure!(
+            !store.path("images/crafted.json").exists(),
+            "{what}: image created"
+        );
+        ensure!(
+            store.layer_count()? == layers_before,
+            "{what}: a layer or a half-unpacked one stayed: {:?}",
+            sorted_names(&store.path("layers"))?
+        );
     }
     Ok(())
 }

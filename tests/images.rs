@@ -44,7 +44,9 @@ impl Store {
         let store = Store::new()?;
         let mut cmd = Command::new(workspace().join("scripts/mkimages"));
         cmd.args(["--root", &store.root]);
-        output(cmd)?.expect_code(0).context("scripts/mkimages failed")?;
+        output(cmd)?
+            .expect_code(0)
+            .context("scripts/mkimages failed")?;
         Ok(store)
     }
 
@@ -75,8 +77,9 @@ impl Store {
 
     /// The layer digests of an image, bottom first.
     fn layers(&self, image: &str) -> Result<Vec<String>> {
-        let json: serde_json::Value =
-            serde_json::from_str(&fs::read_to_string(self.path(&format!("images/{image}.json")))?)?;
+        let json: serde_json::Value = serde_json::from_str(&fs::read_to_string(
+            self.path(&format!("images/{image}.json")),
+        )?)?;
         Ok(json["layers"]
             .as_array()
             .context("no layers")?
@@ -116,7 +119,11 @@ fn walk(root: &Path, rel: &Path, out: &mut Vec<String>) -> Result<()> {
 
 /// The single line a refused command prints, checked to be one line holding `text`.
 fn one_line(out: &Output, text: &str) -> Result<()> {
-    ensure!(out.code != 0, "exit 0 where a refusal was expected: {}", out.stdout);
+    ensure!(
+        out.code != 0,
+        "exit 0 where a refusal was expected: {}",
+        out.stdout
+    );
     let lines: Vec<&str> = out.stderr.lines().collect();
     ensure!(
         lines.len() == 1 && lines[0].contains(text),
@@ -147,8 +154,15 @@ fn tree(dir: &Path) -> Result<BTreeMap<String, String>> {
         } else {
             "other".to_string()
         };
-        let mode = if kind.is_symlink() { 0 } else { meta.mode() & 0o7777 };
-        out.insert(rel, format!("{what} {mode:o} {}:{}", meta.uid(), meta.gid()));
+        let mode = if kind.is_symlink() {
+            0
+        } else {
+            meta.mode() & 0o7777
+        };
+        out.insert(
+            rel,
+            format!("{what} {mode:o} {}:{}", meta.uid(), meta.gid()),
+        );
     }
     Ok(out)
 }
@@ -161,7 +175,12 @@ fn merged_tree(store: &Store, image: &str) -> Result<BTreeMap<String, String>> {
         .layers(image)?
         .iter()
         .rev()
-        .map(|d| store.path("layers").join(&d["sha256:".len()..]).join("diff"))
+        .map(|d| {
+            store
+                .path("layers")
+                .join(&d["sha256:".len()..])
+                .join("diff")
+        })
         .collect();
     let ov = Overlay {
         lower,
@@ -200,7 +219,13 @@ fn round_trip_through_a_registry() -> Result<()> {
     let registry = Registry::start(TAG, None)?;
     let store = Store::with_images()?;
     store.ok(&[
-        "run", "--name", "cfs-h5-c1", "app", "--", "sh", "-c",
+        "run",
+        "--name",
+        "cfs-h5-c1",
+        "app",
+        "--",
+        "sh",
+        "-c",
         "echo travelled > /etc/motd && rm /etc/group",
     ])?;
     store.ok(&["commit", "cfs-h5-c1", "app2"])?;
@@ -208,25 +233,59 @@ fn round_trip_through_a_registry() -> Result<()> {
     let target = format!("{}/cfs/app:v2", registry.host);
     // Chunks of 100 kB: the base layer goes up in PATCH requests, the rest in one PUT.
     let out = store.ok(&["-v", "push", "--chunk-size", "100000", "app2", &target])?;
-    ensure!(out.stderr.contains("PATCH /v2/cfs/app/blobs/uploads/"), "no chunked upload: {}", out.stderr);
+    ensure!(
+        out.stderr.contains("PATCH /v2/cfs/app/blobs/uploads/"),
+        "no chunked upload: {}",
+        out.stderr
+    );
     ensure!(out.stdout.contains("pushed in"), "{}", out.stdout);
     for image in ["app2", "app", "base"] {
         store.ok(&["rmi", image])?;
     }
-    ensure!(fs::read_dir(store.path("layers"))?.count() == 0, "layers left after rmi");
+    ensure!(
+        fs::read_dir(store.path("layers"))?.count() == 0,
+        "layers left after rmi"
+    );
 
     let out = store.ok(&["-v", "pull", &target, "back"])?;
-    ensure!(out.stderr.contains(&format!("GET /v2/cfs/app/manifests/v2 -> 200 (sha256:")), "{}", out.stderr);
-    ensure!(store.layers("back")?.len() == 3, "pulled {:?}", store.layers("back")?);
+    ensure!(
+        out.stderr
+            .contains(&"GET /v2/cfs/app/manifests/v2 -> 200 (sha256:".to_string()),
+        "{}",
+        out.stderr
+    );
+    ensure!(
+        store.layers("back")?.len() == 3,
+        "pulled {:?}",
+        store.layers("back")?
+    );
     let top = store.layers("back")?.pop().context("no layer")?;
-    let whiteout = store.path("layers").join(&top["sha256:".len()..]).join("diff/etc/group");
-    let meta = whiteout.symlink_metadata().context("no whiteout for /etc/group in the pulled layer")?;
-    ensure!(meta.file_type().is_char_device() && meta.rdev() == 0, "etc/group is not a 0/0 device");
+    let whiteout = store
+        .path("layers")
+        .join(&top["sha256:".len()..])
+        .join("diff/etc/group");
+    let meta = whiteout
+        .symlink_metadata()
+        .context("no whiteout for /etc/group in the pulled layer")?;
+    ensure!(
+        meta.file_type().is_char_device() && meta.rdev() == 0,
+        "etc/group is not a 0/0 device"
+    );
     let out = store.ok(&[
-        "run", "--name", "cfs-h5-c2", "back", "--", "sh", "-c",
+        "run",
+        "--name",
+        "cfs-h5-c2",
+        "back",
+        "--",
+        "sh",
+        "-c",
         "cat /etc/motd; test -e /etc/group && echo group is back || echo group is gone",
     ])?;
-    ensure!(out.stdout == "travelled\ngroup is gone\n", "the container sees {:?}", out.stdout);
+    ensure!(
+        out.stdout == "travelled\ngroup is gone\n",
+        "the container sees {:?}",
+        out.stdout
+    );
     store.ok(&["rm", "cfs-h5-c2"])?;
 
     // Pulled again under another name: no layer is downloaded twice.
@@ -236,8 +295,16 @@ fn round_trip_through_a_registry() -> Result<()> {
         .lines()
         .filter(|l| l.contains("GET /v2/cfs/app/blobs/"))
         .count();
-    ensure!(layer_gets == 1, "expected only the config to be fetched: {}", out.stderr);
-    ensure!(out.stdout.matches("already in the store").count() == 3, "{}", out.stdout);
+    ensure!(
+        layer_gets == 1,
+        "expected only the config to be fetched: {}",
+        out.stderr
+    );
+    ensure!(
+        out.stdout.matches("already in the store").count() == 3,
+        "{}",
+        out.stdout
+    );
     Ok(())
 }
 
@@ -261,9 +328,21 @@ fn skopeo_and_umoci_read_our_push() -> Result<()> {
         .iter()
         .filter_map(|d| d.as_str().map(str::to_string))
         .collect();
-    ensure!(diff_ids == store.layers("app")?, "skopeo sees diff_ids {diff_ids:?}");
-    let config_digest = manifest["config"]["digest"].as_str().unwrap_or_default().to_string();
-    let config_bytes = ok(tools.skopeo(&["inspect", "--tls-verify=false", "--raw", "--config", &docker]))?;
+    ensure!(
+        diff_ids == store.layers("app")?,
+        "skopeo sees diff_ids {diff_ids:?}"
+    );
+    let config_digest = manifest["config"]["digest"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let config_bytes = ok(tools.skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        "--config",
+        &docker,
+    ]))?;
     ensure!(
         format!("sha256:{:x}", Sha256::digest(config_bytes.as_bytes())) == config_digest,
         "the config's digest is not the manifest's"
@@ -272,25 +351,47 @@ fn skopeo_and_umoci_read_our_push() -> Result<()> {
     ensure!(layers.len() == 2, "{raw}");
 
     // skopeo copies it into a layout, umoci unpacks it: the files the container sees.
-    let work = tempfile::Builder::new().prefix("cfs-h5-interop-").tempdir()?;
+    let work = tempfile::Builder::new()
+        .prefix("cfs-h5-interop-")
+        .tempdir()?;
     let layout = work.path().join("oci");
     ok(tools.skopeo(&[
-        "copy", "--src-tls-verify=false", &docker,
+        "copy",
+        "--src-tls-verify=false",
+        &docker,
         &format!("oci:{}:app", layout.display()),
     ]))?;
     let bundle = work.path().join("bundle");
-    ok(tools.umoci(&["unpack", "--image", &format!("{}:app", layout.display()), &bundle.display().to_string()]))?;
+    ok(tools.umoci(&[
+        "unpack",
+        "--image",
+        &format!("{}:app", layout.display()),
+        &bundle.display().to_string(),
+    ]))?;
     let theirs = tree(&bundle.join("rootfs"))?;
     let ours = merged_tree(&store, "app")?;
     let diffs = differences(&ours, &theirs);
-    ensure!(diffs.is_empty(), "umoci's rootfs differs from ch05's merged view: {diffs:?}");
-    ensure!(!theirs.contains_key("etc/rootfs-release"), "the whiteout did not reach umoci");
+    ensure!(
+        diffs.is_empty(),
+        "umoci's rootfs differs from ch05's merged view: {diffs:?}"
+    );
+    ensure!(
+        !theirs.contains_key("etc/rootfs-release"),
+        "the whiteout did not reach umoci"
+    );
 
     // And back: ch05 imports the layout skopeo wrote.
     let other = Store::new()?;
     let out = other.ok(&["import", "fromskopeo", &layout.display().to_string()])?;
-    ensure!(out.stdout.contains("image fromskopeo: 2 layers"), "{}", out.stdout);
-    ensure!(other.layers("fromskopeo")? == store.layers("app")?, "other layers");
+    ensure!(
+        out.stdout.contains("image fromskopeo: 2 layers"),
+        "{}",
+        out.stdout
+    );
+    ensure!(
+        other.layers("fromskopeo")? == store.layers("app")?,
+        "other layers"
+    );
     Ok(())
 }
 
@@ -314,7 +415,9 @@ fn we_pull_and_run_what_skopeo_pushed() -> Result<()> {
     ensure!(status.success(), "cp -a of the rootfs failed");
     ok(tools.umoci(&["repack", "--image", &image, &bundle.display().to_string()]))?;
     ok(tools.umoci(&[
-        "config", "--image", &image,
+        "config",
+        "--image",
+        &image,
         "--config.env=GREETING=hello from the config",
         "--config.workingdir=/tmp",
         "--config.user=65534:65534",
@@ -323,7 +426,12 @@ fn we_pull_and_run_what_skopeo_pushed() -> Result<()> {
         "--config.cmd=echo \"$GREETING in $(pwd) as $(id -u):$(id -g)\"",
     ]))?;
     let target = format!("{}/cfs/busybox:1", registry.host);
-    ok(tools.skopeo(&["copy", "--dest-tls-verify=false", &format!("oci:{image}"), &format!("docker://{target}")]))?;
+    ok(tools.skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{image}"),
+        &format!("docker://{target}"),
+    ]))?;
 
     let store = Store::new()?;
     store.ok(&["pull", &target])?;
@@ -335,7 +443,15 @@ fn we_pull_and_run_what_skopeo_pushed() -> Result<()> {
     );
     store.ok(&["rm", "cfs-h5-bb"])?;
     // A command on the command line replaces Cmd, not Entrypoint.
-    let out = store.ok(&["run", "--name", "cfs-h5-bb2", "busybox", "--", "-c", "echo replaced"])?;
+    let out = store.ok(&[
+        "run",
+        "--name",
+        "cfs-h5-bb2",
+        "busybox",
+        "--",
+        "-c",
+        "echo replaced",
+    ])?;
     ensure!(out.stdout == "replaced\n", "{:?}", out.stdout);
     store.ok(&["rm", "cfs-h5-bb2"])?;
     Ok(())
@@ -348,18 +464,29 @@ fn save_and_load_an_oci_layout() -> Result<()> {
     let work = tempfile::Builder::new().prefix("cfs-h5-save-").tempdir()?;
     let dir = work.path().join("app-oci");
     store.ok(&["save", "app", &dir.display().to_string()])?;
-    ensure!(fs::read_to_string(dir.join("oci-layout"))?.contains("1.0.0"), "no oci-layout");
+    ensure!(
+        fs::read_to_string(dir.join("oci-layout"))?.contains("1.0.0"),
+        "no oci-layout"
+    );
     // skopeo reads it as a layout too.
     let inspect = ok(tools.skopeo(&["inspect", &format!("oci:{}:app", dir.display())]))?;
     ensure!(inspect.contains("\"Layers\""), "{inspect}");
     let bundle = work.path().join("bundle");
-    ok(tools.umoci(&["unpack", "--image", &format!("{}:app", dir.display()), &bundle.display().to_string()]))?;
+    ok(tools.umoci(&[
+        "unpack",
+        "--image",
+        &format!("{}:app", dir.display()),
+        &bundle.display().to_string(),
+    ]))?;
     let diffs = differences(&merged_tree(&store, "app")?, &tree(&bundle.join("rootfs"))?);
     ensure!(diffs.is_empty(), "umoci unpacked other files: {diffs:?}");
 
     let other = Store::new()?;
     other.ok(&["load", &dir.display().to_string()])?;
-    ensure!(other.layers("app")? == store.layers("app")?, "load made other layers");
+    ensure!(
+        other.layers("app")? == store.layers("app")?,
+        "load made other layers"
+    );
     let out = other.ok(&["run", "--name", "cfs-h5-l", "app", "--", "hello"])?;
     ensure!(out.stdout == "hello from the app layer\n", "{}", out.stdout);
     other.ok(&["rm", "cfs-h5-l"])?;
@@ -390,7 +517,10 @@ fn basic_auth() -> Result<()> {
     one_line(&out, "wants a user name and password")?;
     let out = store.run(&["push", "--user", "alice:wrong", "base", &target])?;
     one_line(&out, "refused the credentials")?;
-    ensure!(store.snapshot()? == before, "a refused pull changed the store");
+    ensure!(
+        store.snapshot()? == before,
+        "a refused pull changed the store"
+    );
 
     let out = store.ok(&["pull", "--user", "alice:s3cret", &target, "x"])?;
     ensure!(out.stdout.contains("image x: 1 layer"), "{}", out.stdout);
@@ -400,7 +530,9 @@ fn basic_auth() -> Result<()> {
 /// The Bearer flow against a fake registry with its own token endpoint.
 fn bearer_token() -> Result<()> {
     let store = Store::with_images()?;
-    let work = tempfile::Builder::new().prefix("cfs-h5-bearer-").tempdir()?;
+    let work = tempfile::Builder::new()
+        .prefix("cfs-h5-bearer-")
+        .tempdir()?;
     let layout = work.path().join("oci");
     store.ok(&["save", "app", &layout.display().to_string()])?;
     let fake = Fake::start(&layout, Fault::Bearer("bob:pw".into()))?;
@@ -409,9 +541,20 @@ fn bearer_token() -> Result<()> {
     let out = other.run(&["pull", "--user", "bob:bad", &target])?;
     one_line(&out, "token service")?;
     let out = other.ok(&["-v", "pull", "--user", "bob:pw", &target])?;
-    ensure!(out.stderr.contains("/token -> 200 (a token)"), "{}", out.stderr);
-    ensure!(other.layers("app")? == store.layers("app")?, "pulled other layers");
-    let seen = fake.seen.lock().map_err(|_| cfs_tests::anyhow!("poisoned"))?.clone();
+    ensure!(
+        out.stderr.contains("/token -> 200 (a token)"),
+        "{}",
+        out.stderr
+    );
+    ensure!(
+        other.layers("app")? == store.layers("app")?,
+        "pulled other layers"
+    );
+    let seen = fake
+        .seen
+        .lock()
+        .map_err(|_| cfs_tests::anyhow!("poisoned"))?
+        .clone();
     ensure!(
         seen.iter()
             .filter(|r| r.path.contains("/blobs/"))
@@ -435,14 +578,22 @@ fn bad_registries_leave_nothing() -> Result<()> {
     let cases = [
         (Fault::WrongDigest, "app", "refused (corrupt or forged)"),
         (Fault::Truncated, "app", "broke off"),
-        (Fault::UnknownMediaType, "app", "unknown media type \"application/vnd.cfs.unknown+json\""),
+        (
+            Fault::UnknownMediaType,
+            "app",
+            "unknown media type \"application/vnd.cfs.unknown+json\"",
+        ),
         (Fault::None, "nosuchtag", "does not exist in the registry"),
     ];
     for (fault, tag, text) in cases {
         let fake = Fake::start(&layout, fault.clone())?;
         let out = store.run(&["pull", &format!("{}/cfs/app:{tag}", fake.host)])?;
         one_line(&out, text).with_context(|| format!("{fault:?}"))?;
-        ensure!(store.snapshot()? == before, "{fault:?} left {:?}", store.snapshot()?);
+        ensure!(
+            store.snapshot()? == before,
+            "{fault:?} left {:?}",
+            store.snapshot()?
+        );
     }
     // The same fake, told nothing bad: the pull works, so the cases above
     // failed for their faults and not for the fake.
@@ -471,19 +622,41 @@ fn cross_repository_mount() -> Result<()> {
     let other = Store::new()?;
     other.ok(&["pull", &format!("{}/cfs/one:1", registry.host), "app"])?;
     let out = other.ok(&["-v", "push", "app", &format!("{}/cfs/two:1", registry.host)])?;
-    ensure!(out.stdout.matches("mounted from cfs/one").count() == 2, "{}", out.stdout);
-    ensure!(out.stderr.contains("POST /v2/cfs/two/blobs/uploads/ -> 201"), "{}", out.stderr);
+    ensure!(
+        out.stdout.matches("mounted from cfs/one").count() == 2,
+        "{}",
+        out.stdout
+    );
+    ensure!(
+        out.stderr
+            .contains("POST /v2/cfs/two/blobs/uploads/ -> 201"),
+        "{}",
+        out.stderr
+    );
     // Pushed again: everything is there already.
     let out = other.ok(&["push", "app", &format!("{}/cfs/two:1", registry.host)])?;
-    ensure!(out.stdout.matches("already in the registry").count() == 3, "{}", out.stdout);
+    ensure!(
+        out.stdout.matches("already in the registry").count() == 3,
+        "{}",
+        out.stdout
+    );
     Ok(())
 }
 
 fn main() -> ExitCode {
     cfs_tests::main(vec![
-        root("round_trip_through_a_registry", round_trip_through_a_registry),
-        root("skopeo_and_umoci_read_our_push", skopeo_and_umoci_read_our_push),
-        root("we_pull_and_run_what_skopeo_pushed", we_pull_and_run_what_skopeo_pushed),
+        root(
+            "round_trip_through_a_registry",
+            round_trip_through_a_registry,
+        ),
+        root(
+            "skopeo_and_umoci_read_our_push",
+            skopeo_and_umoci_read_our_push,
+        ),
+        root(
+            "we_pull_and_run_what_skopeo_pushed",
+            we_pull_and_run_what_skopeo_pushed,
+        ),
         root("save_and_load_an_oci_layout", save_and_load_an_oci_layout),
         root("basic_auth", basic_auth),
         root("bearer_token", bearer_token),

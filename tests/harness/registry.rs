@@ -83,7 +83,11 @@ impl Registry {
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(&registry.host).is_err() {
             if Instant::now() > deadline {
-                bail!("docker-registry did not listen on {}: {}", registry.host, registry.log());
+                bail!(
+                    "docker-registry did not listen on {}: {}",
+                    registry.host,
+                    registry.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -144,7 +148,9 @@ impl Tools {
 /// Runs a tool and fails with its stderr unless it succeeds; returns stdout.
 pub fn ok(mut cmd: Command) -> Result<String> {
     let shown = format!("{cmd:?}");
-    let out = cmd.output().with_context(|| format!("failed to run {shown}"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("failed to run {shown}"))?;
     if !out.status.success() {
         bail!(
             "{shown} failed: {}{}",
@@ -225,7 +231,11 @@ impl Fake {
     pub fn requests(&self) -> Vec<String> {
         self.seen
             .lock()
-            .map(|s| s.iter().map(|r| format!("{} {}", r.method, r.path)).collect())
+            .map(|s| {
+                s.iter()
+                    .map(|r| format!("{} {}", r.method, r.path))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -301,10 +311,19 @@ impl Served {
                 if authorization != Some(want.as_str()) {
                     return Reply::status(401);
                 }
-                return Reply::json(200, format!("{{\"token\":\"{TOKEN}\"}}").into_bytes(), "application/json");
+                return Reply::json(
+                    200,
+                    format!("{{\"token\":\"{TOKEN}\"}}").into_bytes(),
+                    "application/json",
+                );
             }
             if authorization != Some(&format!("Bearer {TOKEN}")) {
-                let mut reply = Reply::json(401, b"{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"token needed\"}]}".to_vec(), "application/json");
+                let mut reply = Reply::json(
+                    401,
+                    b"{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"token needed\"}]}"
+                        .to_vec(),
+                    "application/json",
+                );
                 reply.headers.push((
                     "WWW-Authenticate".into(),
                     format!(
@@ -401,7 +420,11 @@ impl Reply {
 
     /// Writes the reply; false if the connection must close.
     fn write(&self, stream: &mut TcpStream, head: bool) -> Result<bool> {
-        let mut text = format!("HTTP/1.1 {} X\r\nContent-Length: {}\r\n", self.status, self.body.len());
+        let mut text = format!(
+            "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
+            self.status,
+            self.body.len()
+        );
         for (k, v) in &self.headers {
             text.push_str(&format!("{k}: {v}\r\n"));
         }

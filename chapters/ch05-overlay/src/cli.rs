@@ -147,13 +147,21 @@ impl StoreCommand {
             StoreCommand::Save { image, dir } => {
                 let image = store.image(image)?;
                 let digest = oci::save(store, &image, dir)?;
-                println!("saved {} to {} as manifest {digest}", image.name, dir.display());
+                println!(
+                    "saved {} to {} as manifest {digest}",
+                    image.name,
+                    dir.display()
+                );
             }
             StoreCommand::Load { dir, tag, name } => {
                 let (image, layers) = oci::load(store, dir, tag.as_deref(), name.as_deref())?;
                 print_layers(&image, &layers);
             }
-            StoreCommand::Pull { reference, name, auth } => {
+            StoreCommand::Pull {
+                reference,
+                name,
+                auth,
+            } => {
                 let name = name.as_deref().unwrap_or(reference.default_name());
                 let (image, layers) = registry::pull(store, reference, name, auth.user.clone())?;
                 print_layers(&image, &layers);
@@ -164,8 +172,12 @@ impl StoreCommand {
                 auth,
                 chunk_size,
             } => {
-                let pushed = registry::push(store, image, reference, auth.user.clone(), *chunk_size)?;
-                println!("pushed {image} to {reference} as manifest {}", pushed.digest);
+                let pushed =
+                    registry::push(store, image, reference, auth.user.clone(), *chunk_size)?;
+                println!(
+                    "pushed {image} to {reference} as manifest {}",
+                    pushed.digest
+                );
             }
         }
         Ok(())
@@ -180,7 +192,11 @@ fn is_layout(paths: &[PathBuf]) -> bool {
 /// One line per layer that came in, then the image.
 fn print_layers(image: &Image, layers: &[LayerIn]) {
     for layer in layers {
-        let what = if layer.fetched { "stored" } else { "already in the store" };
+        let what = if layer.fetched {
+            "stored"
+        } else {
+            "already in the store"
+        };
         println!("layer {}: {what}", layer::short(&layer.diff_id));
     }
     println!("image {}: {}", image.name, self::layers(image.layers.len()));

@@ -158,7 +158,10 @@ pub fn unpack(tar: impl Read, dir: &Path, copy: impl Write) -> Result<Summary> {
                 Some(name) if name.starts_with(WHITEOUT_PREFIX) => {
                     let hidden = &name[WHITEOUT_PREFIX.len()..];
                     if hidden.is_empty() || hidden == "." || hidden == ".." {
-                        bail!("the layer tar holds a whiteout of nothing: {}", rel.display());
+                        bail!(
+                            "the layer tar holds a whiteout of nothing: {}",
+                            rel.display()
+                        );
                     }
                     let target = inside(dir, &parent.join(hidden))?;
                     remove_any(&target)?;
@@ -200,7 +203,11 @@ fn unpack_entry<R: Read>(entry: &mut tar::Entry<R>, dir: &Path, rel: &Path) -> R
                 "the layer tar holds a device node at {} ({} {major}:{minor}): refused, a layer \
                  must not bring devices (the runtime makes /dev)",
                 rel.display(),
-                if kind == EntryType::Char { "character" } else { "block" }
+                if kind == EntryType::Char {
+                    "character"
+                } else {
+                    "block"
+                }
             );
         }
         let target = inside(dir, rel)?;
@@ -291,9 +298,8 @@ fn inside(dir: &Path, rel: &Path) -> Result<PathBuf> {
         match mkdirat(&at, name, Mode::from_bits_truncate(0o755)) {
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(errno) => {
-                return Err(errno).with_context(|| {
-                    format!("failed to create {}", dir.join(parent).display())
-                })
+                return Err(errno)
+                    .with_context(|| format!("failed to create {}", dir.join(parent).display()))
             }
         }
         at = match open_dir(&at, name) {

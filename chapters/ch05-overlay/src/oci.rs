@@ -58,8 +58,8 @@ pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.ta
 /// What a manifest's bytes turned out to be.
 #[derive(Debug)]
 pub enum Manifest {
-    Image(ImageManifest),
-    Index(ImageIndex),
+    Image(Box<ImageManifest>),
+    Index(Box<ImageIndex>),
 }
 
 /// Parses a manifest by its media type (the registry's `Content-Type`, or
@@ -76,12 +76,12 @@ pub fn parse_manifest(media_type: Option<&str>, bytes: &[u8]) -> Result<Manifest
     let image = MediaType::ImageManifest.to_string();
     let index = MediaType::ImageIndex.to_string();
     match kind.as_str() {
-        k if k == image || k == DOCKER_MANIFEST => Ok(Manifest::Image(
+        k if k == image || k == DOCKER_MANIFEST => Ok(Manifest::Image(Box::new(
             ImageManifest::from_reader(bytes).context("the image manifest is not valid")?,
-        )),
-        k if k == index || k == DOCKER_MANIFEST_LIST => Ok(Manifest::Index(
+        ))),
+        k if k == index || k == DOCKER_MANIFEST_LIST => Ok(Manifest::Index(Box::new(
             ImageIndex::from_reader(bytes).context("the image index is not valid")?,
-        )),
+        ))),
         other => bail!("a manifest of unknown media type {other:?}: not an image"),
     }
 }
@@ -146,7 +146,7 @@ impl<W: Write> Verifier<W> {
         if self.written != desc.size() {
             bail!(
                 "blob {} is {} bytes, not the {} its descriptor says: refused",
-                short(&desc.digest().to_string()),
+                short(desc.digest().as_ref()),
                 self.written,
                 desc.size()
             );
@@ -154,7 +154,7 @@ impl<W: Write> Verifier<W> {
         if got != desc.digest().to_string() {
             bail!(
                 "blob {} has digest {}: refused (corrupt or forged)",
-                short(&desc.digest().to_string()),
+                short(desc.digest().as_ref()),
                 short(&got)
             );
         }
@@ -194,7 +194,11 @@ pub trait Blobs {
 
 /// Fetches a blob into a temporary file in `dir` and checks its size and
 /// digest; the file is deleted when dropped.
-pub fn fetch_verified(blobs: &mut dyn Blobs, desc: &Descriptor, dir: &Path) -> Result<NamedTempFile> {
+pub fn fetch_verified(
+    blobs: &mut dyn Blobs,
+    desc: &Descriptor,
+    dir: &Path,
+) -> Result<NamedTempFile> {
     digest_hex(desc.digest())?;
     let tmp = tempfile::Builder::new()
         .prefix(".download-")
@@ -260,7 +264,11 @@ pub fn unpack_image(
             if !stored {
                 check_layer_type(desc)?;
                 let tmp = fetch_verified(blobs, desc, &store.root().join("layers"))?;
-                say!("unpack layer {} (diff_id {})", short(&desc.digest().to_string()), short(diff_id));
+                say!(
+                    "unpack layer {} (diff_id {})",
+                    short(desc.digest().as_ref()),
+                    short(diff_id)
+                );
                 store.add_layer(layer::open(tmp.path())?, Some(diff_id))?;
             }
             done.push(LayerIn {
@@ -277,7 +285,9 @@ pub fn unpack_image(
     let image = Image {
         name: name.to_string(),
         layers: diff_ids.clone(),
-        comment: source.clone().map_or("load".to_string(), |s| format!("pull {s}")),
+        comment: source
+            .clone()
+            .map_or("load".to_string(), |s| format!("pull {s}")),
         config: config.config().clone(),
         source,
     };
@@ -291,7 +301,10 @@ fn check_layer_type(desc: &Descriptor) -> Result<()> {
     match desc.media_type() {
         MediaType::ImageLayer | MediaType::ImageLayerGzip => Ok(()),
         MediaType::Other(t) if t == DOCKER_LAYER_GZIP => Ok(()),
-        other => bail!("layer {} has media type {other}, which this chapter cannot unpack", desc.digest()),
+        other => bail!(
+            "layer {} has media type {other}, which this chapter cannot unpack",
+            desc.digest()
+        ),
     }
 }
 
@@ -325,7 +338,8 @@ pub fn to_blobs(store: &Store, image: &Image, dir: &Path) -> Result<Blobbed> {
         );
         let hashing = HashCount::new(BufWriter::new(tmp.as_file()));
         let mut gz = GzEncoder::new(hashing, flate2::Compression::default());
-        io::copy(&mut input, &mut gz).with_context(|| format!("failed to compress {}", tar.display()))?;
+        io::copy(&mut input, &mut gz)
+            .with_context(|| format!("failed to compress {}", tar.display()))?;
         let hashing = gz.finish().context("failed to finish the gzip stream")?;
         let (digest, size) = hashing.done()?;
         let path = dir.join(&digest["sha256:".len()..]);
@@ -346,7 +360,10 @@ pub fn to_blobs(store: &Store, image: &Image, dir: &Path) -> Result<Blobbed> {
         .build()
         .context("failed to build the image config")?;
     config.set_config(Some(image.config.clone().unwrap_or_default()));
-    let config = config.to_string().context("failed to encode the image config")?.into_bytes();
+    let config = config
+        .to_string()
+        .context("failed to encode the image config")?
+        .into_bytes();
     let config_desc = Descriptor::new(
         MediaType::ImageConfig,
         config.len() as u64,
@@ -359,7 +376,10 @@ pub fn to_blobs(store: &Store, image: &Image, dir: &Path) -> Result<Blobbed> {
         .layers(layers.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>())
         .build()
         .context("failed to build the manifest")?;
-    let manifest = manifest.to_string().context("failed to encode the manifest")?.into_bytes();
+    let manifest = manifest
+        .to_string()
+        .context("failed to encode the manifest")?
+        .into_bytes();
     Ok(Blobbed {
         manifest_digest: sha256(&manifest),
         manifest,
@@ -416,8 +436,15 @@ const LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
 /// Writes `image` to the new directory `dir` as an OCI image layout whose
 /// index names the manifest by the image's name.
 pub fn save(store: &Store, image: &Image, dir: &Path) -> Result<String> {
-    if dir.exists() && fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        bail!("{} exists and is not empty: choose a new directory", dir.display());
+    if dir.exists()
+        && fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} exists and is not empty: choose a new directory",
+            dir.display()
+        );
     }
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).with_context(|| format!("failed to create {}", blobs.display()))?;
@@ -427,14 +454,17 @@ pub fn save(store: &Store, image: &Image, dir: &Path) -> Result<String> {
         say!("write {}", path.display());
         fs::write(&path, bytes).with_context(|| format!("failed to write {}", path.display()))
     };
-    put(&written.config_desc.digest().to_string(), &written.config)?;
+    put(written.config_desc.digest().as_ref(), &written.config)?;
     put(&written.manifest_digest, &written.manifest)?;
     let mut desc = Descriptor::new(
         MediaType::ImageManifest,
         written.manifest.len() as u64,
         parse_digest(&written.manifest_digest)?,
     );
-    desc.set_annotations(Some(HashMap::from([(REF_NAME.to_string(), image.name.clone())])));
+    desc.set_annotations(Some(HashMap::from([(
+        REF_NAME.to_string(),
+        image.name.clone(),
+    )])));
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)
@@ -456,10 +486,13 @@ pub struct Layout {
 
 impl Blobs for Layout {
     fn fetch(&mut self, desc: &Descriptor, out: &mut dyn Write) -> Result<()> {
-        let path = self.dir.join("blobs/sha256").join(digest_hex(desc.digest())?);
+        let path = self
+            .dir
+            .join("blobs/sha256")
+            .join(digest_hex(desc.digest())?);
         say!("read {}", path.display());
-        let mut file =
-            File::open(&path).with_context(|| format!("the layout lacks blob {}", desc.digest()))?;
+        let mut file = File::open(&path)
+            .with_context(|| format!("the layout lacks blob {}", desc.digest()))?;
         io::copy(&mut file, out).with_context(|| format!("failed to read {}", path.display()))?;
         Ok(())
     }
@@ -474,17 +507,20 @@ pub fn load(
     name: Option<&str>,
 ) -> Result<(Image, Vec<LayerIn>)> {
     let marker = dir.join("oci-layout");
-    let text = fs::read_to_string(&marker)
-        .with_context(|| format!("{} is not an OCI image layout (no oci-layout file)", dir.display()))?;
+    let text = fs::read_to_string(&marker).with_context(|| {
+        format!(
+            "{} is not an OCI image layout (no oci-layout file)",
+            dir.display()
+        )
+    })?;
     if !text.contains("imageLayoutVersion") {
         bail!("{} is not an OCI image layout file", marker.display());
     }
     let index_path = dir.join("index.json");
     let index = ImageIndex::from_file(&index_path)
         .with_context(|| format!("{} is not valid", index_path.display()))?;
-    let tag = |d: &Descriptor| -> Option<String> {
-        d.annotations().as_ref()?.get(REF_NAME).cloned()
-    };
+    let tag =
+        |d: &Descriptor| -> Option<String> { d.annotations().as_ref()?.get(REF_NAME).cloned() };
     let entries = index.manifests();
     let desc = match reference {
         Some(r) => entries.iter().find(|d| tag(d).as_deref() == Some(r)),
@@ -509,7 +545,7 @@ pub fn load(
         dir: dir.to_path_buf(),
     };
     let bytes = fetch_json(&mut blobs, desc)?;
-    let manifest = match parse_manifest(Some(&desc.media_type().to_string()), &bytes)? {
+    let manifest = match parse_manifest(Some(desc.media_type().as_ref()), &bytes)? {
         Manifest::Image(m) => m,
         Manifest::Index(i) => {
             let inner = pick_platform(&i)?;
@@ -538,7 +574,10 @@ pub struct Process {
 // ANCHOR: process
 /// Docker's rule: the command line replaces `Cmd` but not `Entrypoint`;
 /// with neither an entrypoint nor a command there is nothing to run.
-pub fn process(config: Option<&oci_spec::image::Config>, argv: &[String]) -> anyhow::Result<Process> {
+pub fn process(
+    config: Option<&oci_spec::image::Config>,
+    argv: &[String],
+) -> anyhow::Result<Process> {
     let empty = oci_spec::image::Config::default();
     let config = config.unwrap_or(&empty);
     let mut full: Vec<String> = config.entrypoint().clone().unwrap_or_default();
@@ -580,15 +619,18 @@ pub fn resolve_user(root: &Path, user: &str) -> Result<(u32, u32)> {
     };
     let (uid, mut gid) = match name.parse::<u32>() {
         Ok(uid) => (uid, lookup_by_uid(root, uid).unwrap_or(0)),
-        Err(_) => lookup("etc/passwd", name)?
-            .with_context(|| format!("user {name} of the image's config is not in its /etc/passwd"))?,
+        Err(_) => lookup("etc/passwd", name)?.with_context(|| {
+            format!("user {name} of the image's config is not in its /etc/passwd")
+        })?,
     };
     if let Some(group) = group {
         gid = match group.parse::<u32>() {
             Ok(gid) => gid,
             Err(_) => lookup("etc/group", group)?
                 .map(|(g, _)| g)
-                .with_context(|| format!("group {group} of the image's config is not in its /etc/group"))?,
+                .with_context(|| {
+                    format!("group {group} of the image's config is not in its /etc/group")
+                })?,
         };
     }
     Ok((uid, gid))

@@ -51,7 +51,9 @@ impl std::str::FromStr for Reference {
     type Err = anyhow::Error;
 
     fn from_str(text: &str) -> Result<Reference> {
-        let usage = || anyhow!("{text:?} is not HOST[:PORT]/REPOSITORY[:TAG], e.g. 127.0.0.1:5000/cfs/app:v1");
+        let usage = || {
+            anyhow!("{text:?} is not HOST[:PORT]/REPOSITORY[:TAG], e.g. 127.0.0.1:5000/cfs/app:v1")
+        };
         let (host, rest) = text.split_once('/').ok_or_else(usage)?;
         if !(host.contains(':') || host.contains('.') || host == "localhost") {
             return Err(usage());
@@ -66,11 +68,15 @@ impl std::str::FromStr for Reference {
         let repo_ok = !repository.is_empty()
             && repository.split('/').all(|part| {
                 !part.is_empty()
-                    && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
             });
         let tag_ok = !tag.is_empty()
             && tag.len() <= 128
-            && tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-:".contains(c));
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-:".contains(c));
         if !repo_ok || !tag_ok {
             return Err(usage());
         }
@@ -84,7 +90,11 @@ impl std::str::FromStr for Reference {
 
 impl std::fmt::Display for Reference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let sep = if self.tag.starts_with("sha256:") { '@' } else { ':' };
+        let sep = if self.tag.starts_with("sha256:") {
+            '@'
+        } else {
+            ':'
+        };
         write!(f, "{}/{}{sep}{}", self.host, self.repository, self.tag)
     }
 }
@@ -92,7 +102,10 @@ impl std::fmt::Display for Reference {
 impl Reference {
     /// `http://HOST`: only for registries on this machine (no TLS here).
     fn base_url(&self) -> Result<String> {
-        let name = self.host.rsplit_once(':').map_or(self.host.as_str(), |(h, _)| h);
+        let name = self
+            .host
+            .rsplit_once(':')
+            .map_or(self.host.as_str(), |(h, _)| h);
         let local = name == "localhost" || name.starts_with("127.") || name == "[::1]";
         if !local {
             bail!(
@@ -106,7 +119,10 @@ impl Reference {
 
     /// The image name `pull` gives by default: the repository's last part.
     pub fn default_name(&self) -> &str {
-        self.repository.rsplit('/').next().unwrap_or(&self.repository)
+        self.repository
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.repository)
     }
 }
 
@@ -161,8 +177,18 @@ impl Client {
     /// Sends one request, narrated as `METHOD PATH -> STATUS (digest)`. A 401
     /// is answered once: with Basic credentials or a Bearer token, as the
     /// registry's `WWW-Authenticate` asks; a second 401 is a refusal.
-    fn send(&mut self, method: &str, url: &str, headers: &[(&str, &str)], body: &Body) -> Result<ureq::Response> {
-        let url = if url.starts_with("http") { url.to_string() } else { format!("{}{url}", self.base) };
+    fn send(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &Body,
+    ) -> Result<ureq::Response> {
+        let url = if url.starts_with("http") {
+            url.to_string()
+        } else {
+            format!("{}{url}", self.base)
+        };
         let shown = url.strip_prefix(&self.base).unwrap_or(&url);
         let shown = shown.split('?').next().unwrap_or(shown).to_string();
         for attempt in 0..2 {
@@ -177,7 +203,8 @@ impl Client {
                 Body::Empty => request.call(),
                 Body::Bytes(bytes, kind) => request.set("Content-Type", kind).send_bytes(bytes),
                 Body::File(path, offset, len) => {
-                    let mut file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+                    let mut file = File::open(path)
+                        .with_context(|| format!("failed to open {}", path.display()))?;
                     std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(*offset))
                         .with_context(|| format!("failed to read {}", path.display()))?;
                     request
@@ -191,7 +218,10 @@ impl Client {
                 Err(ureq::Error::Status(code, response)) => {
                     say!("{method} {shown} -> {code}");
                     if code == 401 && attempt == 0 {
-                        let challenge = response.header("WWW-Authenticate").unwrap_or_default().to_string();
+                        let challenge = response
+                            .header("WWW-Authenticate")
+                            .unwrap_or_default()
+                            .to_string();
                         self.authorization = Some(self.log_in(&challenge)?);
                         continue;
                     }
@@ -199,7 +229,11 @@ impl Client {
                 }
                 Err(ureq::Error::Transport(err)) => {
                     say!("{method} {shown} -> {err}");
-                    bail!("no registry answers at {} ({}): is it running?", self.base, err.kind());
+                    bail!(
+                        "no registry answers at {} ({}): is it running?",
+                        self.base,
+                        err.kind()
+                    );
                 }
             };
             let digest = response
@@ -214,13 +248,23 @@ impl Client {
     // ANCHOR_END: send
 
     /// The error for a refused request, with the registry's own error code.
-    fn refusal(&self, method: &str, path: &str, code: u16, response: ureq::Response) -> anyhow::Error {
+    fn refusal(
+        &self,
+        method: &str,
+        path: &str,
+        code: u16,
+        response: ureq::Response,
+    ) -> anyhow::Error {
         let text = response.into_string().unwrap_or_default();
         let reason = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| {
                 let e = v.get("errors")?.get(0)?;
-                Some(format!("{}: {}", e.get("code")?.as_str()?, e.get("message")?.as_str().unwrap_or("")))
+                Some(format!(
+                    "{}: {}",
+                    e.get("code")?.as_str()?,
+                    e.get("message")?.as_str().unwrap_or("")
+                ))
             })
             .unwrap_or_else(|| format!("HTTP {code}"));
         match code {
@@ -228,11 +272,17 @@ impl Client {
                 "registry {} refused the credentials{} ({reason})",
                 self.reference.host,
                 match &self.credentials {
-                    Some(c) => format!(" of user {}: check --user", c.split(':').next().unwrap_or("")),
+                    Some(c) => format!(
+                        " of user {}: check --user",
+                        c.split(':').next().unwrap_or("")
+                    ),
                     None => ": give --user USER:PASSWORD".to_string(),
                 }
             ),
-            404 if path.contains("/manifests/") => anyhow!("{} does not exist in the registry ({reason})", self.reference),
+            404 if path.contains("/manifests/") => anyhow!(
+                "{} does not exist in the registry ({reason})",
+                self.reference
+            ),
             _ => anyhow!("{method} {path} failed: {reason}"),
         }
     }
@@ -242,8 +292,14 @@ impl Client {
     fn log_in(&mut self, challenge: &str) -> Result<String> {
         let basic = |credentials: &Option<String>| -> Result<String> {
             match credentials {
-                Some(c) => Ok(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(c))),
-                None => bail!("registry {} wants a user name and password: give --user USER:PASSWORD", self.reference.host),
+                Some(c) => Ok(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(c)
+                )),
+                None => bail!(
+                    "registry {} wants a user name and password: give --user USER:PASSWORD",
+                    self.reference.host
+                ),
             }
         };
         let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
@@ -252,7 +308,10 @@ impl Client {
             return basic(&self.credentials);
         }
         if !scheme.eq_ignore_ascii_case("bearer") {
-            bail!("registry {} asks for {scheme:?} authentication, which this chapter does not speak", self.reference.host);
+            bail!(
+                "registry {} asks for {scheme:?} authentication, which this chapter does not speak",
+                self.reference.host
+            );
         }
         let param = |key: &str| -> Option<String> {
             params.split(',').find_map(|p| {
@@ -260,7 +319,8 @@ impl Client {
                 (k == key).then(|| v.trim_matches('"').to_string())
             })
         };
-        let realm = param("realm").context("the Bearer challenge names no realm (token service)")?;
+        let realm =
+            param("realm").context("the Bearer challenge names no realm (token service)")?;
         let mut request = self.agent.get(&realm);
         for key in ["service", "scope"] {
             if let Some(value) = param(key) {
@@ -274,13 +334,19 @@ impl Client {
             Ok(r) => r,
             Err(ureq::Error::Status(code, _)) => {
                 say!("GET {realm} -> {code}");
-                bail!("the token service of {} refused us (HTTP {code}): check --user", self.reference.host)
+                bail!(
+                    "the token service of {} refused us (HTTP {code}): check --user",
+                    self.reference.host
+                )
             }
             Err(err) => bail!("the token service {realm} does not answer: {err}"),
         };
         say!("GET {realm} -> {} (a token)", response.status());
-        let text = response.into_string().context("the token service sent nothing")?;
-        let json: serde_json::Value = serde_json::from_str(&text).context("the token service sent no JSON")?;
+        let text = response
+            .into_string()
+            .context("the token service sent nothing")?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).context("the token service sent no JSON")?;
         let token = json
             .get("token")
             .or_else(|| json.get("access_token"))
@@ -313,7 +379,10 @@ impl Client {
         let wanted = match expected {
             Some(desc) => {
                 if desc.size() != bytes.len() as u64 {
-                    bail!("manifest {} has the wrong size: refused", short(&desc.digest().to_string()));
+                    bail!(
+                        "manifest {} has the wrong size: refused",
+                        short(desc.digest().as_ref())
+                    );
                 }
                 Some(desc.digest().to_string())
             }
@@ -321,7 +390,11 @@ impl Client {
             None => said,
         };
         if let Some(wanted) = wanted.filter(|w| *w != got) {
-            bail!("manifest {} arrived with digest {}: refused", short(&wanted), short(&got));
+            bail!(
+                "manifest {} arrived with digest {}: refused",
+                short(&wanted),
+                short(&got)
+            );
         }
         oci::parse_manifest(Some(&kind), &bytes)
     }
@@ -349,7 +422,12 @@ impl Blobs for Client {
                 .with_context(|| format!("blob {} refused", short(&digest)))?;
             done += n as u64;
             if self.progress {
-                eprint!("\r{}: {} / {} KiB", short(&digest), done >> 10, desc.size() >> 10);
+                eprint!(
+                    "\r{}: {} / {} KiB",
+                    short(&digest),
+                    done >> 10,
+                    desc.size() >> 10
+                );
             }
         }
         if self.progress {
@@ -364,15 +442,20 @@ impl Blobs for Client {
 /// Pulls `reference` into the store as image `name`: the manifest (from an
 /// index, the one for this machine), the config, and the layers the store
 /// does not have yet, each verified before it is used.
-pub fn pull(store: &Store, reference: &Reference, name: &str, credentials: Option<String>) -> Result<(Image, Vec<LayerIn>)> {
+pub fn pull(
+    store: &Store,
+    reference: &Reference,
+    name: &str,
+    credentials: Option<String>,
+) -> Result<(Image, Vec<LayerIn>)> {
     let mut client = Client::new(reference, credentials)?;
     client.ping()?;
     let manifest: ImageManifest = match client.manifest(&reference.tag, None)? {
-        Manifest::Image(m) => m,
+        Manifest::Image(m) => *m,
         Manifest::Index(index) => {
             let desc = oci::pick_platform(&index)?;
-            match client.manifest(&desc.digest().to_string(), Some(&desc))? {
-                Manifest::Image(m) => m,
+            match client.manifest(desc.digest().as_ref(), Some(&desc))? {
+                Manifest::Image(m) => *m,
                 Manifest::Index(_) => bail!("an index inside an index: refused"),
             }
         }
@@ -408,7 +491,13 @@ impl Client {
     // ANCHOR: upload
     /// Makes sure the registry has blob `desc` (bytes at `path`): `HEAD`, else
     /// a mount from `from`, else an upload, in chunks of `chunk` bytes.
-    fn upload(&mut self, desc: &Descriptor, path: &Path, from: Option<&str>, chunk: u64) -> Result<Sent> {
+    fn upload(
+        &mut self,
+        desc: &Descriptor,
+        path: &Path,
+        from: Option<&str>,
+        chunk: u64,
+    ) -> Result<Sent> {
         let digest = desc.digest().to_string();
         let head = self.repo_path(&format!("blobs/{digest}"));
         match self.send("HEAD", &head, &[], &Body::Empty) {
@@ -432,7 +521,12 @@ impl Client {
             while offset < size {
                 let len = chunk.min(size - offset);
                 let range = format!("{}-{}", offset, offset + len - 1);
-                let response = self.send("PATCH", &location, &[("Content-Range", &range)], &Body::File(path, offset, len))?;
+                let response = self.send(
+                    "PATCH",
+                    &location,
+                    &[("Content-Range", &range)],
+                    &Body::File(path, offset, len),
+                )?;
                 location = location_of(&response, &location)?;
                 offset += len;
                 chunks += 1;
@@ -440,7 +534,11 @@ impl Client {
         }
         let sep = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{sep}digest={digest}");
-        let body = if offset < size { Body::File(path, 0, size) } else { Body::Empty };
+        let body = if offset < size {
+            Body::File(path, 0, size)
+        } else {
+            Body::Empty
+        };
         self.send("PUT", &put, &[], &body)?;
         Ok(Sent::Uploaded(chunks.max(1)))
     }
@@ -455,7 +553,10 @@ fn location(response: &ureq::Response) -> Result<String> {
 }
 
 fn location_of(response: &ureq::Response, old: &str) -> Result<String> {
-    Ok(response.header("Location").map(str::to_string).unwrap_or_else(|| old.to_string()))
+    Ok(response
+        .header("Location")
+        .map(str::to_string)
+        .unwrap_or_else(|| old.to_string()))
 }
 
 /// The result of a push: per blob what happened, and the manifest's digest.
@@ -469,7 +570,13 @@ pub struct Pushed {
 // ANCHOR: push
 /// Pushes image `name` to `reference`: each layer gzip'd and uploaded unless
 /// the registry has it, then the config, then the manifest under the tag.
-pub fn push(store: &Store, name: &str, reference: &Reference, credentials: Option<String>, chunk: u64) -> Result<Pushed> {
+pub fn push(
+    store: &Store,
+    name: &str,
+    reference: &Reference,
+    credentials: Option<String>,
+    chunk: u64,
+) -> Result<Pushed> {
     if reference.tag.starts_with("sha256:") {
         bail!("push to a tag, not a digest: the digest is the manifest's own");
     }
@@ -483,25 +590,35 @@ pub fn push(store: &Store, name: &str, reference: &Reference, credentials: Optio
     let mut client = Client::new(reference, credentials)?;
     client.ping()?;
     // A layer pulled from another repository of this registry can be mounted.
-    let from = image.source.as_deref().and_then(|s| s.strip_prefix(&format!("{}/", reference.host)));
+    let from = image
+        .source
+        .as_deref()
+        .and_then(|s| s.strip_prefix(&format!("{}/", reference.host)));
     let from = from.filter(|f| *f != reference.repository);
     let mut layers = Vec::new();
     for (desc, path) in &blobs.layers {
         let sent = client.upload(desc, path, from, chunk.max(1))?;
-        println!("layer {}: {sent}", short(&desc.digest().to_string()));
+        println!("layer {}: {sent}", short(desc.digest().as_ref()));
         layers.push((desc.digest().to_string(), sent));
     }
     let config_path = tmp.path().join("config.json");
-    std::fs::write(&config_path, &blobs.config).with_context(|| format!("failed to write {}", config_path.display()))?;
+    std::fs::write(&config_path, &blobs.config)
+        .with_context(|| format!("failed to write {}", config_path.display()))?;
     let sent = client.upload(&blobs.config_desc, &config_path, None, chunk.max(1))?;
-    println!("config {}: {sent}", short(&blobs.config_desc.digest().to_string()));
+    println!(
+        "config {}: {sent}",
+        short(blobs.config_desc.digest().as_ref())
+    );
     let config = (blobs.config_desc.digest().to_string(), sent);
     let path = client.repo_path(&format!("manifests/{}", reference.tag));
     let kind = MediaType::ImageManifest.to_string();
     let response = client.send("PUT", &path, &[], &Body::Bytes(&blobs.manifest, &kind))?;
     if let Some(said) = response.header("Docker-Content-Digest") {
         if said != blobs.manifest_digest {
-            bail!("the registry stored the manifest as {said}, not {}", blobs.manifest_digest);
+            bail!(
+                "the registry stored the manifest as {said}, not {}",
+                blobs.manifest_digest
+            );
         }
     }
     Ok(Pushed {
