@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! /var/lib/containers-from-scratch/ch05/    (--root DIR)
-//! ├── images/NAME.json          {"name", "layers": [bottom, ..., top], "comment"}
+//! ├── images/NAME.json          {"name", "layers": [bottom, ..., top], "comment",
+//! │                              "config" (OCI: Env, Cmd, ...), "source" (where pulled from)}
 //! ├── layers/<sha256>/
 //! │   ├── layer.tar             the uncompressed layer tar; its SHA-256 names the layer
 //! │   └── diff/                 the same files unpacked, in overlayfs form
@@ -19,9 +20,9 @@
 //! Every change to the store happens under an exclusive `flock(2)` on the file
 //! `lock`, so two commands never race on it.
 //!
-//! What it leaves out: Docker keeps the image's configuration (entrypoint,
-//! environment) beside its layers, content-addresses the manifest too, and
-//! compresses layers; containerd splits the store into a content store (the
+//! What it leaves out: Docker keeps the image's whole configuration (history,
+//! labels) and content-addresses the manifest too, and keeps the compressed
+//! layers it pulled (here they are made again by `save` and `push`); containerd splits the store into a content store (the
 //! tars) and a snapshotter (the unpacked directories), as the two files of a
 //! layer directory here. `docker commit` also pauses a running container while
 //! it reads the read-write layer; here a commit of a running container reads
