@@ -604,6 +604,84 @@ fn crafted_layers_stay_inside() -> Result<()> {
     Ok(())
 }
 
+/// The blob file of `digest` (`sha256:<hex>`) in the layout `dir`.
+fn blob(dir: &Path, digest: &str) -> PathBuf {
+    dir.join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// The JSON of a blob of the layout `dir`.
+fn blob_json(dir: &Path, digest: &str) -> Result<serde_json::Value> {
+    Ok(serde_json::from_str(&fs::read_to_string(blob(
+        dir, digest,
+    ))?)?)
+}
+
+/// Every path under the store but its lock: what a refused load must not change.
+fn store_paths(store: &Store) -> Result<BTreeSet<PathBuf>> {
+    let mut paths = BTreeSet::new();
+    all_paths(&store.path(""), Path::new(""), &mut paths)?;
+    paths.remove(Path::new("lock"));
+    Ok(paths)
+}
+
+/// `save` then `load` through an OCI image layout: the loaded image runs; a
+/// layout whose layer blob was changed by one byte, or cut short, is refused
+/// in one line and the store is left exactly as it was.
+fn layouts_are_verified() -> Result<()> {
+    let source = Store::with_images()?;
+    let dir = source.dir.path().join("app-oci");
+    let dir_arg = dir.to_string_lossy().into_owned();
+    source.ok(&["save", "app", &dir_arg])?;
+    let index: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("index.json"))?)?;
+    let manifest = index["manifests"][0]["digest"]
+        .as_str()
+        .context("no manifest")?;
+    let manifest = blob_json(&dir, manifest)?;
+    let top = manifest["layers"][1]["digest"]
+        .as_str()
+        .context("no layer")?;
+    let top = blob(&dir, top);
+    let good = fs::read(&top)?;
+
+    let store = Store::new()?;
+    store.ok(&["images"])?;
+    let before = store_paths(&store)?;
+    let mut changed = good.clone();
+    let last = changed.len() - 1;
+    changed[last] ^= 1;
+    for (what, bytes, says) in [
+        ("one byte changed", changed, "refused (corrupt or forged)"),
+        ("cut short", good[..good.len() / 2].to_vec(), "refused"),
+    ] {
+        fs::write(&top, &bytes)?;
+        let out = store.run(&["load", &dir_arg])?;
+        ensure!(out.code == 1, "{what}: exit {}: {}", out.code, out.stderr);
+        ensure!(
+            out.stderr.lines().count() == 1 && out.stderr.contains(says),
+            "{what}: expected one line with {says:?}: {}",
+            out.stderr
+        );
+        ensure!(
+            store_paths(&store)? == before,
+            "{what}: the store changed: {:?}",
+            store_paths(&store)?
+        );
+    }
+    fs::write(&top, &good)?;
+    let out = store.ok(&["load", &dir_arg])?;
+    contains(&out, "image app: 2 layers")?;
+    let out = store.ok(&["run", "--name", "cfs-h5-loaded", "app", "--", "hello"])?;
+    ensure!(
+        out.stdout == "hello from the app layer\n",
+        "the loaded image runs {:?}",
+        out.stdout
+    );
+    store.ok(&["rm", "cfs-h5-loaded"])?;
+    Ok(())
+}
+
 fn copy_on_write_in_containers() -> Result<()> {
     let store = Store::with_images()?;
     let base = store.layer("base", 0)?.join("diff/etc/motd");
@@ -1043,6 +1121,16 @@ fn main() -> ExitCode {
             corrupt_tars_are_clear_errors,
         ),
         root("crafted_layers_stay_inside", crafted_layers_stay_inside),
+        check(
+            "layouts_are_verified",
+            "an image saved as an OCI layout loads into an empty store and runs; with one byte of \
+             its top layer's blob changed, or the blob cut to half, load exits 1 with one line and \
+             the store's directory tree is exactly as before",
+            "Verifier::check compares the count and the hash with the descriptor; unpack_image \
+             fetches through fetch_json and fetch_verified, gives add_layer the diff_id, and on an \
+             error removes the unused layers before it returns",
+            layouts_are_verified,
+        ),
         check(
             "copy_on_write_in_containers",
             "a container of the base image writes /etc/motd: the change is in its upper directory \

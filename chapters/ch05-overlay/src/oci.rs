@@ -142,6 +142,7 @@ impl<W: Write> Verifier<W> {
 
     /// Fails unless exactly `desc.size` bytes with `desc.digest` went through.
     pub fn check(self, desc: &Descriptor) -> Result<W> {
+        // LAB:BEGIN check: compare the bytes counted with the descriptor's size, then hex_of the hash with its digest; refuse either mismatch, else hand back the inner writer
         let got = format!("sha256:{}", hex_of(self.hash));
         if self.written != desc.size() {
             bail!(
@@ -159,6 +160,7 @@ impl<W: Write> Verifier<W> {
             );
         }
         Ok(self.inner)
+        // LAB:END
     }
 }
 
@@ -244,6 +246,7 @@ pub fn unpack_image(
     blobs: &mut dyn Blobs,
     source: Option<String>,
 ) -> Result<(Image, Vec<LayerIn>)> {
+    // LAB:BEGIN unpack_image: fetch_json the config, match its diff_ids to the layers; under the lock, check_new_image, then per layer the store lacks fetch_verified and add_layer expecting the diff_id; on error remove_unused_layers; write_image last
     let config_bytes = fetch_json(blobs, manifest.config())?;
     let config = ImageConfiguration::from_reader(&config_bytes[..])
         .context("the image config is not valid")?;
@@ -293,6 +296,7 @@ pub fn unpack_image(
     };
     store.write_image(&image)?;
     Ok((image, done))
+    // LAB:END
 }
 // ANCHOR_END: unpack_image
 
