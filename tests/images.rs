@@ -434,7 +434,13 @@ fn we_pull_and_run_what_skopeo_pushed() -> Result<()> {
     ]))?;
 
     let store = Store::new()?;
+    // umoci's own layout, imported directly, holds the same layers.
+    store.ok(&["import", "direct", &layout.display().to_string()])?;
     store.ok(&["pull", &target])?;
+    ensure!(
+        store.layers("direct")? == store.layers("busybox")?,
+        "umoci's layout and the pull differ"
+    );
     let out = store.ok(&["run", "--name", "cfs-h5-bb", "busybox"])?;
     ensure!(
         out.stdout == "hello from the config in /tmp as 65534:65534\n",
@@ -643,6 +649,91 @@ fn cross_repository_mount() -> Result<()> {
     Ok(())
 }
 
+/// An index (a manifest list) with one manifest per platform: `load` and
+/// `pull` take the one for linux on this machine's architecture. The other
+/// platform's entry is the base image (1 layer), ours is app (2 layers).
+fn an_index_gives_this_machines_platform() -> Result<()> {
+    let registry = Registry::start(TAG, None)?;
+    let tools = Tools::new(TAG)?;
+    let store = Store::with_images()?;
+    let work = tempfile::Builder::new().prefix("cfs-h5-index-").tempdir()?;
+    let multi = work.path().join("multi");
+    let mut entries = Vec::new();
+    let here = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let elsewhere = if here == "s390x" { "riscv64" } else { "s390x" };
+    for (image, arch) in [("base", elsewhere), ("app", here)] {
+        let dir = work.path().join(image);
+        store.ok(&["save", image, &dir.display().to_string()])?;
+        fs::create_dir_all(multi.join("blobs/sha256"))?;
+        for blob in fs::read_dir(dir.join("blobs/sha256"))? {
+            let blob = blob?;
+            fs::copy(
+                blob.path(),
+                multi.join("blobs/sha256").join(blob.file_name()),
+            )?;
+        }
+        let index: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(dir.join("index.json"))?)?;
+        let mut entry = index["manifests"][0].clone();
+        entry["annotations"] = serde_json::Value::Null;
+        entry["platform"] = serde_json::json!({"architecture": arch, "os": "linux"});
+        entries.push(entry);
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    }))?;
+    let digest = format!("sha256:{:x}", Sha256::digest(&index));
+    fs::write(multi.join("blobs/sha256").join(&digest[7..]), &index)?;
+    fs::write(
+        multi.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
+    fs::write(
+        multi.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": digest,
+                "size": index.len(),
+                "annotations": {"org.opencontainers.image.ref.name": "multi"},
+            }],
+        }))?,
+    )?;
+    let other = Store::new()?;
+    other.ok(&["load", &multi.display().to_string()])?;
+    ensure!(
+        other.layers("multi")? == store.layers("app")?,
+        "load took the other platform's image"
+    );
+
+    let target = format!("{}/cfs/multi:1", registry.host);
+    ok(tools.skopeo(&[
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", multi.display()),
+        &format!("docker://{target}"),
+    ]))?;
+    let out = other.ok(&["-v", "pull", &target, "pulled"])?;
+    ensure!(
+        out.stderr.contains("GET /v2/cfs/multi/manifests/sha256:"),
+        "no manifest fetched by digest from the index: {}",
+        out.stderr
+    );
+    ensure!(
+        other.layers("pulled")? == store.layers("app")?,
+        "pull took the other platform's image"
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     cfs_tests::main(vec![
         root(
@@ -662,5 +753,9 @@ fn main() -> ExitCode {
         root("bearer_token", bearer_token),
         root("bad_registries_leave_nothing", bad_registries_leave_nothing),
         root("cross_repository_mount", cross_repository_mount),
+        root(
+            "an_index_gives_this_machines_platform",
+            an_index_gives_this_machines_platform,
+        ),
     ])
 }
