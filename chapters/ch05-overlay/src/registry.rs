@@ -243,7 +243,10 @@ impl Client {
             say!("{method} {shown} -> {}{digest}", response.status());
             return Ok(response);
         }
-        unreachable!("the loop returns or continues once")
+        bail!(
+            "registry {} asked for credentials again after it had them",
+            self.reference.host
+        )
     }
     // ANCHOR_END: send
 
