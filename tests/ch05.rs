@@ -682,6 +682,36 @@ fn layouts_are_verified() -> Result<()> {
     Ok(())
 }
 
+/// A container made a device node: commit refuses it in one line and makes
+/// no image, as unpack would refuse the layer.
+fn commit_refuses_device_nodes() -> Result<()> {
+    let store = Store::with_images()?;
+    store.ok(&[
+        "run",
+        "--name",
+        "cfs-h5-dev",
+        "base",
+        "--",
+        "mknod",
+        "/mem",
+        "c",
+        "1",
+        "1",
+    ])?;
+    let layers = store.layer_count()?;
+    let out = store.run(&["commit", "cfs-h5-dev", "withdev"])?;
+    ensure!(out.code == 1, "exit {}: {}", out.code, out.stderr);
+    ensure!(
+        out.stderr.lines().count() == 1 && out.stderr.contains("mem is a device node"),
+        "{}",
+        out.stderr
+    );
+    ensure!(!store.path("images/withdev.json").exists(), "image made");
+    ensure!(store.layer_count()? == layers, "a layer stayed");
+    store.ok(&["rm", "cfs-h5-dev"])?;
+    Ok(())
+}
+
 fn copy_on_write_in_containers() -> Result<()> {
     let store = Store::with_images()?;
     let base = store.layer("base", 0)?.join("diff/etc/motd");
@@ -1121,6 +1151,7 @@ fn main() -> ExitCode {
             corrupt_tars_are_clear_errors,
         ),
         root("crafted_layers_stay_inside", crafted_layers_stay_inside),
+        root("commit_refuses_device_nodes", commit_refuses_device_nodes),
         check(
             "layouts_are_verified",
             "an image saved as an OCI layout loads into an empty store and runs; with one byte of \

@@ -413,7 +413,13 @@ fn pack_dir<W: Write>(
             summary.entries += 1;
             pack_dir(builder, root, &rel, skip, summary)?;
             continue;
-        } else if kind.is_char_device() || kind.is_block_device() || kind.is_fifo() {
+        } else if kind.is_char_device() || kind.is_block_device() {
+            bail!(
+                "{} is a device node, which a layer must not carry (unpack refuses it): \
+                 remove it in the container and commit again",
+                rel.display()
+            );
+        } else if kind.is_fifo() {
             append_device(builder, &rel, &meta)?;
         } else if kind.is_socket() {
             // A socket is a live endpoint of a running program: nothing to save.
@@ -447,8 +453,9 @@ fn append_empty<W: Write>(builder: &mut Builder<W>, rel: &Path, meta: &fs::Metad
         .with_context(|| format!("failed to archive {}", rel.display()))
 }
 
-/// A device node or FIFO, with its numbers (the `tar` crate's own
-/// `append_path` would archive it under its full path rather than `rel`).
+/// A FIFO (or a device node, with its numbers; `pack_dir` refuses those): the
+/// `tar` crate's own `append_path` would archive it under its full path
+/// rather than `rel`.
 fn append_device<W: Write>(
     builder: &mut Builder<W>,
     rel: &Path,
