@@ -441,6 +441,31 @@ fn we_pull_and_run_what_skopeo_pushed() -> Result<()> {
         store.layers("direct")? == store.layers("busybox")?,
         "umoci's layout and the pull differ"
     );
+    // The same image as a Docker schema 2 manifest (skopeo converts it): pulled alike.
+    let docker = format!("{}/cfs/busybox:v2s2", registry.host);
+    ok(tools.skopeo(&[
+        "copy",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!("oci:{image}"),
+        &format!("docker://{docker}"),
+    ]))?;
+    let raw = ok(tools.skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{docker}"),
+    ]))?;
+    ensure!(
+        raw.contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "not schema 2: {raw}"
+    );
+    store.ok(&["pull", &docker, "schema2"])?;
+    ensure!(
+        store.layers("schema2")? == store.layers("busybox")?,
+        "the schema 2 pull differs"
+    );
     let out = store.ok(&["run", "--name", "cfs-h5-bb", "busybox"])?;
     ensure!(
         out.stdout == "hello from the config in /tmp as 65534:65534\n",
