@@ -534,9 +534,12 @@ pub fn load(
     let Some(desc) = desc else {
         let tags: Vec<String> = entries.iter().filter_map(tag).collect();
         bail!(
-            "{} holds no image {} : choose one of [{}]",
+            "{} holds {}: choose one with --tag: {}",
             dir.display(),
-            reference.unwrap_or("(several)"),
+            match reference {
+                Some(r) => format!("no image tagged {r}"),
+                None => "several images".to_string(),
+            },
             tags.join(", ")
         );
     };
@@ -647,4 +650,71 @@ fn lookup_by_uid(root: &Path, uid: u32) -> Option<u32> {
         let fields: Vec<&str> = line.split(':').collect();
         (fields.get(2)?.parse::<u32>().ok()? == uid).then(|| fields.get(3)?.parse().ok())?
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::image::ConfigBuilder;
+
+    fn strings(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn the_command_line_replaces_cmd_not_entrypoint() -> Result<()> {
+        let config = ConfigBuilder::default()
+            .entrypoint(strings(&["/bin/sh", "-c"]))
+            .cmd(strings(&["echo default"]))
+            .env(strings(&["A=1"]))
+            .working_dir("/srv")
+            .build()?;
+        let p = process(Some(&config), &[])?;
+        assert_eq!(p.argv, strings(&["/bin/sh", "-c", "echo default"]));
+        assert_eq!(
+            (p.env, p.cwd),
+            (Some(strings(&["A=1"])), Some("/srv".to_string()))
+        );
+        let p = process(Some(&config), &strings(&["echo given"]))?;
+        assert_eq!(p.argv, strings(&["/bin/sh", "-c", "echo given"]));
+        assert!(process(None, &[]).is_err());
+        assert_eq!(process(None, &strings(&["true"]))?.argv, strings(&["true"]));
+        Ok(())
+    }
+
+    #[test]
+    fn manifests_are_read_by_media_type() {
+        let manifest = br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+        assert!(matches!(
+            parse_manifest(Some("application/vnd.oci.image.manifest.v1+json"), manifest),
+            Ok(Manifest::Image(_))
+        ));
+        assert!(matches!(
+            parse_manifest(Some(DOCKER_MANIFEST), manifest),
+            Ok(Manifest::Image(_))
+        ));
+        let err = parse_manifest(Some("application/vnd.cfs.unknown+json"), manifest);
+        assert!(
+            format!("{:#}", err.err().map(|e| e.to_string()).unwrap_or_default())
+                .contains("unknown media type")
+        );
+    }
+
+    #[test]
+    fn a_blob_must_have_its_size_and_digest() -> Result<()> {
+        let desc = Descriptor::new(MediaType::ImageConfig, 2, parse_digest(&sha256(b"{}"))?);
+        let mut good = Verifier::new(Vec::new(), 2);
+        good.write_all(b"{}")?;
+        assert_eq!(good.check(&desc)?, b"{}");
+        let mut changed = Verifier::new(Vec::new(), 2);
+        changed.write_all(b"[]")?;
+        assert!(changed.check(&desc).is_err());
+        let mut short = Verifier::new(Vec::new(), 2);
+        short.write_all(b"{")?;
+        assert!(short.check(&desc).is_err());
+        let mut long = Verifier::new(Vec::new(), 2);
+        assert!(long.write_all(b"{} ").is_err());
+        assert!(digest_hex(&parse_digest(&sha256(b""))?).is_ok());
+        Ok(())
+    }
 }

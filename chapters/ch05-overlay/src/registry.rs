@@ -631,3 +631,44 @@ pub fn push(
     })
 }
 // ANCHOR_END: push
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_name_a_host_a_repository_and_a_tag() -> Result<()> {
+        let r: Reference = "127.0.0.1:5000/cfs/app:v1".parse()?;
+        assert_eq!(
+            (r.host.as_str(), r.repository.as_str(), r.tag.as_str()),
+            ("127.0.0.1:5000", "cfs/app", "v1")
+        );
+        assert_eq!(r.to_string(), "127.0.0.1:5000/cfs/app:v1");
+        let r: Reference = "localhost/app".parse()?;
+        assert_eq!((r.tag.as_str(), r.default_name()), ("latest", "app"));
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let r: Reference = format!("localhost:5000/a/b@{digest}").parse()?;
+        assert_eq!(r.tag, digest);
+        assert_eq!(r.to_string(), format!("localhost:5000/a/b@{digest}"));
+        // No registry host, upper case, empty parts, a path in the tag.
+        for bad in [
+            "app:v1",
+            "127.0.0.1:5000/App",
+            "127.0.0.1:5000//x",
+            "localhost/a:b/c",
+            "localhost/a:",
+        ] {
+            assert!(bad.parse::<Reference>().is_err(), "{bad} was accepted");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn only_registries_on_this_machine_are_spoken_to() -> Result<()> {
+        let local: Reference = "127.0.0.1:5000/a".parse()?;
+        assert_eq!(local.base_url()?, "http://127.0.0.1:5000");
+        let remote: Reference = "registry.example.com/a".parse()?;
+        assert!(remote.base_url().is_err());
+        Ok(())
+    }
+}
