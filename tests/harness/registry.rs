@@ -7,9 +7,10 @@
 //! directory. [`Fake`] is a tiny HTTP server in a thread, for what a real
 //! registry never does: serve a blob with the wrong digest, cut a blob short,
 //! answer with a manifest of an unknown type, or ask for a Bearer token. It
-//! serves the blobs of an OCI image layout directory. [`skopeo`] and
-//! [`umoci`] are the other side of every interop check, with a policy file of
-//! their own (never the host's /etc/containers).
+//! serves the blobs of an OCI image layout directory. [`Tools::skopeo`] and
+//! [`Tools::umoci`] are the other side of every interop check; skopeo gets a
+//! policy file and a registries.conf of its own (never the host's
+//! /etc/containers).
 
 use std::collections::HashMap;
 use std::fs;
