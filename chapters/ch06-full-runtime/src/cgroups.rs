@@ -227,19 +227,26 @@ fn device_rule(rule: &oci_spec::runtime::LinuxDeviceCgroup) -> Result<DeviceRule
     })
 }
 
+/// One entry of [`MORE_DEVICES`] as an allow rule.
+fn allowed(
+    (kind, major, minor, access): &(DeviceKind, Option<u32>, Option<u32>, &str),
+) -> Result<DeviceRule> {
+    Ok(DeviceRule {
+        allow: true,
+        kind: *kind,
+        major: *major,
+        minor: *minor,
+        access: Access::parse(access)?,
+    })
+}
+
 /// The rules added after the config's: `mknod` of anything, chapter 3's
 /// nodes, [`MORE_DEVICES`], and the nodes `linux.devices` creates, allowed.
 fn default_devices(spec: &Spec) -> Result<Vec<DeviceRule>> {
     let (mknod, more) = MORE_DEVICES.split_at(2);
     let mut rules: Vec<DeviceRule> = Vec::new();
-    for (kind, major, minor, access) in mknod {
-        rules.push(DeviceRule {
-            allow: true,
-            kind: *kind,
-            major: *major,
-            minor: *minor,
-            access: Access::parse(access)?,
-        });
+    for entry in mknod {
+        rules.push(allowed(entry)?);
     }
     for (_, major, minor) in ch03_mount_chroot::devices::DEVICES {
         rules.push(DeviceRule {
@@ -250,14 +257,8 @@ fn default_devices(spec: &Spec) -> Result<Vec<DeviceRule>> {
             access: Access::ALL,
         });
     }
-    for (kind, major, minor, access) in more {
-        rules.push(DeviceRule {
-            allow: true,
-            kind: *kind,
-            major: *major,
-            minor: *minor,
-            access: Access::parse(access)?,
-        });
+    for entry in more {
+        rules.push(allowed(entry)?);
     }
     for device in spec
         .linux()
