@@ -312,6 +312,10 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
     config["process"]["args"] = serde_json::json!(["sleep", "1000"]);
     fs::write(&config_path, config.to_string())?;
     let id = format!("{p}c");
+    // Its cgroup is cfs-<id> beneath the runtime's own (the default
+    // cgroupsPath of `spec`), so not named with the prefix: named for reset.
+    let ch06_cgroup = format!("cfs-{id}");
+    mess.names.push(ch06_cgroup.clone());
     let ch06_root = mess.state.join("ch06");
     let status = Command::new(bin("ch06-full-runtime"))
         .args(["--root", path_str(&ch06_root)?, "create", &id])
@@ -415,6 +419,7 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
         format!("reset: kill pid {created} ("),
         "reset: remove cgroup ".to_string(),
         format!("/{runtime_cgroup}\n"),
+        format!("/{ch06_cgroup}\n"),
         format!(
             "reset: leaving pid {} alone: it is not the process",
             innocent.pid()
@@ -454,7 +459,7 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
     let ours = |dir: &&PathBuf| {
         dir.file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .is_some_and(|n| n.starts_with(&p) || n == runtime_cgroup)
+            .is_some_and(|n| n.starts_with(&p) || mess.names.contains(&n))
     };
     let added: Vec<_> = cgroups_after
         .difference(&cgroups_before)
