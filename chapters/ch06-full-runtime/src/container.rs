@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use ch01_uts::{process, say};
-use ch02_pid::init as supervisor;
+use ch02_pid::init::{self as supervisor, Reap};
 use ch04_cgroups::cgroups::Cgroup;
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
@@ -553,7 +553,7 @@ pub fn run(store: &Store, id: &str, opts: &CreateOptions, detach: bool) -> Resul
         return Ok(0);
     }
     let pid = Pid::from_raw(container.pid.context("created container without a pid")?);
-    let code = supervisor::supervise(pid, false);
+    let code = supervisor::supervise(pid, Reap::MainOnly);
     delete(store, id, true)?;
     code
 }
@@ -691,7 +691,7 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32> {
     if opts.detach {
         return Ok(0);
     }
-    supervisor::supervise(pid, false)
+    supervisor::supervise(pid, Reap::MainOnly)
 }
 
 fn exec_child(
