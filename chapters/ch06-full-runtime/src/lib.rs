@@ -25,6 +25,7 @@
 
 pub mod capabilities;
 pub mod cgroups;
+pub mod cli;
 pub mod console;
 pub mod container;
 pub mod container_init;
