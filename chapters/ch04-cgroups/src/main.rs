@@ -46,7 +46,6 @@ fn main() -> ExitCode {
     cli::main(&args.common, || run(&args))
 }
 
-// ANCHOR: run
 fn run(args: &Args) -> Result<i32> {
     process::require_root()?;
     rootfs::validate(&args.rootfs.rootfs, &args.command.argv)?;
@@ -67,4 +66,3 @@ fn run(args: &Args) -> Result<i32> {
     args.resources.finish(cgroup)?;
     Ok(code)
 }
-// ANCHOR_END: run

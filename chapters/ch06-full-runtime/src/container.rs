@@ -537,7 +537,6 @@ fn stop(container: &Container) -> Result<()> {
     Ok(())
 }
 
-// ANCHOR: run
 /// `run`: create + start + wait, then delete. The runtime stays as the
 /// container's parent, forwards signals (chapter 2) and exits with its code.
 pub fn run(store: &Store, id: &str, opts: &CreateOptions, detach: bool) -> Result<i32> {
@@ -557,7 +556,6 @@ pub fn run(store: &Store, id: &str, opts: &CreateOptions, detach: bool) -> Resul
     delete(store, id, true)?;
     code
 }
-// ANCHOR_END: run
 
 /// What `exec` takes besides the id.
 #[derive(Debug, Clone, Default)]
@@ -615,7 +613,6 @@ fn exec_process(container: &Container, opts: &ExecOptions) -> Result<Process> {
     Ok(process)
 }
 
-// ANCHOR: exec
 /// `exec`: runs another process in a running container: in its cgroup and
 /// namespaces, with its process settings (user, capabilities, seccomp).
 pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32> {
@@ -725,7 +722,6 @@ fn exec_child(
     container_init::set_env(process.env().as_deref().unwrap_or_default());
     container_init::finish(process, filter)
 }
-// ANCHOR_END: exec
 
 /// PIDs (host numbering) of the container's processes: those in its cgroup
 /// (`cgroup.procs`), exec'd ones included.

@@ -31,7 +31,6 @@ pub fn config_mounts_dev(spec: &Spec) -> bool {
         .any(|m| m.destination() == Path::new("/dev"))
 }
 
-// ANCHOR: create_all
 /// Creates the default devices, `linux.devices` and the `/dev` symlinks in
 /// `<rootfs>/dev`. With `bind`, host nodes are bind-mounted (user namespace).
 pub fn create_all(spec: &Spec, rootfs: &Path, bind: bool) -> Result<()> {
@@ -66,7 +65,6 @@ pub fn create_all(spec: &Spec, rootfs: &Path, bind: bool) -> Result<()> {
     }
     Ok(())
 }
-// ANCHOR_END: create_all
 
 struct Node {
     path: std::path::PathBuf,
