@@ -231,16 +231,16 @@ fn device_rule(rule: &oci_spec::runtime::LinuxDeviceCgroup) -> Result<DeviceRule
 /// nodes, [`MORE_DEVICES`], and the nodes `linux.devices` creates, allowed.
 fn default_devices(spec: &Spec) -> Result<Vec<DeviceRule>> {
     let (mknod, more) = MORE_DEVICES.split_at(2);
-    let mut rules: Vec<DeviceRule> = Vec::new();
-    for (kind, major, minor, access) in mknod {
-        rules.push(DeviceRule {
+    let allow = |&(kind, major, minor, access): &(DeviceKind, Option<u32>, Option<u32>, &str)| {
+        Ok::<_, anyhow::Error>(DeviceRule {
             allow: true,
-            kind: *kind,
-            major: *major,
-            minor: *minor,
+            kind,
+            major,
+            minor,
             access: Access::parse(access)?,
-        });
-    }
+        })
+    };
+    let mut rules = mknod.iter().map(allow).collect::<Result<Vec<_>>>()?;
     for (_, major, minor) in ch03_mount_chroot::devices::DEVICES {
         rules.push(DeviceRule {
             allow: true,
@@ -250,14 +250,8 @@ fn default_devices(spec: &Spec) -> Result<Vec<DeviceRule>> {
             access: Access::ALL,
         });
     }
-    for (kind, major, minor, access) in more {
-        rules.push(DeviceRule {
-            allow: true,
-            kind: *kind,
-            major: *major,
-            minor: *minor,
-            access: Access::parse(access)?,
-        });
+    for entry in more {
+        rules.push(allow(entry)?);
     }
     for device in spec
         .linux()
