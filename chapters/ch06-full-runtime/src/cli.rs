@@ -113,20 +113,28 @@ pub enum Listing {
     Json,
 }
 
+/// What `create` and `exec` hand over about the process they start: its
+/// PID, its terminal, its descriptors (runc's flags of the same names).
+#[derive(Debug, clap::Args)]
+pub struct Handoff {
+    /// Write the process's PID (as the host sees it) to this file
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master when the process has a terminal
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Pass descriptors 3 to 3+N-1 on to the process
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
     /// The bundle directory (with config.json)
     #[arg(short, long, default_value = ".")]
     pub bundle: PathBuf,
-    /// Write the container's PID (as the host sees it) to this file
-    #[arg(long)]
-    pub pid_file: Option<PathBuf>,
-    /// Unix socket that receives the pty master when process.terminal is true
-    #[arg(long)]
-    pub console_socket: Option<PathBuf>,
-    /// Pass descriptors 3 to 3+N-1 on to the container's process
-    #[arg(long, default_value_t = 0)]
-    pub preserve_fds: u32,
+    #[command(flatten)]
+    pub handoff: Handoff,
     /// Accepted for compatibility; pivot_root is always used
     #[arg(long, hide = true)]
     pub no_pivot: bool,
@@ -140,9 +148,9 @@ impl CreateArgs {
     pub fn options(&self) -> CreateOptions {
         CreateOptions {
             bundle: self.bundle.clone(),
-            pid_file: self.pid_file.clone(),
-            console_socket: self.console_socket.clone(),
-            preserve_fds: self.preserve_fds,
+            pid_file: self.handoff.pid_file.clone(),
+            console_socket: self.handoff.console_socket.clone(),
+            preserve_fds: self.handoff.preserve_fds,
         }
     }
 }
@@ -155,13 +163,8 @@ pub struct ExecArgs {
     /// Return once the process runs
     #[arg(short, long)]
     pub detach: bool,
-    #[arg(long)]
-    pub pid_file: Option<PathBuf>,
-    #[arg(long)]
-    pub console_socket: Option<PathBuf>,
-    /// Pass descriptors 3 to 3+N-1 on to the process
-    #[arg(long, default_value_t = 0)]
-    pub preserve_fds: u32,
+    #[command(flatten)]
+    pub handoff: Handoff,
     /// Working directory inside the container
     #[arg(long)]
     pub cwd: Option<PathBuf>,
@@ -185,9 +188,9 @@ impl ExecArgs {
             env: self.env.clone(),
             tty: self.tty,
             detach: self.detach,
-            pid_file: self.pid_file.clone(),
-            console_socket: self.console_socket.clone(),
-            preserve_fds: self.preserve_fds,
+            pid_file: self.handoff.pid_file.clone(),
+            console_socket: self.handoff.console_socket.clone(),
+            preserve_fds: self.handoff.preserve_fds,
         }
     }
 }
