@@ -76,12 +76,6 @@ fn includes_resolve() -> Result<()> {
     Ok(())
 }
 
-/// Where an anchor that no page includes is let pass for now: the chapters
-/// being rewritten as this is written (issue 15). Empty it once they settle;
-/// the test prints what it let pass.
-const ANCHORS_MAY_BE_UNUSED_IN: &[&str] =
-    &["chapters/ch04-cgroups/", "chapters/ch06-full-runtime/"];
-
 /// The reverse of [`includes_resolve`]: every anchor in the sources
 /// (chapters/, scripts/) is included by some page; an anchor nothing
 /// includes marks code the book once showed, or means to and does not.
@@ -95,7 +89,7 @@ fn anchors_are_included() -> Result<()> {
         }
     }
     let re = Regex::new(r"ANCHOR: ([A-Za-z0-9_-]+)")?;
-    let (mut unused, mut allowed) = (Vec::new(), Vec::new());
+    let mut unused = Vec::new();
     for dir in ["chapters", "scripts"] {
         for file in all_files(&workspace().join(dir)) {
             let Ok(text) = fs::read_to_string(&file) else {
@@ -110,20 +104,9 @@ fn anchors_are_included() -> Result<()> {
                 if included.contains(&(file.canonicalize()?, anchor.clone())) {
                     continue;
                 }
-                let entry = format!("{rel}: ANCHOR: {anchor}");
-                if ANCHORS_MAY_BE_UNUSED_IN.iter().any(|p| rel.starts_with(p)) {
-                    allowed.push(entry);
-                } else {
-                    unused.push(entry);
-                }
+                unused.push(format!("{rel}: ANCHOR: {anchor}"));
             }
         }
-    }
-    if !allowed.is_empty() {
-        eprintln!(
-            "anchors no page includes, let pass in {ANCHORS_MAY_BE_UNUSED_IN:?}:\n  {}",
-            allowed.join("\n  ")
-        );
     }
     ensure!(
         unused.is_empty(),

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
             "command_is_pid_1",
             "getpid(2) in the command returns 1 (`echo $$` prints 1): the first process of a \
              new PID namespace is its PID 1",
-            "the runtime must wait for the child with supervise(pid, false) and return its \
+            "the runtime must wait for the child with supervise(pid, Reap::MainOnly) and return its \
              exit code",
             || {
                 let out = run(BIN, &["--", "sh", "-c", "echo $$"])?;
@@ -97,7 +97,7 @@ fn main() -> ExitCode {
             "a_pid_1_that_does_not_reap_leaves_a_zombie",
             "without --init, an orphan re-parented to a PID 1 that never calls wait(2) is \
              left in state Z in /proc/<pid>/stat, in the container's PID namespace",
-            "the runtime on the host must wait for its own child only (supervise(pid, false) \
+            "the runtime on the host must wait for its own child only (supervise(pid, Reap::MainOnly) \
              waits on that pid, not on -1) and exit with its code",
             || {
                 let zombies = zombies_after_orphan(&["--", "sh", "-c", ORPHAN_MAKER])?;

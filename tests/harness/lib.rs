@@ -19,6 +19,7 @@ use std::process::ExitCode;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
+pub mod bundle;
 pub mod cri;
 pub mod engines;
 pub mod kernel;

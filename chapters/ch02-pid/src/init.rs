@@ -67,18 +67,27 @@ pub fn block_signals() -> Result<()> {
 // ANCHOR_END: block
 
 // ANCHOR: supervise
+/// Which children [`supervise`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reap {
+    /// Only the main process: the runtime on the host, whose other children
+    /// (if any) are none of the container's business.
+    MainOnly,
+    /// Every child that ends, orphans included: the init's job as PID 1.
+    Orphans,
+}
+
 /// Waits for `main` to end, forwarding signals to it; returns its exit code.
 ///
-/// With `reap_orphans` (the init's job) every other child that ends is reaped
-/// too; without it (the runtime's job on the host) only `main` is waited for.
+/// With [`Reap::Orphans`] every other child that ends is reaped too; with
+/// [`Reap::MainOnly`] only `main` is waited for.
 /// Expects the signals to be blocked already (see [`block_signals`]).
-pub fn supervise(main: Pid, reap_orphans: bool) -> Result<i32> {
+pub fn supervise(main: Pid, reap: Reap) -> Result<i32> {
     // LAB:BEGIN supervise: reap with waitpid(WNOHANG) until StillAlive, sigwait, forward by kill(2)
     let signals = handled();
-    let target = if reap_orphans {
-        Pid::from_raw(-1)
-    } else {
-        main
+    let target = match reap {
+        Reap::Orphans => Pid::from_raw(-1),
+        Reap::MainOnly => main,
     };
     loop {
         // Reap everything that has ended, before sleeping again.
@@ -134,7 +143,7 @@ pub fn run(argv: &[String]) -> Result<Infallible> {
         }
         ForkResult::Parent { child } => child,
     };
-    let code = supervise(command, true)?;
+    let code = supervise(command, Reap::Orphans)?;
     say!("exit({code})");
     std::process::exit(code)
     // LAB:END

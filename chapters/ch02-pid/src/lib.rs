@@ -8,4 +8,5 @@
 //! What it leaves out: `/proc` still shows the host's processes, because it is
 //! the host's `/proc` (chapter 3 mounts a fresh one in a new mount namespace).
 
+pub mod cli;
 pub mod init;

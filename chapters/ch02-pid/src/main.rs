@@ -14,7 +14,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use ch01_uts::{cli, process, uts};
-use ch02_pid::init;
+use ch02_pid::cli::Init;
+use ch02_pid::init::{self, Reap};
 use clap::Parser;
 use nix::sched::CloneFlags;
 
@@ -26,9 +27,8 @@ struct Args {
     common: cli::Common,
     #[command(flatten)]
     uts: cli::Hostname,
-    /// Run a tiny init as PID 1 that reaps zombies and forwards signals; the command becomes PID 2
-    #[arg(long)]
-    init: bool,
+    #[command(flatten)]
+    init: Init,
     #[command(flatten)]
     command: cli::Command,
 }
@@ -44,12 +44,8 @@ fn run(args: &Args) -> Result<i32> {
     let flags = CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWPID;
     let child = process::spawn(flags, || {
         uts::set_hostname(&args.uts.hostname)?;
-        if args.init {
-            init::run(&args.command.argv)
-        } else {
-            process::exec(&args.command.argv)
-        }
+        args.init.exec(&args.command.argv)
     })?;
     let pid = child.release()?;
-    init::supervise(pid, false)
+    init::supervise(pid, Reap::MainOnly)
 }

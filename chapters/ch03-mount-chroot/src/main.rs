@@ -13,7 +13,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use ch01_uts::{cli, process, uts};
-use ch02_pid::init;
+use ch02_pid::cli::Init;
+use ch02_pid::init::{self, Reap};
 use ch03_mount_chroot::{cli::Rootfs, rootfs};
 use clap::Parser;
 use nix::sched::CloneFlags;
@@ -28,9 +29,8 @@ struct Args {
     uts: cli::Hostname,
     #[command(flatten)]
     rootfs: Rootfs,
-    /// Run a tiny init as PID 1 that reaps zombies and forwards signals; the command becomes PID 2
-    #[arg(long)]
-    init: bool,
+    #[command(flatten)]
+    init: Init,
     #[command(flatten)]
     command: cli::Command,
 }
@@ -48,12 +48,8 @@ fn run(args: &Args) -> Result<i32> {
     let child = process::spawn(flags, || {
         uts::set_hostname(&args.uts.hostname)?;
         rootfs::setup(&args.rootfs.rootfs, args.rootfs.root())?;
-        if args.init {
-            init::run(&args.command.argv)
-        } else {
-            process::exec(&args.command.argv)
-        }
+        args.init.exec(&args.command.argv)
     })?;
     let pid = child.release()?;
-    init::supervise(pid, false)
+    init::supervise(pid, Reap::MainOnly)
 }

@@ -15,7 +15,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use ch01_uts::{cli, process, uts};
-use ch02_pid::init;
+use ch02_pid::cli::Init;
+use ch02_pid::init::{self, Reap};
 use ch03_mount_chroot::{cli::Rootfs, rootfs};
 use ch04_cgroups::cgroups::Cgroup;
 use ch04_cgroups::cli::Resources;
@@ -32,9 +33,8 @@ struct Args {
     uts: cli::Hostname,
     #[command(flatten)]
     rootfs: Rootfs,
-    /// Run a tiny init as PID 1 that reaps zombies and forwards signals; the command becomes PID 2
-    #[arg(long)]
-    init: bool,
+    #[command(flatten)]
+    init: Init,
     #[command(flatten)]
     resources: Resources,
     #[command(flatten)]
@@ -46,7 +46,6 @@ fn main() -> ExitCode {
     cli::main(&args.common, || run(&args))
 }
 
-// ANCHOR: run
 fn run(args: &Args) -> Result<i32> {
     process::require_root()?;
     rootfs::validate(&args.rootfs.rootfs, &args.command.argv)?;
@@ -58,17 +57,12 @@ fn run(args: &Args) -> Result<i32> {
     let child = process::spawn(flags, || {
         uts::set_hostname(&args.uts.hostname)?;
         rootfs::setup(&args.rootfs.rootfs, args.rootfs.root())?;
-        if args.init {
-            init::run(&args.command.argv)
-        } else {
-            process::exec(&args.command.argv)
-        }
+        args.init.exec(&args.command.argv)
     })?;
     // The child is still blocked on the sync pipe: it runs nothing unlimited.
     cgroup.add(child.pid())?;
     let pid = child.release()?;
-    let code = init::supervise(pid, false)?;
+    let code = init::supervise(pid, Reap::MainOnly)?;
     args.resources.finish(cgroup)?;
     Ok(code)
 }
-// ANCHOR_END: run

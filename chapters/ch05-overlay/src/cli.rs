@@ -1,7 +1,8 @@
-//! The subcommands that manage the store: everything but `run`.
+//! The command line: `run`'s arguments, and the subcommands that manage the store.
 //!
 //! `ch05-overlay import|images|rmi|diff|commit|ps|rm|save|load|pull|push` read and change the
-//! store and print what they did; `run`, the runtime, is in `main.rs`. The
+//! store and print what they did; `run`, the runtime, is in `main.rs`, and only
+//! its arguments ([`RunArgs`]) are here. The
 //! output imitates Docker's where there is a counterpart (`docker images`,
 //! `docker diff`, `docker ps -a`).
 
@@ -10,10 +11,46 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use ch01_uts::say;
 
+use ch02_pid::cli::Init;
+use ch04_cgroups::cli::Resources;
+
+use crate::init_layer::HostEntry;
 use crate::oci::{self, LayerIn};
 use crate::registry::{self, Reference};
 use crate::store::{Image, State, Store};
 use crate::{diff, layer};
+
+/// `run`: the runtime's own arguments (its code is in `main.rs`).
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The container's ID (default: 12 random hex digits)
+    #[arg(long, value_name = "ID")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub uts: ch01_uts::cli::Hostname,
+    /// Add a line to the container's /etc/hosts (repeatable), like a Pod's hostAliases
+    #[arg(long, value_name = "NAME:IP")]
+    pub add_host: Vec<HostEntry>,
+    #[command(flatten)]
+    pub init: Init,
+    #[command(flatten)]
+    pub resources: Resources,
+    /// The image to run
+    pub image: String,
+    /// The command and its arguments (default: the image's Entrypoint and Cmd)
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+impl RunArgs {
+    /// `--name`, or a random ID as Docker makes one.
+    pub fn id(&self) -> Result<String> {
+        match &self.name {
+            Some(name) => Ok(name.clone()),
+            None => random_id(),
+        }
+    }
+}
 
 /// `import`, `images`, `rmi`, `diff`, `commit`, `ps`, `rm`.
 #[derive(Debug, clap::Subcommand)]

@@ -21,14 +21,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Context, Result};
-use ch01_uts::{cli, process, say, uts};
-use ch02_pid::init;
+use anyhow::{anyhow, Result};
+use ch01_uts::{cli, process, uts};
+use ch02_pid::init::{self, Reap};
 use ch03_mount_chroot::rootfs::{self, Root};
 use ch04_cgroups::cgroups::Cgroup;
-use ch04_cgroups::cli::Resources;
-use ch05_overlay::cli::{self as store_cli, StoreCommand};
-use ch05_overlay::init_layer::HostEntry;
+use ch05_overlay::cli::{RunArgs, StoreCommand};
 use ch05_overlay::oci::{self, Process};
 use ch05_overlay::overlay::Mounted;
 use ch05_overlay::store::{self, Container, Store};
@@ -57,28 +55,6 @@ enum Command {
     Store(StoreCommand),
 }
 
-#[derive(Debug, clap::Args)]
-struct RunArgs {
-    /// The container's ID (default: 12 random hex digits)
-    #[arg(long, value_name = "ID")]
-    name: Option<String>,
-    #[command(flatten)]
-    uts: cli::Hostname,
-    /// Add a line to the container's /etc/hosts (repeatable), like a Pod's hostAliases
-    #[arg(long, value_name = "NAME:IP")]
-    add_host: Vec<HostEntry>,
-    /// Run a tiny init as PID 1 that reaps zombies and forwards signals; the command becomes PID 2
-    #[arg(long)]
-    init: bool,
-    #[command(flatten)]
-    resources: Resources,
-    /// The image to run
-    image: String,
-    /// The command and its arguments (default: the image's Entrypoint and Cmd)
-    #[arg(last = true, value_name = "CMD")]
-    command: Vec<String>,
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::main(&args.common, || {
@@ -93,10 +69,7 @@ fn main() -> ExitCode {
 
 // ANCHOR: run
 fn run(store: &Store, args: &RunArgs) -> Result<i32> {
-    let id = match &args.name {
-        Some(name) => name.clone(),
-        None => store_cli::random_id()?,
-    };
+    let id = args.id()?;
     // The image's config fills in what the command line leaves out, as Docker does.
     let process = oci::process(store.image(&args.image)?.config.as_ref(), &args.command)?;
     let mut container = store.create_container(
@@ -114,7 +87,7 @@ fn run(store: &Store, args: &RunArgs) -> Result<i32> {
             return Err(err);
         }
     };
-    let code = init::supervise(pid, false)?;
+    let code = init::supervise(pid, Reap::MainOnly)?;
     args.resources.finish(cgroup)?;
     if !args.resources.keep_cgroup {
         container.cgroup = None;
@@ -154,12 +127,8 @@ fn start(
     let child = process::spawn(flags, || {
         uts::set_hostname(&container.hostname)?;
         rootfs::setup(&merged, Root::PivotRoot)?;
-        enter_config(process, user)?;
-        if args.init {
-            init::run(argv)
-        } else {
-            process::exec(argv)
-        }
+        oci::enter_config(process, user)?;
+        args.init.exec(argv)
     })?;
     // The child is still blocked on the sync pipe: it runs nothing unlimited.
     cgroup.add(child.pid())?;
@@ -170,35 +139,3 @@ fn start(
     Ok((mounted, cgroup, child.release()?))
 }
 // ANCHOR_END: run
-
-// ANCHOR: enter_config
-/// In the child, after pivot_root: the image config's environment, working
-/// directory and user. The user goes last: after `setuid(2)` to a user that
-/// is not root, nothing else could be changed.
-fn enter_config(process: &Process, user: Option<(u32, u32)>) -> Result<()> {
-    if let Some(env) = &process.env {
-        say!("environment from the image config: {env:?}");
-        for (key, _) in std::env::vars_os() {
-            std::env::remove_var(key);
-        }
-        for pair in env {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            std::env::set_var(key, value);
-        }
-    }
-    if let Some(dir) = &process.cwd {
-        say!("chdir({dir:?})");
-        std::env::set_current_dir(dir)
-            .with_context(|| format!("failed to enter the image's WorkingDir {dir}"))?;
-    }
-    if let Some((uid, gid)) = user {
-        say!("setgroups([{gid}]); setgid({gid}); setuid({uid})");
-        let gid = nix::unistd::Gid::from_raw(gid);
-        nix::unistd::setgroups(&[gid]).context("failed to set the groups")?;
-        nix::unistd::setgid(gid).with_context(|| format!("failed to set gid {gid}"))?;
-        nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))
-            .with_context(|| format!("failed to set uid {uid}"))?;
-    }
-    Ok(())
-}
-// ANCHOR_END: enter_config

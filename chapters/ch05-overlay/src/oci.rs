@@ -605,6 +605,38 @@ pub fn process(
 }
 // ANCHOR_END: process
 
+// ANCHOR: enter_config
+/// In the child, after pivot_root: the image config's environment, working
+/// directory and user. The user goes last: after `setuid(2)` to a user that
+/// is not root, nothing else could be changed.
+pub fn enter_config(process: &Process, user: Option<(u32, u32)>) -> Result<()> {
+    if let Some(env) = &process.env {
+        say!("environment from the image config: {env:?}");
+        for (key, _) in std::env::vars_os() {
+            std::env::remove_var(key);
+        }
+        for pair in env {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            std::env::set_var(key, value);
+        }
+    }
+    if let Some(dir) = &process.cwd {
+        say!("chdir({dir:?})");
+        std::env::set_current_dir(dir)
+            .with_context(|| format!("failed to enter the image's WorkingDir {dir}"))?;
+    }
+    if let Some((uid, gid)) = user {
+        say!("setgroups([{gid}]); setgid({gid}); setuid({uid})");
+        let gid = nix::unistd::Gid::from_raw(gid);
+        nix::unistd::setgroups(&[gid]).context("failed to set the groups")?;
+        nix::unistd::setgid(gid).with_context(|| format!("failed to set gid {gid}"))?;
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))
+            .with_context(|| format!("failed to set uid {uid}"))?;
+    }
+    Ok(())
+}
+// ANCHOR_END: enter_config
+
 /// The numeric uid and gid of a config's `User`, names looked up in the
 /// container's own `/etc/passwd` and `/etc/group` (never the host's).
 pub fn resolve_user(root: &Path, user: &str) -> Result<(u32, u32)> {

@@ -53,7 +53,6 @@ fn describe(set: &CapsHashSet) -> String {
     }
 }
 
-// ANCHOR: bounding
 /// Cuts the bounding set to `process.capabilities.bounding`.
 pub fn drop_bounding(config: Option<&LinuxCapabilities>) -> Result<()> {
     let Some(config) = config else { return Ok(()) };
@@ -67,7 +66,6 @@ pub fn drop_bounding(config: Option<&LinuxCapabilities>) -> Result<()> {
     }
     Ok(())
 }
-// ANCHOR_END: bounding
 
 // ANCHOR: apply
 /// Sets the effective, inheritable, permitted and ambient sets, in that order.

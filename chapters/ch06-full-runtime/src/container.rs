@@ -20,14 +20,14 @@
 
 use std::fs::{self, File};
 use std::io::Read;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use ch01_uts::{process, say};
-use ch02_pid::init as supervisor;
+use ch02_pid::init::{self as supervisor, Reap};
 use ch04_cgroups::cgroups::Cgroup;
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
@@ -90,12 +90,58 @@ impl Undo {
 
 // ANCHOR: create
 /// `create`: sets the container up and leaves its process blocked on
-/// `exec.fifo`. Returns once the process reported "ready".
+/// `exec.fifo`. Returns once the process reported "ready". Each step is a
+/// function below, in this order; on an error, `undo` removes what was made.
 pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Container> {
+    // Everything that can be checked is checked before anything exists.
+    let mut checked = check(id, opts)?;
+    let (mut container, mut undo) = record(store, id, &checked)?;
+    // The limits are in place before the process exists.
+    let cgroup = cgroups::create(id, &checked.spec)?;
+    container.cgroup = Some(cgroup.placement());
+    let cgroup = undo.cgroup.insert(cgroup);
+    let (child, ready, sources) = clone_init(&container, &mut checked, opts)?;
+    let pid = child.pid();
+    // The child waits on the sync pipe: set up from outside what it cannot.
+    set_up_from_outside(&checked, pid, sources, cgroup)?;
+    container.pid = Some(pid.as_raw());
+    container.start_time = proc_stat(pid.as_raw()).map(|(_, t)| t);
+    container.save()?;
+    run_create_hooks(&container)?;
+    let pid = child.release()?;
+    undo.pid = Some(pid);
+    wait_ready(ready, pid)?;
+
+    container.status = Status::Created;
+    container.save()?;
+    if let Some(path) = &checked.pid_file {
+        write_pid_file(path, pid)?;
+    }
+    undo.disarm();
+    Ok(container)
+}
+// ANCHOR_END: create
+
+/// What `create` read and checked before making anything.
+struct Checked {
+    bundle: PathBuf,
+    spec: Spec,
+    process: Process,
+    rootfs: PathBuf,
+    plan: Plan,
+    joins: Vec<(Kind, File)>,
+    seccomp: Option<libseccomp::ScmpFilterContext>,
+    pass_fds: PassFds,
+    /// Absolute: relative to where we were started, not to the bundle we chdir to.
+    pid_file: Option<PathBuf>,
+}
+
+/// `create`'s first step: the id, the bundle, `config.json` and the
+/// command line, all checked; the namespaces to join opened.
+fn check(id: &str, opts: &CreateOptions) -> Result<Checked> {
     state::validate_id(id)?;
     let bundle = fs::canonicalize(&opts.bundle)
         .with_context(|| format!("bundle {} does not exist", opts.bundle.display()))?;
-    // Everything that can be checked is checked before anything exists.
     let spec = spec::load(&bundle)?;
     let mut process = spec
         .process()
@@ -105,12 +151,11 @@ pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Container
     add_env(&mut process, pass_fds.env());
     let plan = Plan::from_spec(&spec)?;
     user_ns::validate(&spec, plan.owns(Kind::User))?;
-    let filter = seccomp_filter(&spec)?;
+    let seccomp = seccomp_filter(&spec)?;
     if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
         bail!("config.json: process.terminal is true: pass --console-socket, or set it to false");
     }
     let joins = plan.open_joins()?;
-    // Relative to where we were started, not to the bundle we chdir to below.
     let pid_file = opts
         .pid_file
         .as_deref()
@@ -119,48 +164,70 @@ pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Container
         .context("bad --pid-file path")?;
     let rootfs = fs::canonicalize(spec::rootfs(&spec, &bundle)?)
         .context("config.json: root.path does not exist")?;
+    Ok(Checked {
+        bundle,
+        spec,
+        process,
+        rootfs,
+        plan,
+        joins,
+        seccomp,
+        pass_fds,
+        pid_file,
+    })
+}
 
+/// The container's state directory and its first record, "creating"; the
+/// `Undo` that removes them again unless `create` gets to its end.
+fn record(store: &Store, id: &str, checked: &Checked) -> Result<(Container, Undo)> {
     let dir = store.create_dir(id)?;
-    let mut undo = Undo {
+    let undo = Undo {
         dir: Some(dir.clone()),
         pid: None,
         cgroup: None,
     };
-    let mut container = Container {
+    let container = Container {
         id: id.to_string(),
-        bundle: bundle.clone(),
-        rootfs: rootfs.clone(),
+        bundle: checked.bundle.clone(),
+        rootfs: checked.rootfs.clone(),
         status: Status::Creating,
         pid: None,
         start_time: None,
         created: logging::rfc3339(std::time::SystemTime::now()),
         cgroup: None,
-        spec: spec.clone(),
-        dir: dir.clone(),
+        spec: checked.spec.clone(),
+        dir,
     };
     container.save()?;
-    // The limits are in place before the process exists.
-    let cgroup = cgroups::create(id, &spec)?;
-    container.cgroup = Some(cgroup.placement());
-    let cgroup = undo.cgroup.insert(cgroup);
+    Ok((container, undo))
+}
+
+/// The container's first process, cloned into its namespaces and held on the
+/// sync pipe; with it, the read end of its ready pipe and, in a user
+/// namespace, our end of the socket for the bind sources.
+fn clone_init(
+    container: &Container,
+    checked: &mut Checked,
+    opts: &CreateOptions,
+) -> Result<(process::Child, OwnedFd, Option<OwnedFd>)> {
     make_fifo(&container.fifo())?;
     let console = opts
         .console_socket
         .as_deref()
         .map(crate::console::open_and_send)
         .transpose()?;
-    if let Some(path) = plan.join_pid() {
+    if let Some(path) = checked.plan.join_pid() {
         // setns(CLONE_NEWPID) applies to our future children: join before clone.
         let file =
             File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
         namespaces::join(Kind::Pid, &file, &path.display().to_string())?;
     }
     // Relative bind-mount sources are relative to the bundle.
-    std::env::set_current_dir(&bundle)
-        .with_context(|| format!("failed to chdir to {}", bundle.display()))?;
+    std::env::set_current_dir(&checked.bundle)
+        .with_context(|| format!("failed to chdir to {}", checked.bundle.display()))?;
     let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).context("failed to create the ready pipe")?;
     // A mapped root may not reach the bind sources: the runtime opens them.
-    let (sources_ours, sources_theirs) = if plan.owns(Kind::User) {
+    let (sources_ours, sources_theirs) = if checked.plan.owns(Kind::User) {
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::Stream,
@@ -173,56 +240,53 @@ pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Container
         (None, None)
     };
     let init = Init {
-        spec: &spec,
-        process: &process,
-        rootfs,
-        plan: &plan,
-        joins,
-        state_dir: dir.clone(),
+        spec: &checked.spec,
+        process: &checked.process,
+        rootfs: checked.rootfs.clone(),
+        plan: &checked.plan,
+        joins: std::mem::take(&mut checked.joins),
+        state_dir: container.dir.clone(),
         ready: ready_w,
         console,
-        seccomp: filter,
+        seccomp: checked.seccomp.take(),
         sources: sources_theirs,
-        pass_fds,
+        pass_fds: checked.pass_fds,
     };
-    let child = process::spawn(plan.clone_flags(), move || init.run())?;
-    let pid = child.pid();
-    // The child waits on the sync pipe: set up from outside what it cannot.
-    if plan.owns(Kind::User) {
-        user_ns::write_maps(pid, &spec)?;
+    let child = process::spawn(checked.plan.clone_flags(), move || init.run())?;
+    Ok((child, ready_r, sources_ours))
+}
+
+/// While the child waits on the sync pipe: what it cannot do itself, done
+/// from outside (its ID maps, its bind sources, its cgroup, its OOM score).
+fn set_up_from_outside(
+    checked: &Checked,
+    pid: Pid,
+    sources: Option<OwnedFd>,
+    cgroup: &Cgroup,
+) -> Result<()> {
+    if checked.plan.owns(Kind::User) {
+        user_ns::write_maps(pid, &checked.spec)?;
     }
-    if let Some(socket) = sources_ours {
-        crate::mounts::send_sources(&socket, pid, &spec, &bundle)?;
+    if let Some(socket) = sources {
+        crate::mounts::send_sources(&socket, pid, &checked.spec, &checked.bundle)?;
     }
     // Before the child runs a single instruction of its own: everything it
     // does and every process it forks is counted and limited.
     cgroup.add(pid)?;
-    if let Some(adj) = process.oom_score_adj() {
+    if let Some(adj) = checked.process.oom_score_adj() {
         user::set_oom_score_adj(pid, adj)?;
     }
-    container.pid = Some(pid.as_raw());
-    container.start_time = proc_stat(pid.as_raw()).map(|(_, t)| t);
-    container.save()?;
-    let creating = container.oci_state(Status::Creating)?;
-    hooks::run(spec.hooks().as_ref(), hooks::Point::Prestart, &creating)?;
-    hooks::run(
-        spec.hooks().as_ref(),
-        hooks::Point::CreateRuntime,
-        &creating,
-    )?;
-    let pid = child.release()?;
-    undo.pid = Some(pid);
-    wait_ready(ready_r, pid)?;
-
-    container.status = Status::Created;
-    container.save()?;
-    if let Some(path) = &pid_file {
-        write_pid_file(path, pid)?;
-    }
-    undo.disarm();
-    Ok(container)
+    Ok(())
 }
-// ANCHOR_END: create
+
+/// The `prestart` and `createRuntime` hooks, in the runtime's namespaces,
+/// with the container's pid in the state they read.
+fn run_create_hooks(container: &Container) -> Result<()> {
+    let creating = container.oci_state(Status::Creating)?;
+    let hooks = container.spec.hooks().as_ref();
+    hooks::run(hooks, hooks::Point::Prestart, &creating)?;
+    hooks::run(hooks, hooks::Point::CreateRuntime, &creating)
+}
 
 /// Compiles `linux.seccomp` at create time, so a bad profile fails early.
 fn seccomp_filter(spec: &Spec) -> Result<Option<libseccomp::ScmpFilterContext>> {
@@ -537,7 +601,6 @@ fn stop(container: &Container) -> Result<()> {
     Ok(())
 }
 
-// ANCHOR: run
 /// `run`: create + start + wait, then delete. The runtime stays as the
 /// container's parent, forwards signals (chapter 2) and exits with its code.
 pub fn run(store: &Store, id: &str, opts: &CreateOptions, detach: bool) -> Result<i32> {
@@ -553,11 +616,10 @@ pub fn run(store: &Store, id: &str, opts: &CreateOptions, detach: bool) -> Resul
         return Ok(0);
     }
     let pid = Pid::from_raw(container.pid.context("created container without a pid")?);
-    let code = supervisor::supervise(pid, false);
+    let code = supervisor::supervise(pid, Reap::MainOnly);
     delete(store, id, true)?;
     code
 }
-// ANCHOR_END: run
 
 /// What `exec` takes besides the id.
 #[derive(Debug, Clone, Default)]
@@ -615,7 +677,6 @@ fn exec_process(container: &Container, opts: &ExecOptions) -> Result<Process> {
     Ok(process)
 }
 
-// ANCHOR: exec
 /// `exec`: runs another process in a running container: in its cgroup and
 /// namespaces, with its process settings (user, capabilities, seccomp).
 pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32> {
@@ -691,7 +752,7 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32> {
     if opts.detach {
         return Ok(0);
     }
-    supervisor::supervise(pid, false)
+    supervisor::supervise(pid, Reap::MainOnly)
 }
 
 fn exec_child(
@@ -725,7 +786,6 @@ fn exec_child(
     container_init::set_env(process.env().as_deref().unwrap_or_default());
     container_init::finish(process, filter)
 }
-// ANCHOR_END: exec
 
 /// PIDs (host numbering) of the container's processes: those in its cgroup
 /// (`cgroup.procs`), exec'd ones included.

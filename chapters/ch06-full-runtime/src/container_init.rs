@@ -59,7 +59,6 @@ pub const READY: u8 = b'0';
 pub const FAILED: u8 = b'1';
 
 impl Init<'_> {
-    // ANCHOR: run
     /// The child's whole life. Errors before "ready" go to the runtime
     /// through the pipe; after it, to the container's stderr.
     pub fn run(self) -> Result<Infallible> {
@@ -89,7 +88,6 @@ impl Init<'_> {
         }
         finish(self.process, self.seccomp.as_ref())
     }
-    // ANCHOR_END: run
 
     // ANCHOR: prepare
     /// Everything before "ready": returns the `O_PATH` descriptor of

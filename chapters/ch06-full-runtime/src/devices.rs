@@ -31,7 +31,6 @@ pub fn config_mounts_dev(spec: &Spec) -> bool {
         .any(|m| m.destination() == Path::new("/dev"))
 }
 
-// ANCHOR: create_all
 /// Creates the default devices, `linux.devices` and the `/dev` symlinks in
 /// `<rootfs>/dev`. With `bind`, host nodes are bind-mounted (user namespace).
 pub fn create_all(spec: &Spec, rootfs: &Path, bind: bool) -> Result<()> {
@@ -66,7 +65,6 @@ pub fn create_all(spec: &Spec, rootfs: &Path, bind: bool) -> Result<()> {
     }
     Ok(())
 }
-// ANCHOR_END: create_all
 
 struct Node {
     path: std::path::PathBuf,
@@ -100,6 +98,15 @@ impl Node {
         })
     }
 
+    /// The type as `mknod(2)` spells it, for the narration.
+    fn kind_name(&self) -> &'static str {
+        match self.kind {
+            SFlag::S_IFBLK => "S_IFBLK",
+            SFlag::S_IFIFO => "S_IFIFO",
+            _ => "S_IFCHR",
+        }
+    }
+
     fn create(&self, bind: bool) -> Result<()> {
         let path = &self.path;
         if let Some(parent) = path.parent() {
@@ -119,9 +126,9 @@ impl Node {
             return crate::mounts::bind(&host, path, MsFlags::empty());
         }
         say!(
-            "mknod({path:?}, {:?}|{:o}, makedev({}, {}))",
-            self.kind,
-            self.mode,
+            "mknod({path:?}, {}|{:04o}, makedev({}, {}))",
+            self.kind_name(),
+            self.mode & 0o7777,
             self.major,
             self.minor
         );

@@ -34,7 +34,6 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use ch01_uts::say;
 
-// ANCHOR: pass_fds
 /// The descriptors above 2 that go into the container: socket activation's
 /// first (`LISTEN_FDS`, when `LISTEN_PID` is this process, as systemd sets
 /// them), then `--preserve-fds` more, numbered on from there (runc's order).
@@ -69,7 +68,6 @@ impl PassFds {
         vec![format!("LISTEN_FDS={}", self.listen), "LISTEN_PID=1".into()]
     }
 }
-// ANCHOR_END: pass_fds
 
 // ANCHOR: close_on_exec
 /// Marks every descriptor from `first` up close-on-exec: they stay usable

@@ -17,7 +17,13 @@
 //!   no_new_privs, sysctl), [`hooks`], [`console`], [`cgroups`].
 //! - [`hardening`] closes two escapes runc had: leaked descriptors and a
 //!   writable runtime binary.
-//! - [`logging`] writes errors where containerd's shim reads them.
+//! - [`logging`] writes errors where containerd's shim reads them; [`cli`]
+//!   declares runc's command line.
+//!
+//! It builds on chapters 1 to 4's crates, not on chapter 5's: an OCI runtime
+//! is handed an unpacked bundle, and images, layers and overlayfs are the
+//! engine's business (containerd's snapshotter does what chapter 5's store
+//! does, then calls this runtime on the result).
 //!
 //! What it leaves out: checkpoint/restore (CRIU), AppArmor and SELinux labels,
 //! Intel RDT, the time namespace, `SCMP_ACT_NOTIFY`, systemd-managed cgroups,
@@ -25,6 +31,7 @@
 
 pub mod capabilities;
 pub mod cgroups;
+pub mod cli;
 pub mod console;
 pub mod container;
 pub mod container_init;

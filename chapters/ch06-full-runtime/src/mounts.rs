@@ -148,7 +148,6 @@ pub fn inside(rootfs: &Path, destination: &Path) -> Result<PathBuf> {
     Ok(rootfs.join(destination.strip_prefix("/").unwrap_or(destination)))
 }
 
-// ANCHOR: mount_all
 /// Performs the config's mounts beneath `rootfs`, in order. A `cgroup`
 /// mount shows the container's own cgroup (`cgroup`, see [`crate::cgroups`]).
 pub fn mount_all(
@@ -248,7 +247,6 @@ fn mount_one(
     }
     Ok(())
 }
-// ANCHOR_END: mount_all
 
 /// Whether a mount is a bind mount, and its source (relative to the bundle).
 fn bind_source(m: &Mount, bundle: &Path) -> Option<PathBuf> {
@@ -257,7 +255,6 @@ fn bind_source(m: &Mount, bundle: &Path) -> Option<PathBuf> {
     m.source().as_ref().filter(|_| bind).map(|s| bundle.join(s))
 }
 
-// ANCHOR: send_sources
 /// In the runtime, for a child in a user namespace: opens each bind source
 /// through `/proc/<child>/root` (so that the descriptor belongs to the
 /// child's mount namespace, where it may be mounted) and sends it, with the
@@ -333,7 +330,6 @@ pub fn receive_sources(socket: &OwnedFd, spec: &Spec) -> Result<Vec<Option<Owned
     }
     Ok(sources)
 }
-// ANCHOR_END: send_sources
 
 fn make_mountpoint(target: &Path, file: bool) -> Result<()> {
     if target.symlink_metadata().is_ok() {

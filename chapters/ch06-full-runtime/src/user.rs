@@ -17,7 +17,6 @@ use nix::sys::resource::{setrlimit, Resource};
 use nix::unistd::{setgroups, setresgid, setresuid, Gid, Pid, Uid};
 use oci_spec::runtime::{PosixRlimit, PosixRlimitType, Process};
 
-// ANCHOR: switch
 /// Becomes `process.user`, keeping the permitted capabilities for [`crate::capabilities::apply`].
 pub fn switch(process: &Process) -> Result<()> {
     let user = process.user();
@@ -46,7 +45,6 @@ pub fn switch(process: &Process) -> Result<()> {
     }
     Ok(())
 }
-// ANCHOR_END: switch
 
 /// `PR_SET_NO_NEW_PRIVS`, when the config asks.
 pub fn no_new_privileges(process: &Process) -> Result<()> {
@@ -78,7 +76,6 @@ fn resource(kind: PosixRlimitType) -> Option<Resource> {
     })
 }
 
-// ANCHOR: rlimits
 /// `process.rlimits`: per-process limits (`setrlimit(2)`), kept across exec.
 pub fn set_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
     for limit in rlimits {
@@ -89,7 +86,6 @@ pub fn set_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
     }
     Ok(())
 }
-// ANCHOR_END: rlimits
 
 /// `process.oomScoreAdj`: how eagerly the OOM killer picks this process
 /// (-1000 never, 1000 first). Written by the runtime for the child.

@@ -193,7 +193,6 @@ impl Cgroup {
             .with_context(|| format!("the cgroup has no directory for the {controller} controller"))
     }
 
-    // ANCHOR: add
     /// Writes `pid` to `cgroup.procs` in every hierarchy.
     pub fn add(&self, pid: Pid) -> Result<()> {
         // LAB:BEGIN add: write the pid to cgroup.procs in every directory
@@ -203,7 +202,6 @@ impl Cgroup {
         Ok(())
         // LAB:END
     }
-    // ANCHOR_END: add
 
     pub fn dirs(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|(dir, _)| dir.clone()).collect()

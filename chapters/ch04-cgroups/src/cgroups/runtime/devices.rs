@@ -101,7 +101,6 @@ impl fmt::Display for Access {
     }
 }
 
-// ANCHOR: rule
 /// One rule: allow or deny `access` to devices of `kind` with these numbers
 /// (`None` matches any number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +111,6 @@ pub struct DeviceRule {
     pub minor: Option<u32>,
     pub access: Access,
 }
-// ANCHOR_END: rule
 
 impl DeviceRule {
     /// "Deny every device": the usual first rule.
@@ -334,7 +332,6 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
     }
 }
 
-// ANCHOR: attach
 /// Loads `program` (the kernel's verifier checks it first) and attaches it
 /// to the cgroup directory `dir`. The attachment keeps the program alive
 /// after this process exits; removing the group detaches it.
@@ -383,7 +380,6 @@ pub fn attach(dir: &Path, program: &[Insn]) -> Result<()> {
     })?;
     Ok(())
 }
-// ANCHOR_END: attach
 
 #[cfg(test)]
 mod tests {

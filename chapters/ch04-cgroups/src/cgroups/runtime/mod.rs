@@ -163,7 +163,6 @@ impl Cgroup {
     }
 }
 
-// ANCHOR: create
 /// Creates the cgroup at `path` with `limits`, on `version`, creating the
 /// directories on the way (see the module's comment).
 pub(crate) fn create(
@@ -244,7 +243,6 @@ pub(crate) fn create(
         }
     }
 }
-// ANCHOR_END: create
 
 /// What a new v1 parent must be given before the container's group can
 /// have it: the cpuset's CPUs and memory nodes (a new group has none), and
@@ -560,7 +558,6 @@ mod tests {
         (files, h)
     }
 
-    // ANCHOR: plan_v1
     /// On v1 each hierarchy gets the path from its root; a new cpuset
     /// parent copies its parent's CPUs and nodes, a new cpu parent gets the
     /// real-time budget the container asks for.
@@ -618,7 +615,6 @@ mod tests {
         );
         Ok(())
     }
-    // ANCHOR_END: plan_v1
 
     /// Without the hugetlb hierarchy, hugepage limits are one error naming
     /// the field and the controller, before anything is made; on v1,

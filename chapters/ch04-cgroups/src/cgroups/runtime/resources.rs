@@ -242,7 +242,6 @@ fn dir_of<'a>(dirs: &'a [(PathBuf, Vec<String>)], controller: &str) -> Result<&'
         .with_context(|| format!("the cgroup has no directory for the {controller} controller"))
 }
 
-// ANCHOR: apply_v1
 /// Writes the resources to a v1 cgroup's directories (one per hierarchy).
 pub fn apply_v1(files: &dyn Files, dirs: &[(PathBuf, Vec<String>)], r: &Resources) -> Result<()> {
     let cpu = || dir_of(dirs, "cpu");
@@ -375,7 +374,6 @@ pub fn apply_v1(files: &dyn Files, dirs: &[(PathBuf, Vec<String>)], r: &Resource
     }
     Ok(())
 }
-// ANCHOR_END: apply_v1
 
 /// `mlx5_0 hca_handle=2 hca_object=2000` (a limit left out stays as it is).
 fn rdma(entry: &Rdma) -> String {
@@ -395,7 +393,6 @@ pub fn io_weight(blkio: u16) -> u64 {
     1 + (u64::from(blkio.clamp(10, 1000)) - 10) * 9999 / 990
 }
 
-// ANCHOR: apply_v2
 /// Writes the resources to a v2 cgroup's directory.
 pub fn apply_v2(files: &dyn Files, dir: &Path, r: &Resources) -> Result<()> {
     if let Some(burst) = r.cpu_burst_us {
@@ -483,4 +480,3 @@ pub fn apply_v2(files: &dyn Files, dir: &Path, r: &Resources) -> Result<()> {
     }
     Ok(())
 }
-// ANCHOR_END: apply_v2
