@@ -89,6 +89,7 @@ impl Node<'_> {
     fn once(&self) -> Result<Output> {
         let dir = self.manifests.display().to_string();
         let out = self.run(&["-v", "--manifests", &dir, "--once"])?;
+        eprint!("{}", out.stderr);
         out.expect_code(0)?;
         Ok(out)
     }

@@ -126,16 +126,21 @@ impl Node {
             let Some(name) = sandbox.labels.get(POD_LABEL).cloned() else {
                 continue;
             };
-            let wanted = desired.get(&name).is_some_and(|d| {
-                sandbox.labels.get(HASH_LABEL) == Some(&d.hash)
-                    && sandbox.state == v1::PodSandboxState::SandboxReady as i32
-            });
-            if wanted {
-                running.insert(name, sandbox.id);
-            } else {
-                say!("pod {name}: no longer wanted as it runs: tearing down");
-                self.teardown(&sandbox.id, &name)?;
-            }
+            let why = match desired.get(&name) {
+                None => "its manifest is gone",
+                Some(d) if sandbox.labels.get(HASH_LABEL) != Some(&d.hash) => {
+                    "its manifest changed"
+                }
+                Some(_) if sandbox.state != v1::PodSandboxState::SandboxReady as i32 => {
+                    "its sandbox is not ready"
+                }
+                Some(_) => {
+                    running.insert(name, sandbox.id);
+                    continue;
+                }
+            };
+            say!("pod {name}: {why}: removing it");
+            self.teardown(&sandbox.id, &name)?;
         }
         for (name, d) in &desired {
             let result = match running.get(name) {
