@@ -56,6 +56,10 @@ spec:
     image: docker.io/cfs/busybox:latest
     workingDir: /shared
     command: [sh, -c, "until wget -q -O - http://127.0.0.1:8080/index.html; do sleep 0.2; done; echo written-by-client >from-client; exec sleep 1000"]
+    securityContext:
+      runAsUser: 1000
+      readOnlyRootFilesystem: true
+      capabilities: {{drop: [ALL]}}
     volumeMounts: [{{name: shared, mountPath: /shared}}]
 "#
     )
@@ -216,6 +220,31 @@ fn node_lifecycle() -> Result<()> {
                     && hosts.stdout.contains(&format!("{ip}\tweb")),
                 "/etc/hosts: {}",
                 hosts.stdout
+            );
+            Ok(())
+        },
+    );
+    steps.step(
+        "securityContext: uid 1000, no capabilities, read-only root",
+        || {
+            let script = "id -u; grep CapEff /proc/self/status; cat /proc/self/mountinfo";
+            let out = node.run(&["exec", "web", "client", "--", "sh", "-c", script])?;
+            out.expect_code(0)?;
+            ensure!(out.stdout.starts_with("1000\n"), "uid: {out:?}");
+            ensure!(
+                out.stdout.contains("CapEff:\t0000000000000000"),
+                "caps: {out:?}"
+            );
+            let root = out
+                .stdout
+                .lines()
+                .map(|l| l.split(' ').collect::<Vec<_>>())
+                .find(|f| f.len() > 5 && f[4] == "/")
+                .context("no / in the container's mountinfo")?;
+            ensure!(
+                root[5].split(',').any(|o| o == "ro"),
+                "/ is mounted {}",
+                root[5]
             );
             Ok(())
         },

@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::hash::{Hash, Hasher};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -179,9 +180,13 @@ impl Node {
             .with_context(|| format!("failed to create {}", dir.display()))?;
         for v in &pod.spec.volumes {
             let path = dir.join("volumes").join(&v.name);
-            say!("mkdir {} (emptyDir {})", path.display(), v.name);
+            // Mode 0777, as the kubelet makes an emptyDir: any user of any
+            // container of the pod may write to it.
+            say!("mkdir({:?}, 0777) (emptyDir {})", path.display(), v.name);
             fs::create_dir_all(&path)
                 .with_context(|| format!("failed to create {}", path.display()))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o777))
+                .with_context(|| format!("failed to chmod {}", path.display()))?;
         }
         let config = self.sandbox_config(d, &dir);
         let handler = pod.spec.runtime_class_name.clone().unwrap_or_default();
