@@ -227,9 +227,11 @@ fn node_lifecycle() -> Result<()> {
     steps.step(
         "securityContext: uid 1000, no capabilities, read-only root",
         || {
-            let script = "id -u; grep CapEff /proc/self/status; cat /proc/self/mountinfo";
+            let script = "id -u; grep CapEff /proc/self/status; cat /proc/self/mountinfo; echo to-stderr >&2";
             let out = node.run(&["exec", "web", "client", "--", "sh", "-c", script])?;
             out.expect_code(0)?;
+            let runc = node.run(&["exec", "web-runc", "client", "--", "sh", "-c", "echo to-stderr >&2"])?;
+            ensure!(out.stderr == "to-stderr\n", "ExecSync's stderr: {:?}, on runc: {:?}", out.stderr, runc.stderr);
             ensure!(out.stdout.starts_with("1000\n"), "uid: {out:?}");
             ensure!(
                 out.stdout.contains("CapEff:\t0000000000000000"),

@@ -552,15 +552,20 @@ impl Runtime {
 }
 
 /// A wrapper around the runtime that appends each command line to
-/// `runtime.args` in the sandbox's temp dir, then becomes the runtime.
+/// `runtime.args` in the sandbox's temp dir, then becomes the runtime. Its
+/// stderr goes to `runtime.args.err`, except for `create`, `run` and
+/// `exec`, whose stderr the container's process inherits (an `ExecSync`
+/// answers with it).
 pub fn wrapper(sandbox: &Sandbox, runtime: Runtime) -> Result<PathBuf> {
     let path = sandbox.dir.join(format!("{}-runtime", runtime.name()));
     let log = sandbox.dir.join("runtime.args");
     fs::write(
         &path,
         format!(
-            "#!/bin/sh\necho \"$*\" >>{log}\nexec {} \"$@\" 2>>{log}.err\n",
-            runtime.path().display(),
+            "#!/bin/sh\necho \"$*\" >>{log}\n\
+             for a; do case $a in create|run|exec) exec {rt} \"$@\";; esac; done\n\
+             exec {rt} \"$@\" 2>>{log}.err\n",
+            rt = runtime.path().display(),
             log = log.display(),
         ),
     )?;

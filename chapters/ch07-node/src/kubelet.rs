@@ -317,7 +317,16 @@ impl Node {
     /// CNI address with it), then the pod's directory.
     fn teardown(&mut self, pod_id: &str, name: &str) -> Result<()> {
         for c in self.cri.list_containers(pod_id, HashMap::new())? {
-            self.cri.stop_container(&c.id, 10)?;
+            if c.state != v1::ContainerState::ContainerExited as i32 {
+                // A container may exit on its own between the list and the
+                // stop: the runtime's kill then fails, and that is fine.
+                if let Err(e) = self.cri.stop_container(&c.id, 10) {
+                    let (status, _) = self.cri.container_status(&c.id)?;
+                    if status.state != v1::ContainerState::ContainerExited as i32 {
+                        return Err(e);
+                    }
+                }
+            }
             self.cri.remove_container(&c.id)?;
         }
         self.cri.stop_pod_sandbox(pod_id)?;
