@@ -129,7 +129,12 @@ impl Cri {
             .into_inner()
             .pod_sandbox_id;
         say!(
-            "RunPodSandbox(name={name}, handler={handler}) -> {}",
+            "RunPodSandbox(name={name}, handler={}) -> {}",
+            if handler.is_empty() {
+                "(default)"
+            } else {
+                handler
+            },
             short(&id)
         );
         Ok(id)
