@@ -20,42 +20,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cfs_tests::engines::{
-    cgroup_of, check_limits, frozen, id, nothing_left, oci_image, runtime_calls, runtime_errors,
-    term_then_kill, wrapper, Containerd, Runtime, Steps,
+    cgroup_of, check_limits, cri_containerd, frozen, id, import_busybox, nothing_left,
+    runtime_calls, runtime_errors, term_then_kill, wrapper, Containerd, Runtime, Steps, BUSYBOX,
+    PAUSE,
 };
 use cfs_tests::run::wait_for;
 use cfs_tests::sandbox::Sandbox;
-use cfs_tests::{ensure, paths, root, Context, Result};
+use cfs_tests::{ensure, root, Context, Result};
 use nix::unistd::Pid;
 
 // ---------------------------------------------------------------- containerd
-
-const BUSYBOX: &str = "docker.io/cfs/busybox:latest";
-
-/// The busybox image, imported into namespace `ns`.
-fn import_busybox(sandbox: &Sandbox, containerd: &Containerd, ns: &str) -> Result<()> {
-    let tar = oci_image(
-        &sandbox.dir,
-        "busybox",
-        &paths::rootfs()?,
-        BUSYBOX,
-        serde_json::json!({"Cmd": ["sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}),
-    )?;
-    containerd
-        .ctr(
-            sandbox,
-            &[
-                "--namespace",
-                ns,
-                "images",
-                "import",
-                &tar.display().to_string(),
-            ],
-        )?
-        .expect_code(0)
-        .context("ctr images import failed")?;
-    Ok(())
-}
 
 /// The PID (in the sandbox) and status of task `id`, from `ctr task ls`.
 fn task(sandbox: &Sandbox, containerd: &Containerd, id: &str) -> Result<Option<(i32, String)>> {
@@ -258,82 +232,11 @@ fn ctr(runtime: Runtime) -> Result<()> {
 
 // ------------------------------------------------------ containerd's CRI plugin
 
-const PAUSE: &str = "docker.io/cfs/pause:latest";
-
-/// The CNI network of the pods: a bridge in the sandbox's network namespace,
-/// addresses from host-local (its state in the temp dir); containerd adds
-/// the loopback plugin itself.
-fn cni_conflist(dir: &Path) -> String {
-    serde_json::json!({
-        "cniVersion": "0.4.0",
-        "name": "cfs-h3",
-        "plugins": [{
-            "type": "bridge",
-            "bridge": "cfs-h3-br0",
-            "isGateway": true,
-            "ipMasq": false,
-            "ipam": {
-                "type": "host-local",
-                "ranges": [[{"subnet": "10.88.42.0/24"}]],
-                "dataDir": dir.join("cni-ipam"),
-            },
-        }],
-    })
-    .to_string()
-}
-
 fn cri(runtime: Runtime) -> Result<()> {
     use cfs_tests::cri::{v1, Cri};
     let sandbox = Sandbox::start("h3")?;
     let rt = wrapper(&sandbox, runtime)?;
-    let cni = sandbox.dir.join("cni");
-    fs::create_dir_all(&cni)?;
-    fs::write(cni.join("10-cfs-h3.conflist"), cni_conflist(&sandbox.dir))?;
-    // ANCHOR: cri_config
-    let config = format!(
-        "[plugins.\"io.containerd.grpc.v1.cri\"]\n\
-         \x20 sandbox_image = \"{PAUSE}\"\n\
-         \x20 disable_apparmor = true\n\
-         \x20 restrict_oom_score_adj = true\n\
-         \x20 stream_server_address = \"127.0.0.1\"\n\
-         \x20 stream_server_port = \"0\"\n\
-         [plugins.\"io.containerd.grpc.v1.cri\".cni]\n\
-         \x20 bin_dir = \"/usr/lib/cni\"\n\
-         \x20 conf_dir = \"{}\"\n\
-         {}{}",
-        cni.display(),
-        cfs_tests::engines::cri_runtime("runc", Path::new("runc")),
-        cfs_tests::engines::cri_runtime("cfs", &rt),
-    );
-    // ANCHOR_END: cri_config
-    let containerd = Containerd::start(&sandbox, &config)?;
-    import_busybox(&sandbox, &containerd, "k8s.io")?;
-    let pause_root = sandbox.dir.join("pause-rootfs");
-    fs::create_dir_all(&pause_root)?;
-    fs::copy(
-        paths::static_dir().join("cfs-pause"),
-        pause_root.join("pause"),
-    )?;
-    let tar = oci_image(
-        &sandbox.dir,
-        "pause",
-        &pause_root,
-        PAUSE,
-        serde_json::json!({"Entrypoint": ["/pause"]}),
-    )?;
-    containerd
-        .ctr(
-            &sandbox,
-            &[
-                "--namespace",
-                "k8s.io",
-                "images",
-                "import",
-                &tar.display().to_string(),
-            ],
-        )?
-        .expect_code(0)
-        .context("ctr images import of the pause image failed")?;
+    let containerd = cri_containerd(&sandbox, "h3", &rt)?;
     let mut steps = Steps::new(&format!("cri/{}", runtime.name()));
     let mut cri = Cri::connect(&containerd.socket)?;
     let parent = "/cfs-pods-h3";

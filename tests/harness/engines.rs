@@ -219,6 +219,120 @@ pub fn cri_runtime(name: &str, binary: &Path) -> String {
     )
 }
 
+/// The busybox image of the tests (from `build/rootfs`).
+pub const BUSYBOX: &str = "docker.io/cfs/busybox:latest";
+
+/// The busybox image, imported into namespace `ns`.
+pub fn import_busybox(sandbox: &Sandbox, containerd: &Containerd, ns: &str) -> Result<()> {
+    let tar = oci_image(
+        &sandbox.dir,
+        "busybox",
+        &paths::rootfs()?,
+        BUSYBOX,
+        serde_json::json!({"Cmd": ["sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}),
+    )?;
+    containerd
+        .ctr(
+            sandbox,
+            &[
+                "--namespace",
+                ns,
+                "images",
+                "import",
+                &tar.display().to_string(),
+            ],
+        )?
+        .expect_code(0)
+        .context("ctr images import failed")?;
+    Ok(())
+}
+
+/// The pause image of the pods' sandboxes (`cfs-pause`, a static program).
+pub const PAUSE: &str = "docker.io/cfs/pause:latest";
+
+/// The subnet of the pods' CNI bridge.
+pub const POD_SUBNET: &str = "10.88.42.0/24";
+
+/// The CNI network of the pods: a bridge in the sandbox's network namespace,
+/// addresses from host-local (its state in the temp dir); containerd adds
+/// the loopback plugin itself.
+fn cni_conflist(dir: &Path, tag: &str) -> String {
+    serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": format!("cfs-{tag}"),
+        "plugins": [{
+            "type": "bridge",
+            "bridge": format!("cfs-{tag}-br0"),
+            "isGateway": true,
+            "ipMasq": false,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": POD_SUBNET}]],
+                "dataDir": dir.join("cni-ipam"),
+            },
+        }],
+    })
+    .to_string()
+}
+
+/// containerd with its CRI plugin in the sandbox: runtime handlers `runc`
+/// (the default) and `cfs` (`rt`, through the runc shim), a CNI bridge, the
+/// pause and busybox images imported into `k8s.io`.
+pub fn cri_containerd(sandbox: &Sandbox, tag: &str, rt: &Path) -> Result<Containerd> {
+    let cni = sandbox.dir.join("cni");
+    fs::create_dir_all(&cni)?;
+    fs::write(
+        cni.join(format!("10-cfs-{tag}.conflist")),
+        cni_conflist(&sandbox.dir, tag),
+    )?;
+    // ANCHOR: cri_config
+    let config = format!(
+        "[plugins.\"io.containerd.grpc.v1.cri\"]\n\
+         \x20 sandbox_image = \"{PAUSE}\"\n\
+         \x20 disable_apparmor = true\n\
+         \x20 restrict_oom_score_adj = true\n\
+         \x20 stream_server_address = \"127.0.0.1\"\n\
+         \x20 stream_server_port = \"0\"\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".cni]\n\
+         \x20 bin_dir = \"/usr/lib/cni\"\n\
+         \x20 conf_dir = \"{}\"\n\
+         {}{}",
+        cni.display(),
+        cri_runtime("runc", Path::new("runc")),
+        cri_runtime("cfs", rt),
+    );
+    // ANCHOR_END: cri_config
+    let containerd = Containerd::start(sandbox, &config)?;
+    import_busybox(sandbox, &containerd, "k8s.io")?;
+    let pause_root = sandbox.dir.join("pause-rootfs");
+    fs::create_dir_all(&pause_root)?;
+    fs::copy(
+        paths::static_dir().join("cfs-pause"),
+        pause_root.join("pause"),
+    )?;
+    let tar = oci_image(
+        &sandbox.dir,
+        "pause",
+        &pause_root,
+        PAUSE,
+        serde_json::json!({"Entrypoint": ["/pause"]}),
+    )?;
+    containerd
+        .ctr(
+            sandbox,
+            &[
+                "--namespace",
+                "k8s.io",
+                "images",
+                "import",
+                &tar.display().to_string(),
+            ],
+        )?
+        .expect_code(0)
+        .context("ctr images import of the pause image failed")?;
+    Ok(containerd)
+}
+
 /// Docker or podman: a daemon (Docker) or none (podman), a command line
 /// with its private paths, and an imported busybox image `cfs/busybox`.
 pub struct Cli {
@@ -438,15 +552,20 @@ impl Runtime {
 }
 
 /// A wrapper around the runtime that appends each command line to
-/// `runtime.args` in the sandbox's temp dir, then becomes the runtime.
+/// `runtime.args` in the sandbox's temp dir, then becomes the runtime. Its
+/// stderr goes to `runtime.args.err`, except for `create`, `run` and
+/// `exec`, whose stderr the container's process inherits (an `ExecSync`
+/// answers with it).
 pub fn wrapper(sandbox: &Sandbox, runtime: Runtime) -> Result<PathBuf> {
     let path = sandbox.dir.join(format!("{}-runtime", runtime.name()));
     let log = sandbox.dir.join("runtime.args");
     fs::write(
         &path,
         format!(
-            "#!/bin/sh\necho \"$*\" >>{log}\nexec {} \"$@\" 2>>{log}.err\n",
-            runtime.path().display(),
+            "#!/bin/sh\necho \"$*\" >>{log}\n\
+             for a; do case $a in create|run|exec) exec {rt} \"$@\";; esac; done\n\
+             exec {rt} \"$@\" 2>>{log}.err\n",
+            rt = runtime.path().display(),
             log = log.display(),
         ),
     )?;

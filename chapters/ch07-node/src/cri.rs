@@ -10,21 +10,29 @@
 //! `runtime.v1`, the version containerd 1.6 serves beside `v1alpha2`).
 //!
 //! The client is blocking: it owns a single-threaded tokio runtime and waits
-//! for each answer, as a test (or a small kubelet) wants. What it leaves
-//! out: streaming (`Exec`, `Attach`, `PortForward` answer with a URL to a
-//! streaming server), image pulls from a registry, and TLS.
+//! for each answer, as a test (or this chapter's small kubelet) wants. With
+//! `-v` each call is narrated as the kernel calls of earlier chapters are:
+//! `RunPodSandbox(name=web, handler=cfs) -> 3f2a…`. What it leaves out:
+//! streaming (`Exec`, `Attach`, `PortForward` answer with a URL to a
+//! streaming server; `ExecSync` is the one exec without it), image pulls
+//! from a registry, and TLS. The tests (`cfs_tests::cri`) use this module
+//! too: one client, one home.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use ch01_uts::say;
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerStatus, ContainerStatusRequest, CreateContainerRequest,
-    ListContainersRequest, ListImagesRequest, ListPodSandboxRequest, PodSandboxConfig,
-    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopContainerRequest, StopPodSandboxRequest, VersionRequest, VersionResponse,
+    Container, ContainerConfig, ContainerFilter, ContainerStatus, ContainerStatusRequest,
+    CreateContainerRequest, ExecSyncRequest, ExecSyncResponse, ImageSpec, ImageStatusRequest,
+    ListContainersRequest, ListImagesRequest, ListPodSandboxRequest, PodSandbox, PodSandboxConfig,
+    PodSandboxFilter, PodSandboxStatus, PodSandboxStatusRequest, RemoveContainerRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
+    StopPodSandboxRequest, VersionRequest, VersionResponse,
 };
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -110,11 +118,26 @@ impl Cri {
             config: Some(config.clone()),
             runtime_handler: handler.into(),
         };
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.as_str())
+            .unwrap_or("");
         let answer = call!(self, runtime.run_pod_sandbox(request));
-        Ok(answer
-            .context("CRI RunPodSandbox failed")?
+        let id = answer
+            .with_context(|| format!("CRI RunPodSandbox of pod {name} failed"))?
             .into_inner()
-            .pod_sandbox_id)
+            .pod_sandbox_id;
+        say!(
+            "RunPodSandbox(name={name}, handler={}) -> {}",
+            if handler.is_empty() {
+                "(default)"
+            } else {
+                handler
+            },
+            short(&id)
+        );
+        Ok(id)
     }
 
     /// Creates a container in pod `pod` (made with `pod_config`); returns its id.
@@ -129,17 +152,34 @@ impl Cri {
             config: Some(config.clone()),
             sandbox_config: Some(pod_config.clone()),
         };
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.as_str())
+            .unwrap_or("");
         let answer = call!(self, runtime.create_container(request));
-        Ok(answer
-            .context("CRI CreateContainer failed")?
+        let id = answer
+            .with_context(|| format!("CRI CreateContainer of container {name} failed"))?
             .into_inner()
-            .container_id)
+            .container_id;
+        say!(
+            "CreateContainer(pod={}, name={name}, image={}) -> {}",
+            short(pod),
+            config
+                .image
+                .as_ref()
+                .map(|i| i.image.as_str())
+                .unwrap_or(""),
+            short(&id)
+        );
+        Ok(id)
     }
 
     pub fn start_container(&mut self, id: &str) -> Result<()> {
         let request = StartContainerRequest {
             container_id: id.into(),
         };
+        say!("StartContainer({})", short(id));
         let answer = call!(self, runtime.start_container(request));
         answer.with_context(|| format!("CRI StartContainer {id} failed"))?;
         Ok(())
@@ -151,6 +191,7 @@ impl Cri {
             container_id: id.into(),
             timeout,
         };
+        say!("StopContainer({}, timeout={timeout}s)", short(id));
         let answer = call!(self, runtime.stop_container(request));
         answer.with_context(|| format!("CRI StopContainer {id} failed"))?;
         Ok(())
@@ -160,6 +201,7 @@ impl Cri {
         let request = RemoveContainerRequest {
             container_id: id.into(),
         };
+        say!("RemoveContainer({})", short(id));
         let answer = call!(self, runtime.remove_container(request));
         answer.with_context(|| format!("CRI RemoveContainer {id} failed"))?;
         Ok(())
@@ -189,6 +231,7 @@ impl Cri {
         let request = StopPodSandboxRequest {
             pod_sandbox_id: id.into(),
         };
+        say!("StopPodSandbox({})", short(id));
         let answer = call!(self, runtime.stop_pod_sandbox(request));
         answer.with_context(|| format!("CRI StopPodSandbox {id} failed"))?;
         Ok(())
@@ -198,6 +241,7 @@ impl Cri {
         let request = RemovePodSandboxRequest {
             pod_sandbox_id: id.into(),
         };
+        say!("RemovePodSandbox({})", short(id));
         let answer = call!(self, runtime.remove_pod_sandbox(request));
         answer.with_context(|| format!("CRI RemovePodSandbox {id} failed"))?;
         Ok(())
@@ -205,27 +249,126 @@ impl Cri {
 
     /// The ids of all pod sandboxes.
     pub fn pod_sandboxes(&mut self) -> Result<Vec<String>> {
-        let answer = call!(
-            self,
-            runtime.list_pod_sandbox(ListPodSandboxRequest { filter: None })
-        );
-        let items = answer
-            .context("CRI ListPodSandbox failed")?
-            .into_inner()
-            .items;
-        Ok(items.into_iter().map(|p| p.id).collect())
+        Ok(self
+            .list_pod_sandboxes(HashMap::new())?
+            .into_iter()
+            .map(|p| p.id)
+            .collect())
     }
 
     /// The ids of all containers.
     pub fn containers(&mut self) -> Result<Vec<String>> {
-        let answer = call!(
-            self,
-            runtime.list_containers(ListContainersRequest { filter: None })
-        );
-        let items = answer
+        Ok(self
+            .list_containers("", HashMap::new())?
+            .into_iter()
+            .map(|c| c.id)
+            .collect())
+    }
+
+    /// The pod sandboxes whose labels include all of `labels`: how a
+    /// kubelet finds its own pods (and only those) after a restart.
+    pub fn list_pod_sandboxes(
+        &mut self,
+        labels: HashMap<String, String>,
+    ) -> Result<Vec<PodSandbox>> {
+        let request = ListPodSandboxRequest {
+            filter: Some(PodSandboxFilter {
+                label_selector: labels,
+                ..Default::default()
+            }),
+        };
+        let answer = call!(self, runtime.list_pod_sandbox(request));
+        Ok(answer
+            .context("CRI ListPodSandbox failed")?
+            .into_inner()
+            .items)
+    }
+
+    /// The containers of pod `pod` (all pods when empty) whose labels
+    /// include all of `labels`.
+    pub fn list_containers(
+        &mut self,
+        pod: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<Vec<Container>> {
+        let request = ListContainersRequest {
+            filter: Some(ContainerFilter {
+                pod_sandbox_id: pod.into(),
+                label_selector: labels,
+                ..Default::default()
+            }),
+        };
+        let answer = call!(self, runtime.list_containers(request));
+        Ok(answer
             .context("CRI ListContainers failed")?
             .into_inner()
-            .containers;
-        Ok(items.into_iter().map(|c| c.id).collect())
+            .containers)
     }
+
+    /// A pod sandbox's status: its state and its IP (from CNI).
+    pub fn pod_sandbox_status(&mut self, id: &str) -> Result<PodSandboxStatus> {
+        let request = PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: false,
+        };
+        let answer = call!(self, runtime.pod_sandbox_status(request));
+        answer
+            .with_context(|| format!("CRI PodSandboxStatus {id} failed"))?
+            .into_inner()
+            .status
+            .with_context(|| format!("no status of pod sandbox {id}"))
+    }
+
+    /// Whether image `image` is in the runtime's store (CRI's `k8s.io`
+    /// namespace of containerd): `ImageStatus` answers with no image when not.
+    pub fn image_present(&mut self, image: &str) -> Result<bool> {
+        let request = ImageStatusRequest {
+            image: Some(ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        };
+        let answer = call!(self, images.image_status(request));
+        let present = answer
+            .with_context(|| format!("CRI ImageStatus {image} failed"))?
+            .into_inner()
+            .image
+            .is_some();
+        say!(
+            "ImageStatus({image}) -> {}",
+            if present { "present" } else { "absent" }
+        );
+        Ok(present)
+    }
+
+    /// Runs `cmd` in container `id` and waits for it (at most `timeout`
+    /// seconds): the one exec of CRI that needs no streaming server.
+    pub fn exec_sync(
+        &mut self,
+        id: &str,
+        cmd: &[String],
+        timeout: i64,
+    ) -> Result<ExecSyncResponse> {
+        let request = ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.to_vec(),
+            timeout,
+        };
+        let answer = call!(self, runtime.exec_sync(request));
+        let answer = answer
+            .with_context(|| format!("CRI ExecSync in {id} failed"))?
+            .into_inner();
+        say!(
+            "ExecSync({}, {cmd:?}) -> exit {}",
+            short(id),
+            answer.exit_code
+        );
+        Ok(answer)
+    }
+}
+
+/// The first 12 characters of an id, as `crictl` and `docker ps` show it.
+pub fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }
