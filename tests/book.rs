@@ -286,6 +286,22 @@ fn every_v2_session_has_a_base() -> Result<()> {
     Ok(())
 }
 
+/// Every `NAME.rules` belongs to a session `NAME.console`, and parses.
+fn every_rules_file_has_a_session() -> Result<()> {
+    for file in files_with(&src().join("sessions"), "rules") {
+        let twin = file.with_extension("console");
+        ensure!(
+            twin.exists(),
+            "{} has no {}",
+            file.display(),
+            twin.display()
+        );
+        session::parse_rules(&fs::read_to_string(&file)?)
+            .with_context(|| format!("in {}", file.display()))?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let mut trials = vec![
         plain("diffs_are_current", diffs_are_current),
@@ -339,6 +355,10 @@ fn main() -> ExitCode {
     trials.push(plain(
         "every_v2_session_has_a_base",
         every_v2_session_has_a_base,
+    ));
+    trials.push(plain(
+        "every_rules_file_has_a_session",
+        every_rules_file_has_a_session,
     ));
     cfs_tests::main(trials)
 }
