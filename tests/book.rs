@@ -312,9 +312,10 @@ fn section<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-/// Every chapter page teaches the same way: objectives at the top, "What
-/// you learned", a quiz of 3 to 5 questions, exercises each with a hint and
-/// a solution (folded).
+/// Every chapter page (every part of a chapter in parts) teaches the same
+/// way: objectives at the top, "What you learned", a quiz of 3 to 5
+/// questions; and each chapter has exercises, each with a hint and a
+/// solution (folded).
 fn chapters_have_learning_scaffolding() -> Result<()> {
     let mut problems = Vec::new();
     let item = Regex::new(r"(?m)^\d+\. ")?;
@@ -326,7 +327,9 @@ fn chapters_have_learning_scaffolding() -> Result<()> {
         let text = fs::read_to_string(&page)?;
         let intro = text.split("\n## ").next().unwrap_or("");
         if !intro.contains("**In this chapter you will:**") {
-            problems.push(format!("{name}: no objectives (**In this chapter you will:**) before the first section"));
+            problems.push(format!(
+                "{name}: no objectives (**In this chapter you will:**) before the first section"
+            ));
         }
         if section(&text, "What you learned").is_none() {
             problems.push(format!("{name}: no ## What you learned"));
@@ -341,7 +344,19 @@ fn chapters_have_learning_scaffolding() -> Result<()> {
             }
         }
         match section(&text, "Exercises") {
-            None => problems.push(format!("{name}: no ## Exercises")),
+            // A chapter in parts has its exercises in one of them.
+            None => {
+                let chapter = name.get(..4).unwrap_or("");
+                let elsewhere = pages().iter().any(|other| {
+                    other
+                        .file_name()
+                        .is_some_and(|f| f.to_string_lossy().starts_with(chapter))
+                        && fs::read_to_string(other).is_ok_and(|t| t.contains("\n## Exercises\n"))
+                });
+                if !elsewhere {
+                    problems.push(format!("{name}: no ## Exercises in this chapter"));
+                }
+            }
             Some(ex) => {
                 let (n, hints, solutions) = (
                     item.find_iter(ex).count(),
@@ -376,7 +391,9 @@ fn quiz_answers_are_checked() -> Result<()> {
         for a in answer.captures_iter(&text) {
             total += 1;
             let Some(c) = checked.captures(&a[1]) else {
-                problems.push(format!("{name}: an answer without <!-- checked: FILE: TEXT -->"));
+                problems.push(format!(
+                    "{name}: an answer without <!-- checked: FILE: TEXT -->"
+                ));
                 continue;
             };
             let file = dir.join(&c[1]);

@@ -34,7 +34,9 @@ fn chromium(args: &[&str], url: &str) -> Result<(String, String)> {
     .args(args)
     .arg(url);
     let out = run::output_within(cmd, Duration::from_secs(90)).with_context(|| {
-        format!("failed to run {CHROMIUM} (install it: apt-get install chromium, or scripts/provision)")
+        format!(
+            "failed to run {CHROMIUM} (install it: apt-get install chromium, or scripts/provision)"
+        )
     })?;
     Ok((out.stdout, out.stderr))
 }
@@ -133,7 +135,10 @@ fn screenshots() -> Result<()> {
     for page in ["introduction", "ch02-pid", "ch03-mount-chroot"] {
         let file = shots.join(format!("{page}.png"));
         let _ = fs::remove_file(&file);
-        let url = format!("file://{}", html.path().join(format!("{page}.html")).display());
+        let url = format!(
+            "file://{}",
+            html.path().join(format!("{page}.html")).display()
+        );
         chromium(
             &[
                 "--hide-scrollbars",
@@ -142,7 +147,11 @@ fn screenshots() -> Result<()> {
             ],
             &url,
         )?;
-        ensure!(file.exists(), "no screenshot of {page} in {}", file.display());
+        ensure!(
+            file.exists(),
+            "no screenshot of {page} in {}",
+            file.display()
+        );
     }
     eprintln!("screenshots in {}", shots.display());
     Ok(())

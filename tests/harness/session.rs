@@ -138,7 +138,10 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>> {
             _ => bail!("unknown rule {word:?} (vary, range, differ, same): {line:?}"),
         };
         let re = Regex::new(re.trim()).with_context(|| format!("bad regex in {line:?}"))?;
-        ensure!(re.captures_len() > 1, "rule without a capture group: {line:?}");
+        ensure!(
+            re.captures_len() > 1,
+            "rule without a capture group: {line:?}"
+        );
         rules.push(Rule {
             kind,
             re,
@@ -284,7 +287,11 @@ pub fn compare(steps: &[Step], outputs: &[Vec<String>], rules: &[Rule]) -> Resul
         }
     }
     for (i, rule) in rules.iter().enumerate() {
-        ensure!(used[i], "the rule `{}` matches no line of the session", rule.line);
+        ensure!(
+            used[i],
+            "the rule `{}` matches no line of the session",
+            rule.line
+        );
         let values = captured.remove(&i).unwrap_or_default();
         match rule.kind {
             Kind::Differ => {
@@ -304,6 +311,55 @@ pub fn compare(steps: &[Step], outputs: &[Vec<String>], rules: &[Rule]) -> Resul
             ),
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// cgroup v2 twins whose real run is still to be recorded in the VM of
+/// `scripts/vm-test` (see CONTRIBUTING.md): until then they keep the old
+/// placeholders (`<n>`, `<pid>`, `<inode>` a number, `<any>` the rest of a
+/// line, a line `...` any lines). Empty this list.
+pub const V2_NOT_YET_RECORDED: &[&str] = &[];
+
+fn legacy_pattern(line: &str) -> Result<Regex> {
+    let escaped = regex::escape(line)
+        .replace("<pid>", r"\d+")
+        .replace("<n>", r"\d+")
+        .replace("<inode>", r"\d+")
+        .replace("<any>", ".*");
+    Regex::new(&format!("^{escaped}$")).with_context(|| format!("bad expected line {line:?}"))
+}
+
+fn legacy_matches(expected: &[String], actual: &[String]) -> Result<bool> {
+    match expected.split_first() {
+        None => Ok(actual.is_empty()),
+        Some((first, rest)) if first == "..." => {
+            for skip in 0..=actual.len() {
+                if legacy_matches(rest, &actual[skip..])? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        Some((first, rest)) => match actual.split_first() {
+            Some((line, more)) => {
+                Ok(legacy_pattern(first)?.is_match(line) && legacy_matches(rest, more)?)
+            }
+            None => Ok(false),
+        },
+    }
+}
+
+fn legacy_compare(steps: &[Step], outputs: &[Vec<String>]) -> Result<()> {
+    for (i, step) in steps.iter().enumerate() {
+        let actual = outputs.get(i).cloned().unwrap_or_default();
+        ensure!(
+            legacy_matches(&step.expected, &actual)?,
+            "`{}` printed\n{}\n--- but the book shows ---\n{}",
+            step.command,
+            actual.join("\n"),
+            step.expected.join("\n")
+        );
     }
     Ok(())
 }
@@ -342,6 +398,13 @@ pub fn check(file: &Path) -> Result<()> {
         }
     }
     let old = placeholders(&steps);
+    if !old.is_empty() && V2_NOT_YET_RECORDED.iter().any(|n| file.ends_with(n)) {
+        eprintln!(
+            "{}: a cgroup v2 twin not yet recorded in the VM: matched with the old placeholders",
+            file.display()
+        );
+        return legacy_compare(&steps, &outputs).with_context(|| format!("in {}", file.display()));
+    }
     ensure!(
         old.is_empty(),
         "{}: shows placeholders instead of a real run (record it with CFS_RECORD=1, say in {} what may vary): {old:?}",
