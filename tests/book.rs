@@ -409,6 +409,55 @@ fn quiz_answers_are_checked() -> Result<()> {
     Ok(())
 }
 
+/// The longest listing chapter 6's pages show in the text; a longer one is
+/// folded in a `<details>`, one click away.
+const LONGEST_LISTING: usize = 30;
+
+/// The lines an anchor encloses (without anchor lines).
+fn anchor_lines(file: &Path, anchor: &str) -> usize {
+    let text = fs::read_to_string(file).unwrap_or_default();
+    let start = format!("ANCHOR: {anchor}");
+    let end = format!("ANCHOR_END: {anchor}");
+    text.lines()
+        .skip_while(|l| !l.contains(&start))
+        .skip(1)
+        .take_while(|l| !l.contains(&end))
+        .filter(|l| !l.contains("ANCHOR"))
+        .count()
+}
+
+/// Chapter 6 shows short listings in the text and folds the long ones.
+fn long_listings_are_folded() -> Result<()> {
+    let include = Regex::new(r"^\{\{#include ([^:}]+):([A-Za-z0-9_-]+)\}\}")?;
+    let mut problems = Vec::new();
+    for page in pages() {
+        let name = page.file_name().unwrap_or_default().to_string_lossy();
+        if !name.starts_with("ch06") {
+            continue;
+        }
+        let text = fs::read_to_string(&page)?;
+        let dir = page.parent().context("page without directory")?;
+        let mut folded = 0;
+        for line in text.lines() {
+            if line.starts_with("<details") {
+                folded += 1;
+            } else if line.starts_with("</details>") {
+                folded -= 1;
+            } else if let Some(c) = include.captures(line) {
+                let n = anchor_lines(&dir.join(&c[1]), &c[2]);
+                if folded == 0 && n > LONGEST_LISTING {
+                    problems.push(format!(
+                        "{name}: {}:{} has {n} lines: fold it in a <details>",
+                        &c[1], &c[2]
+                    ));
+                }
+            }
+        }
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n"));
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let mut trials = vec![
         plain("diffs_are_current", diffs_are_current),
@@ -426,6 +475,7 @@ fn main() -> ExitCode {
             chapters_have_learning_scaffolding,
         ),
         plain("quiz_answers_are_checked", quiz_answers_are_checked),
+        plain("long_listings_are_folded", long_listings_are_folded),
     ];
     // A session whose output depends on the cgroup layout has two files:
     // `NAME.console` (the development machine's hybrid layout) and
