@@ -15,6 +15,7 @@
 //! |---|---|---|
 //! | `vary RE` | other text (a number if the shown text is one) | |
 //! | `range LO..HI RE` | another number | lie in `LO..=HI` |
+//! | `ratio LO..HI RE` | other numbers (two groups on one line) | have a quotient in `LO..=HI` |
 //! | `differ RE` | another number or text | differ from every other value this rule captured |
 //! | `same RE` | another number or text | equal every other value this rule captured |
 //!
@@ -101,6 +102,7 @@ pub fn placeholders(steps: &[Step]) -> Vec<String> {
 pub enum Kind {
     Vary,
     Range(f64, f64),
+    Ratio(f64, f64),
     Differ,
     Same,
 }
@@ -126,18 +128,27 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>> {
             "vary" => (Kind::Vary, rest),
             "differ" => (Kind::Differ, rest),
             "same" => (Kind::Same, rest),
-            "range" => {
+            "range" | "ratio" => {
                 let (bounds, re) = rest
                     .split_once(' ')
-                    .with_context(|| format!("range without a regex: {line:?}"))?;
+                    .with_context(|| format!("{word} without a regex: {line:?}"))?;
                 let (lo, hi) = bounds
                     .split_once("..")
-                    .with_context(|| format!("range not LO..HI: {line:?}"))?;
-                (Kind::Range(lo.parse()?, hi.parse()?), re)
+                    .with_context(|| format!("{word} not LO..HI: {line:?}"))?;
+                let (lo, hi) = (lo.parse()?, hi.parse()?);
+                let kind = if word == "range" {
+                    Kind::Range(lo, hi)
+                } else {
+                    Kind::Ratio(lo, hi)
+                };
+                (kind, re)
             }
-            _ => bail!("unknown rule {word:?} (vary, range, differ, same): {line:?}"),
+            _ => bail!("unknown rule {word:?} (vary, range, ratio, differ, same): {line:?}"),
         };
         let re = Regex::new(re.trim()).with_context(|| format!("bad regex in {line:?}"))?;
+        if let Kind::Ratio(..) = kind {
+            ensure!(re.captures_len() == 3, "a ratio needs two groups: {line:?}");
+        }
         ensure!(
             re.captures_len() > 1,
             "rule without a capture group: {line:?}"
@@ -270,8 +281,16 @@ pub fn compare(steps: &[Step], outputs: &[Vec<String>], rules: &[Rule]) -> Resul
             let Some(c) = re.captures(line) else {
                 bail!("{}\n--- the line that differs ---\n{line}", differs());
             };
+            let mut on_line: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
             for (g, &rule) in owners.iter().enumerate() {
                 used[rule] = true;
+                if let Kind::Ratio(..) = rules[rule].kind {
+                    let value = c.get(g + 1).map_or("", |m| m.as_str());
+                    on_line
+                        .entry(rule)
+                        .or_default()
+                        .push(value.parse().unwrap_or(f64::NAN));
+                }
                 let value = c.get(g + 1).map_or("", |m| m.as_str()).to_string();
                 if let Kind::Range(lo, hi) = rules[rule].kind {
                     let v: f64 = value.parse().unwrap_or(f64::NAN);
@@ -283,6 +302,17 @@ pub fn compare(steps: &[Step], outputs: &[Vec<String>], rules: &[Rule]) -> Resul
                     );
                 }
                 captured.entry(rule).or_default().push(value);
+            }
+            for (rule, values) in on_line {
+                if let (Kind::Ratio(lo, hi), [a, b]) = (&rules[rule].kind, values.as_slice()) {
+                    let ratio = a / b;
+                    ensure!(
+                        (*lo..=*hi).contains(&ratio),
+                        "`{}` printed\n{line}\nwhere {a} / {b} = {ratio:.4} is outside {lo}..{hi} ({})",
+                        step.command,
+                        rules[rule].line
+                    );
+                }
             }
         }
     }
@@ -463,6 +493,24 @@ mod tests {
         let rules = r"range 0.15..0.25 used ([\d.]+) s";
         assert!(one("used 0.20 s", "used 0.17 s", rules).is_ok());
         assert!(one("used 0.20 s", "used 0.60 s", rules).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn ratio_holds_the_quotient_of_two_numbers_on_a_line() -> Result<()> {
+        let rules = r"ratio 0.015..0.025 used ([\d.]+) s in (\d+) periods";
+        assert!(one(
+            "used 0.42 s in 21 periods",
+            "used 0.59 s in 30 periods",
+            rules
+        )
+        .is_ok());
+        assert!(one(
+            "used 0.42 s in 21 periods",
+            "used 1.90 s in 20 periods",
+            rules
+        )
+        .is_err());
         Ok(())
     }
 
