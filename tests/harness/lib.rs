@@ -19,10 +19,13 @@ use std::process::ExitCode;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
+pub mod cri;
+pub mod engines;
 pub mod kernel;
 pub mod lab;
 pub mod paths;
 pub mod run;
+pub mod sandbox;
 pub mod scripts;
 pub mod session;
 
