@@ -24,6 +24,7 @@ pub mod engines;
 pub mod kernel;
 pub mod lab;
 pub mod paths;
+pub mod registry;
 pub mod run;
 pub mod sandbox;
 pub mod scripts;

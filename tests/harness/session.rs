@@ -36,6 +36,13 @@
 //! file, and the rules are then checked against it. `CFS_RECORD=print` prints
 //! the recorded file instead (for a read-only checkout, as in the VM of
 //! `scripts/vm-test`).
+//!
+//! A session that needs a service the book cannot start in its own lines
+//! (a registry, say) has a *setup*: `NAME.setup` beside `NAME.console`, a
+//! bash fragment run in the same shell before the first command, with its
+//! output hidden. It may export variables the commands use (`$REGISTRY`) and
+//! must stop what it starts with a `trap ... EXIT`, which bash runs when the
+//! session ends, passed or failed. The page says in prose what it does.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -172,7 +179,21 @@ const MARK: &str = "\u{1e}\n";
 /// Runs the steps in one shell and returns each step's output lines, with
 /// the repository and the scratch directory as the learner's VM shows them.
 pub fn execute(steps: &[Step], timeout: Duration) -> Result<Vec<Vec<String>>> {
+    execute_with(None, steps, timeout)
+}
+
+/// Runs `setup` (its output dropped; it fails the session if it fails), then the steps.
+pub fn execute_with(
+    setup: Option<&str>,
+    steps: &[Step],
+    timeout: Duration,
+) -> Result<Vec<Vec<String>>> {
     let mut script = String::from("exec 2>&1\n");
+    if let Some(setup) = setup {
+        script.push_str(&format!(
+            "{{\n{setup}\n}} >/dev/null 2>&1 || {{ echo 'the session setup failed'; exit 1; }}\n"
+        ));
+    }
     for step in steps {
         script.push_str(&step.command);
         script.push_str("\n__rc=$?; printf '\\036\\n'; (exit $__rc)\n");
@@ -406,7 +427,15 @@ pub fn check(file: &Path) -> Result<()> {
         Ok(text) => parse_rules(&text).with_context(|| format!("in {}", rules_path.display()))?,
         Err(_) => Vec::new(),
     };
-    let outputs = execute(&steps, Duration::from_secs(180))?;
+    let setup_file = file.with_extension("setup");
+    let setup = match setup_file.exists() {
+        true => Some(
+            fs::read_to_string(&setup_file)
+                .with_context(|| format!("failed to read {}", setup_file.display()))?,
+        ),
+        false => None,
+    };
+    let outputs = execute_with(setup.as_deref(), &steps, Duration::from_secs(180))?;
     let record = std::env::var("CFS_RECORD").unwrap_or_default();
     if record == "1" || record == "print" {
         let mut recorded = String::new();
