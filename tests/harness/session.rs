@@ -174,6 +174,11 @@ pub fn rules_file(session: &Path) -> PathBuf {
     session.with_extension("rules")
 }
 
+/// How long a session may take: the lab sessions build one or two student
+/// workspaces with cargo, which on a loaded 2-core machine took over three
+/// minutes once the workspace grew (engines' gRPC crates).
+const SESSION_TIMEOUT: Duration = Duration::from_secs(420);
+
 const MARK: &str = "\u{1e}\n";
 
 /// Runs the steps in one shell and returns each step's output lines, with
@@ -435,7 +440,7 @@ pub fn check(file: &Path) -> Result<()> {
         ),
         false => None,
     };
-    let outputs = execute_with(setup.as_deref(), &steps, Duration::from_secs(180))?;
+    let outputs = execute_with(setup.as_deref(), &steps, SESSION_TIMEOUT)?;
     let record = std::env::var("CFS_RECORD").unwrap_or_default();
     if record == "1" || record == "print" {
         let mut recorded = String::new();
