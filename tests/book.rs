@@ -269,6 +269,178 @@ fn every_v2_session_has_a_base() -> Result<()> {
     Ok(())
 }
 
+/// Every `NAME.rules` belongs to a session `NAME.console`, and parses.
+fn every_rules_file_has_a_session() -> Result<()> {
+    for file in files_with(&src().join("sessions"), "rules") {
+        let twin = file.with_extension("console");
+        ensure!(
+            twin.exists(),
+            "{} has no {}",
+            file.display(),
+            twin.display()
+        );
+        session::parse_rules(&fs::read_to_string(&file)?)
+            .with_context(|| format!("in {}", file.display()))?;
+    }
+    Ok(())
+}
+
+/// The text of a page's `## NAME` section, up to the next `## `.
+fn section<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let start = text.find(&format!("\n## {name}\n"))? + 1;
+    let rest = &text[start + 3..];
+    Some(match rest.find("\n## ") {
+        Some(end) => &text[start..start + 3 + end],
+        None => &text[start..],
+    })
+}
+
+/// Every chapter page (every part of a chapter in parts) teaches the same
+/// way: objectives at the top, "What you learned", a quiz of 3 to 5
+/// questions; and each chapter has exercises, each with a hint and a
+/// solution (folded).
+fn chapters_have_learning_scaffolding() -> Result<()> {
+    let mut problems = Vec::new();
+    let item = Regex::new(r"(?m)^\d+\. ")?;
+    for page in pages() {
+        let name = page.file_name().unwrap_or_default().to_string_lossy();
+        if !name.starts_with("ch") {
+            continue;
+        }
+        let text = fs::read_to_string(&page)?;
+        let intro = text.split("\n## ").next().unwrap_or("");
+        if !intro.contains("**In this chapter you will:**") {
+            problems.push(format!(
+                "{name}: no objectives (**In this chapter you will:**) before the first section"
+            ));
+        }
+        if section(&text, "What you learned").is_none() {
+            problems.push(format!("{name}: no ## What you learned"));
+        }
+        match section(&text, "Quiz") {
+            None => problems.push(format!("{name}: no ## Quiz")),
+            Some(quiz) => {
+                let n = quiz.matches(r#"<details class="answer">"#).count();
+                if !(3..=5).contains(&n) {
+                    problems.push(format!("{name}: {n} quiz questions, not 3 to 5"));
+                }
+            }
+        }
+        match section(&text, "Exercises") {
+            // A chapter in parts has its exercises in one of them.
+            None => {
+                let chapter = name.get(..4).unwrap_or("");
+                let elsewhere = pages().iter().any(|other| {
+                    other
+                        .file_name()
+                        .is_some_and(|f| f.to_string_lossy().starts_with(chapter))
+                        && fs::read_to_string(other).is_ok_and(|t| t.contains("\n## Exercises\n"))
+                });
+                if !elsewhere {
+                    problems.push(format!("{name}: no ## Exercises in this chapter"));
+                }
+            }
+            Some(ex) => {
+                let (n, hints, solutions) = (
+                    item.find_iter(ex).count(),
+                    ex.matches(r#"<details class="hint">"#).count(),
+                    ex.matches(r#"<details class="solution">"#).count(),
+                );
+                if n == 0 || hints != n || solutions != n {
+                    problems.push(format!(
+                        "{name}: {n} exercises, {hints} hints, {solutions} solutions"
+                    ));
+                }
+            }
+        }
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n"));
+    Ok(())
+}
+
+/// Every quiz answer names what checks it: `<!-- checked: FILE: TEXT -->`,
+/// a file (relative to the page) that holds TEXT: a console session (which
+/// the session tests replay, so the answer's prediction is what runs), a
+/// session's rules, or the source the answer describes.
+fn quiz_answers_are_checked() -> Result<()> {
+    let answer = Regex::new(r#"(?s)<details class="answer">(.*?)</details>"#)?;
+    let checked = Regex::new(r"<!-- checked: ([^:\s]+): (.+?) -->")?;
+    let mut problems = Vec::new();
+    let mut total = 0;
+    for page in pages() {
+        let text = fs::read_to_string(&page)?;
+        let name = page.file_name().unwrap_or_default().to_string_lossy();
+        let dir = page.parent().context("page without directory")?;
+        for a in answer.captures_iter(&text) {
+            total += 1;
+            let Some(c) = checked.captures(&a[1]) else {
+                problems.push(format!(
+                    "{name}: an answer without <!-- checked: FILE: TEXT -->"
+                ));
+                continue;
+            };
+            let file = dir.join(&c[1]);
+            match fs::read_to_string(&file) {
+                Ok(body) if body.contains(&c[2]) => {}
+                Ok(_) => problems.push(format!("{name}: {} does not hold {:?}", &c[1], &c[2])),
+                Err(_) => problems.push(format!("{name}: no file {}", &c[1])),
+            }
+        }
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n"));
+    ensure!(total > 0, "no quiz answer found in any page");
+    Ok(())
+}
+
+/// The longest listing chapter 6's pages show in the text; a longer one is
+/// folded in a `<details>`, one click away.
+const LONGEST_LISTING: usize = 30;
+
+/// The lines an anchor encloses (without anchor lines).
+fn anchor_lines(file: &Path, anchor: &str) -> usize {
+    let text = fs::read_to_string(file).unwrap_or_default();
+    let start = format!("ANCHOR: {anchor}");
+    let end = format!("ANCHOR_END: {anchor}");
+    text.lines()
+        .skip_while(|l| !l.contains(&start))
+        .skip(1)
+        .take_while(|l| !l.contains(&end))
+        .filter(|l| !l.contains("ANCHOR"))
+        .count()
+}
+
+/// Chapter 6 shows short listings in the text and folds the long ones.
+fn long_listings_are_folded() -> Result<()> {
+    let include = Regex::new(r"^\{\{#include ([^:}]+):([A-Za-z0-9_-]+)\}\}")?;
+    let mut problems = Vec::new();
+    for page in pages() {
+        let name = page.file_name().unwrap_or_default().to_string_lossy();
+        if !name.starts_with("ch06") {
+            continue;
+        }
+        let text = fs::read_to_string(&page)?;
+        let dir = page.parent().context("page without directory")?;
+        let mut folded = 0;
+        for line in text.lines() {
+            if line.starts_with("<details") {
+                folded += 1;
+            } else if line.starts_with("</details>") {
+                folded -= 1;
+            } else if let Some(c) = include.captures(line) {
+                let n = anchor_lines(&dir.join(&c[1]), &c[2]);
+                if folded == 0 && n > LONGEST_LISTING {
+                    problems.push(format!(
+                        "{name}: {}:{} has {n} lines: fold it in a <details>",
+                        &c[1], &c[2]
+                    ));
+                }
+            }
+        }
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n"));
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let mut trials = vec![
         plain("diffs_are_current", diffs_are_current),
@@ -281,6 +453,12 @@ fn main() -> ExitCode {
         ),
         plain("summary_lists_every_page", summary_lists_every_page),
         plain("code_includes_have_captions", code_includes_have_captions),
+        plain(
+            "chapters_have_learning_scaffolding",
+            chapters_have_learning_scaffolding,
+        ),
+        plain("quiz_answers_are_checked", quiz_answers_are_checked),
+        plain("long_listings_are_folded", long_listings_are_folded),
     ];
     // A session whose output depends on the cgroup layout has two files:
     // `NAME.console` (the development machine's hybrid layout) and
@@ -322,6 +500,10 @@ fn main() -> ExitCode {
     trials.push(plain(
         "every_v2_session_has_a_base",
         every_v2_session_has_a_base,
+    ));
+    trials.push(plain(
+        "every_rules_file_has_a_session",
+        every_rules_file_has_a_session,
     ));
     cfs_tests::main(trials)
 }

@@ -96,7 +96,7 @@ pub fn supervise(main: Pid, reap: Reap) -> Result<i32> {
                 Ok(WaitStatus::StillAlive) => break,
                 Ok(status) if status.pid() == Some(main) => {
                     if let Some(code) = exit_code(status) {
-                        say!("waitpid({main}) -> {}", describe_status(status));
+                        say!("waitpid(pid {main}) -> {}", describe_status(status));
                         return Ok(code);
                     }
                 }

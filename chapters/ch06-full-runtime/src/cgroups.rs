@@ -283,7 +283,6 @@ fn default_devices(spec: &Spec) -> Result<Vec<DeviceRule>> {
     Ok(rules)
 }
 
-// ANCHOR: create
 /// Creates the container's cgroup with the config's limits. The caller moves
 /// the process in ([`Cgroup::add`]) while it still waits on the sync pipe,
 /// and keeps the group ([`Cgroup::keep`]) only once `create` has succeeded:
@@ -294,7 +293,6 @@ pub fn create(id: &str, spec: &Spec) -> Result<Cgroup> {
     say!("cgroup {path}: {limits}");
     Cgroup::create_at(&path, &limits)
 }
-// ANCHOR_END: create
 
 /// Opens the container's cgroup from its saved placement.
 pub fn open(placement: Option<&Placement>) -> Result<Cgroup> {

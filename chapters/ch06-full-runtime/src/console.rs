@@ -21,6 +21,7 @@ use nix::sys::socket::{
     connect, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 
+// ANCHOR: open_and_send
 /// Opens a pty pair and sends the master over `socket_path`; returns the slave.
 pub fn open_and_send(socket_path: &Path) -> Result<OwnedFd> {
     say!("openpty()");
@@ -59,7 +60,9 @@ pub fn open_and_send(socket_path: &Path) -> Result<OwnedFd> {
     .with_context(|| format!("failed to send the pty to {}", socket_path.display()))?;
     Ok(pty.slave)
 }
+// ANCHOR_END: open_and_send
 
+// ANCHOR: attach
 /// In the child: a new session with the pty slave as controlling terminal and stdio.
 pub fn attach(slave: &OwnedFd) -> Result<()> {
     say!("setsid(); ioctl(TIOCSCTTY); dup2(pty, 0/1/2)");
@@ -78,3 +81,4 @@ pub fn attach(slave: &OwnedFd) -> Result<()> {
     }
     Ok(())
 }
+// ANCHOR_END: attach

@@ -1,0 +1,182 @@
+//! The book in a real browser: it is built, and every page is loaded in
+//! headless Chromium (Debian's `chromium`). A page must log nothing to the
+//! console (no error, no warning, no message at all), show every ```` ```bob ````
+//! diagram of its source as an SVG, and show every quiz answer of its source
+//! as a `<details>` element; the search box must find `pivot_root`.
+//! Screenshots of three pages go to `target/book-screenshots/` for a person
+//! to look at. A fixture book whose diagram is not rendered must fail.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use cfs_tests::paths::workspace;
+use cfs_tests::{bail, ensure, plain, run, Context, Result};
+use regex::Regex;
+
+/// The browser: Debian's package, installed by scripts/provision.
+const CHROMIUM: &str = "chromium";
+
+fn chromium(args: &[&str], url: &str) -> Result<(String, String)> {
+    let mut cmd = Command::new(CHROMIUM);
+    // --no-sandbox: the tests run as root, where Chromium's sandbox refuses
+    // to start; the pages are the book's own, built here.
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+    ])
+    .args(args)
+    .arg(url);
+    let out = run::output_within(cmd, Duration::from_secs(90)).with_context(|| {
+        format!(
+            "failed to run {CHROMIUM} (install it: apt-get install chromium, or scripts/provision)"
+        )
+    })?;
+    Ok((out.stdout, out.stderr))
+}
+
+/// Builds the book in `dir` into a temporary directory.
+fn build(dir: &Path) -> Result<tempfile::TempDir> {
+    let out = tempfile::tempdir()?;
+    let mut cmd = Command::new("mdbook");
+    cmd.arg("build").arg(dir).arg("--dest-dir").arg(out.path());
+    let o = run::output_within(cmd, Duration::from_secs(120)).context("failed to run mdbook")?;
+    ensure!(
+        o.code == 0,
+        "mdbook build {} failed:\n{}",
+        dir.display(),
+        o.stderr
+    );
+    Ok(out)
+}
+
+/// The pages of a book: (source .md, built .html), from its SUMMARY.md.
+fn pages(book: &Path, html: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let summary = fs::read_to_string(book.join("src/SUMMARY.md"))?;
+    let re = Regex::new(r"\]\(([^)]+)\.md\)")?;
+    Ok(re
+        .captures_iter(&summary)
+        .map(|c| {
+            (
+                book.join("src").join(format!("{}.md", &c[1])),
+                html.join(format!("{}.html", &c[1])),
+            )
+        })
+        .collect())
+}
+
+fn count(text: &str, re: &str) -> Result<usize> {
+    Ok(Regex::new(re)?.find_iter(text).count())
+}
+
+/// Loads every page of the book in `dir`; `Err` lists every problem found.
+fn check_book(dir: &Path) -> Result<()> {
+    let html = build(dir)?;
+    let mut problems = Vec::new();
+    let console = Regex::new(r"CONSOLE[^\]]*\] (.*)")?;
+    for (md, page) in pages(dir, html.path())? {
+        let source = fs::read_to_string(&md)?;
+        let url = format!("file://{}", page.display());
+        let (dom, log) = chromium(&["--dump-dom"], &url)?;
+        let name = md.file_name().unwrap_or_default().to_string_lossy();
+        for c in console.captures_iter(&log) {
+            problems.push(format!("{name}: the console says {}", &c[1]));
+        }
+        ensure!(dom.contains("</html>"), "{name}: Chromium returned no page");
+        let diagrams = count(&source, r"(?m)^```bob\s*$")?;
+        let svgs = count(&dom, r#"<svg [^>]*class="svgbob""#)?;
+        if svgs != diagrams {
+            problems.push(format!(
+                "{name}: {diagrams} diagram(s) in the source, {svgs} shown as SVG"
+            ));
+        }
+        let quizzes = count(&source, r#"<details class="answer">"#)?;
+        let shown = count(&dom, r#"<details class="answer">"#)?;
+        if shown != quizzes {
+            problems.push(format!(
+                "{name}: {quizzes} quiz answer(s) in the source, {shown} in the page"
+            ));
+        }
+    }
+    let index = html.path().join("index.html");
+    let (dom, _) = chromium(
+        &["--dump-dom"],
+        &format!("file://{}?search=pivot_root", index.display()),
+    )?;
+    let results = Regex::new(r#"(?s)id="(?:mdbook-)?searchresults"[^>]*>(.*?)</ul>"#)?;
+    let found = results
+        .captures(&dom)
+        .map(|c| count(&c[1], "<li"))
+        .transpose()?
+        .unwrap_or(0);
+    if found == 0 {
+        problems.push("search: pivot_root finds nothing".to_string());
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n"));
+    Ok(())
+}
+
+fn book_works_in_a_browser() -> Result<()> {
+    check_book(&workspace().join("book"))
+}
+
+/// Screenshots of three pages, for a person to look at.
+fn screenshots() -> Result<()> {
+    let book = workspace().join("book");
+    let html = build(&book)?;
+    let shots = workspace().join("target/book-screenshots");
+    fs::create_dir_all(&shots)?;
+    for page in ["introduction", "ch02-pid", "ch03-mount-chroot"] {
+        let file = shots.join(format!("{page}.png"));
+        let _ = fs::remove_file(&file);
+        let url = format!(
+            "file://{}",
+            html.path().join(format!("{page}.html")).display()
+        );
+        chromium(
+            &[
+                "--hide-scrollbars",
+                "--window-size=1200,3000",
+                &format!("--screenshot={}", file.display()),
+            ],
+            &url,
+        )?;
+        ensure!(
+            file.exists(),
+            "no screenshot of {page} in {}",
+            file.display()
+        );
+    }
+    eprintln!("screenshots in {}", shots.display());
+    Ok(())
+}
+
+/// The check must fail on a book whose diagram is not rendered.
+fn a_broken_diagram_fails() -> Result<()> {
+    let fixture = workspace().join("tests/fixtures/broken-diagram-book");
+    match check_book(&fixture) {
+        Ok(()) => bail!("the fixture book with an unrendered diagram passed"),
+        Err(e) => {
+            let e = format!("{e:#}");
+            ensure!(
+                e.contains("1 diagram(s) in the source, 0 shown as SVG"),
+                "the fixture failed for another reason: {e}"
+            );
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    cfs_tests::main(vec![
+        plain("book_works_in_a_browser", book_works_in_a_browser),
+        plain("screenshots_of_three_pages", screenshots),
+        plain("a_broken_diagram_fails", a_broken_diagram_fails),
+    ])
+}
