@@ -712,7 +712,7 @@ fn main() -> ExitCode {
     match labs() {
         Ok(labs) => {
             for ch in labs {
-                let (a, b, c) = (ch.clone(), ch.clone(), ch.clone());
+                let (a, b, c, d) = (ch.clone(), ch.clone(), ch.clone(), ch.clone());
                 trials.push(plain(
                     &format!("{ch}::start_gives_a_skeleton_without_solution_text"),
                     move || start_gives_a_skeleton_without_solution_text(&a),
@@ -724,6 +724,10 @@ fn main() -> ExitCode {
                 trials.push(root(
                     &format!("{ch}::check_passes_on_the_reference"),
                     move || check_passes_on_the_reference(&c),
+                ));
+                trials.push(root(
+                    &format!("{ch}::every_mutant_is_caught"),
+                    move || every_mutant_is_caught(&d),
                 ));
             }
         }
@@ -746,4 +750,348 @@ fn main() -> ExitCode {
         work.take();
     }
     code
+}
+
+/// A wrong version of a marked body (see `labs/mutants/README.md`).
+#[derive(Debug, Clone)]
+struct Mutant {
+    name: String,
+    function: String,
+    mistake: String,
+    fails: String,
+    hint: String,
+    edits: Vec<(String, String)>,
+}
+
+/// The mutants of lab `ch` and what each needs rebuilt (`bin`, `test`).
+fn mutants(ch: &str) -> Result<(Vec<String>, Vec<Mutant>)> {
+    let path = workspace().join(format!("labs/mutants/{ch}.txt"));
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
+    parse_mutants(&text).with_context(|| format!("in {}", path.display()))
+}
+
+fn parse_mutants(text: &str) -> Result<(Vec<String>, Vec<Mutant>)> {
+    let mut rebuild = Vec::new();
+    let mut all: Vec<Mutant> = Vec::new();
+    // Inside a replace: or with: block, which ends at the next keyword line.
+    let mut block: Option<bool> = None;
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let keyword = |k: &str| line.strip_prefix(k).map(str::trim);
+        if let Some(name) = line.strip_prefix("## ") {
+            all.push(Mutant {
+                name: name.trim().to_string(),
+                function: String::new(),
+                mistake: String::new(),
+                fails: String::new(),
+                hint: String::new(),
+                edits: Vec::new(),
+            });
+            block = None;
+            continue;
+        }
+        if line == "replace:" || line == "with:" {
+            let m = all.last_mut().with_context(|| format!("line {n}: no ## name above"))?;
+            if line == "replace:" {
+                m.edits.push((String::new(), String::new()));
+                block = Some(false);
+            } else {
+                ensure!(block == Some(false), "line {n}: with: without replace:");
+                block = Some(true);
+            }
+            continue;
+        }
+        if let Some(with) = block {
+            let m = all.last_mut().context("no mutant")?;
+            let edit = m.edits.last_mut().context("no edit")?;
+            let part = if with { &mut edit.1 } else { &mut edit.0 };
+            part.push_str(line);
+            part.push('\n');
+            continue;
+        }
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(what) = keyword("rebuild:") {
+            rebuild = what.split_whitespace().map(str::to_string).collect();
+            continue;
+        }
+        let m = all.last_mut().with_context(|| format!("line {n}: no ## name above"))?;
+        if let Some(v) = keyword("function:") {
+            m.function = v.to_string();
+        } else if let Some(v) = keyword("mistake:") {
+            m.mistake = v.to_string();
+        } else if let Some(v) = keyword("fails:") {
+            m.fails = v.to_string();
+        } else if let Some(v) = keyword("hint:") {
+            m.hint = v.to_string();
+        } else {
+            bail!("line {n}: unknown line {line:?}");
+        }
+    }
+    for m in &mut all {
+        for (from, to) in &mut m.edits {
+            // Blank lines before the next keyword belong to no block.
+            while from.ends_with("\n\n") {
+                from.pop();
+            }
+            while to.ends_with("\n\n") || to == "\n" {
+                to.pop();
+            }
+        }
+        ensure!(
+            !m.function.is_empty()
+                && !m.mistake.is_empty()
+                && !m.fails.is_empty()
+                && !m.hint.is_empty()
+                && !m.edits.is_empty()
+                && m.edits.iter().all(|(from, _)| !from.trim().is_empty()),
+            "mutant {} needs function:, mistake:, fails:, hint: and a replace: block",
+            m.name
+        );
+    }
+    ensure!(
+        !rebuild.is_empty() && rebuild.iter().all(|r| r == "bin" || r == "test"),
+        "say what a mutant needs rebuilt: rebuild: bin, or rebuild: bin test"
+    );
+    Ok((rebuild, all))
+}
+
+/// `text` of a reference file with mutant `m` applied inside the body of its
+/// function (between that body's LAB markers); each replaced text must be
+/// there exactly once.
+fn mutate(text: &str, m: &Mutant) -> Result<String> {
+    let begin = format!("// LAB:BEGIN {}:", m.function);
+    let start = text
+        .find(&begin)
+        .with_context(|| format!("{}: no marked body {}", m.name, m.function))?;
+    let end = start
+        + text[start..]
+            .find("// LAB:END")
+            .with_context(|| format!("{}: no LAB:END", m.name))?;
+    let mut body = text[start..end].to_string();
+    for (from, to) in &m.edits {
+        ensure!(
+            body.matches(from.as_str()).count() == 1,
+            "{}: the text to replace is not found exactly once in the body of {}:\n{from}",
+            m.name,
+            m.function
+        );
+        body = body.replacen(from.as_str(), to, 1);
+    }
+    Ok(format!("{}{}{}", &text[..start], body, &text[end..]))
+}
+
+/// The file of the reference that holds the marked body of `function` of lab `ch`.
+fn file_of(ch: &str, function: &str) -> Result<PathBuf> {
+    let needle = format!("// LAB:BEGIN {function}:");
+    for body in bodies(ch)? {
+        if fs::read_to_string(&body.file)?.contains(&needle) {
+            return Ok(body.file);
+        }
+    }
+    bail!("lab {ch} marks no body {function}")
+}
+
+/// One failed check of a scoreboard: its name and its text (got: and hint: lines).
+fn failed_entries(board: &str) -> Vec<(String, String)> {
+    let mut entries = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in board.lines() {
+        if let Some(name) = line.strip_prefix("✘ ") {
+            entries.extend(current.take());
+            current = Some((name.trim().to_string(), String::new()));
+        } else if line.starts_with("✔ ") || !line.starts_with(' ') {
+            entries.extend(current.take());
+        } else if let Some((_, text)) = current.as_mut() {
+            text.push_str(line.trim());
+            text.push('\n');
+        }
+    }
+    entries.extend(current);
+    entries
+}
+
+/// What became of a mutant: the checks that failed and whether the
+/// scoreboard named the mistake.
+struct Verdict {
+    failed: Vec<String>,
+    named: bool,
+    wanted_failed: bool,
+    hint_line: String,
+}
+
+/// The workspace where lab `ch`'s mutants run: a `lab start` copy whose marked
+/// bodies are the reference's again (a student who wrote the answers), built,
+/// its checks passing, or an error.
+fn mutant_workspace(ch: &str) -> Result<(PathBuf, PathBuf)> {
+    let dir = work()?.join(format!("mutants-{ch}"));
+    if !dir.join(".lab/chapter").exists() {
+        lab(&["start", ch, &dir.to_string_lossy()])?.expect_code(0)?;
+    }
+    ensure!(
+        !dir.join("labs/mutants").exists(),
+        "lab start copied labs/mutants, which holds answers, into the student's copy"
+    );
+    for body in bodies(ch)? {
+        let rel = body.file.strip_prefix(workspace())?;
+        fs::copy(&body.file, dir.join(rel))?;
+    }
+    // The first build (and the chapter's extra build step): as lab check does it.
+    let out = lab(&["check", ch, &dir.to_string_lossy()])?;
+    ensure!(
+        out.code == 0,
+        "the checks fail on a copy holding the reference's bodies:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let built = Command::new("cargo")
+        .args(["build", "--workspace", "--bins", "--test", ch, "--message-format=json"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .output()?;
+    let json = String::from_utf8_lossy(&built.stdout);
+    let exe = regex::Regex::new(r#""executable":"([^"]*)""#)?
+        .captures_iter(&json)
+        .map(|c| c[1].to_string())
+        .filter(|e| {
+            Path::new(e)
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{ch}-")))
+        })
+        .last()
+        .context("no test binary in cargo's output")?;
+    Ok((dir, PathBuf::from(exe)))
+}
+
+/// Applies each of lab `ch`'s mutants to a copy of the reference, rebuilds
+/// what it needs, runs the checks, and fails on a mutant that survives (no
+/// check fails) or whose scoreboard does not name the mistake.
+fn every_mutant_is_caught(ch: &str) -> Result<()> {
+    let (rebuild, all) = mutants(ch)?;
+    // At least three per marked body.
+    for body in bodies(ch)? {
+        let text = fs::read_to_string(&body.file)?;
+        let line = text.lines().nth(body.begin - 1).unwrap_or_default();
+        let name = line
+            .trim()
+            .trim_start_matches("// LAB:BEGIN ")
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let n = all.iter().filter(|m| m.function == name).count();
+        ensure!(n >= 3, "lab {ch}: {name} has {n} mutants, fewer than 3");
+    }
+    let checks = reference_check_names(ch)?;
+    for m in &all {
+        ensure!(
+            checks.contains(&m.fails),
+            "mutant {}: fails: {} is not a check of lab {ch}",
+            m.name,
+            m.fails
+        );
+    }
+    let (dir, exe) = mutant_workspace(ch)?;
+    let krate = file_of(ch, &all[0].function)?
+        .strip_prefix(workspace().join("chapters"))?
+        .components()
+        .next()
+        .context("no crate")?
+        .as_os_str()
+        .to_string_lossy()
+        .into_owned();
+    let mut build = vec!["build", "-p", &krate, "--bin", &krate];
+    if rebuild.iter().any(|r| r == "test") {
+        build.extend(["-p", "cfs-tests", "--test", ch]);
+    }
+    let mut report = Vec::new();
+    let mut wrong = Vec::new();
+    for m in &all {
+        let file = file_of(ch, &m.function)?;
+        let rel = file.strip_prefix(workspace())?.to_path_buf();
+        let reference = fs::read_to_string(&file)?;
+        fs::write(dir.join(&rel), mutate(&reference, m)?)?;
+        let verdict = (|| -> Result<Verdict> {
+            let built = Command::new("cargo")
+                .args(&build)
+                .current_dir(&dir)
+                .env("CARGO_TARGET_DIR", dir.join("target"))
+                .output()?;
+            ensure!(
+                built.status.success(),
+                "mutant {} does not build:\n{}",
+                m.name,
+                String::from_utf8_lossy(&built.stderr)
+            );
+            let mut run = Command::new(&exe);
+            run.current_dir(dir.join("tests")).env("CFS_LAB", "1");
+            let out = output_within(run, TIMEOUT)?;
+            let failed = failed_entries(&out.stdout);
+            let wanted = failed.iter().find(|(name, _)| *name == m.fails).cloned();
+            let named = failed.iter().any(|(_, text)| text.contains(&m.hint));
+            let hint_line = wanted
+                .as_ref()
+                .or(failed.first())
+                .map(|(name, text)| {
+                    let hint = text
+                        .lines()
+                        .find(|l| l.starts_with("hint:"))
+                        .unwrap_or_default();
+                    format!("{name}: {hint}")
+                })
+                .unwrap_or_default();
+            Ok(Verdict {
+                failed: failed.into_iter().map(|(n, _)| n).collect(),
+                named,
+                wanted_failed: wanted.is_some(),
+                hint_line,
+            })
+        })();
+        fs::write(dir.join(&rel), &reference)?;
+        let verdict = verdict?;
+        let status = if verdict.failed.is_empty() {
+            wrong.push(format!("{}: survived, every check passes", m.name));
+            "SURVIVED"
+        } else if !verdict.wanted_failed || !verdict.named {
+            wrong.push(format!(
+                "{}: killed by {:?}, but {} (expected to fail: {}; scoreboard shows {:?}: {})",
+                m.name,
+                verdict.failed,
+                if verdict.named {
+                    "not by the check named in fails:"
+                } else {
+                    "the scoreboard does not say"
+                },
+                m.fails,
+                m.hint,
+                verdict.hint_line
+            ));
+            "killed, badly named"
+        } else {
+            "killed"
+        };
+        report.push(format!(
+            "{ch} {}: {status} by {:?}; {}",
+            m.name, verdict.failed, verdict.hint_line
+        ));
+    }
+    eprintln!("{}", report.join("\n"));
+    no_leftovers(&dir)?;
+    ensure!(
+        wrong.is_empty(),
+        "lab {ch}: mutants not caught as they should be:\n{}",
+        wrong.join("\n")
+    );
+    Ok(())
+}
+
+/// The names of lab `ch`'s checks, from tests/chNN.rs.
+fn reference_check_names(ch: &str) -> Result<Vec<String>> {
+    let text = fs::read_to_string(workspace().join(format!("tests/{ch}.rs")))?;
+    Ok(regex::Regex::new(r#"(?m)^\s*check\(\s*"([^"]+)""#)?
+        .captures_iter(&text)
+        .map(|c| c[1].to_string())
+        .collect())
 }

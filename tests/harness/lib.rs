@@ -23,6 +23,7 @@ pub mod kernel;
 pub mod lab;
 pub mod paths;
 pub mod run;
+pub mod sandbox;
 pub mod scripts;
 pub mod session;
 

@@ -154,8 +154,11 @@ pub fn pivot_root(new_root: &Path) -> Result<()> {
     let put_old = mkdtemp(&new_root.join(".oldroot-XXXXXX"))
         .with_context(|| format!("failed to create put_old under {}", new_root.display()))?;
     say!("pivot_root({new_root:?}, {put_old:?})");
-    nix::unistd::pivot_root(new_root, &put_old)
-        .with_context(|| format!("failed to pivot_root to {}", new_root.display()))?;
+    if let Err(errno) = nix::unistd::pivot_root(new_root, &put_old) {
+        // Leave no put_old behind in the rootfs when pivoting fails.
+        let _ = std::fs::remove_dir(&put_old);
+        return Err(errno).with_context(|| format!("failed to pivot_root to {}", new_root.display()));
+    }
     say!("chdir(\"/\")");
     chdir("/").context("failed to chdir to the new root")?;
     let old_root = PathBuf::from("/").join(put_old.file_name().context("put_old has no name")?);
