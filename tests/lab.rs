@@ -698,8 +698,90 @@ fn every_lab_is_registered_and_marked() -> Result<()> {
     Ok(())
 }
 
+/// The marked bodies' names of lab `ch`, in the order `scripts/lab list` gives.
+fn body_names(ch: &str) -> Result<Vec<(String, String)>> {
+    let mut names = Vec::new();
+    for body in bodies(ch)? {
+        let text = fs::read_to_string(&body.file)?;
+        let line = text.lines().nth(body.begin - 1).unwrap_or_default().trim();
+        let rest = line.trim_start_matches("// LAB:BEGIN ");
+        let (name, hint) = rest.split_once(':').context("no hint")?;
+        names.push((name.to_string(), hint.trim().to_string()));
+    }
+    Ok(names)
+}
+
+/// Every body of every lab has a hint ladder of at least three rungs, and
+/// `scripts/lab hint` climbs it one rung at a time; the skeleton's `todo!()`
+/// (the marker's hint) names a man page and the goal, not the flags.
+fn hints_are_ladders_and_todos_give_no_flags() -> Result<()> {
+    let flag = regex::Regex::new(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b")?;
+    let man = regex::Regex::new(r"\b[a-z_0-9]+\([1-8]\)")?;
+    for ch in labs()? {
+        let path = workspace().join(format!("labs/hints/{ch}.txt"));
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        for (name, hint) in body_names(&ch)? {
+            ensure!(
+                !flag.is_match(&hint) && man.is_match(&hint),
+                "lab {ch}: the todo!() of {name} must name a man page and no flag: {hint:?}"
+            );
+            let ladder: Vec<&str> = text
+                .split("\n## ")
+                .find(|s| s.trim_start_matches("## ").lines().next() == Some(name.as_str()))
+                .with_context(|| format!("{}: no ladder ## {name}", path.display()))?
+                .lines()
+                .filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_digit()))
+                .collect();
+            ensure!(
+                ladder.len() >= 3,
+                "{}: {name} has {} rungs, fewer than 3",
+                path.display(),
+                ladder.len()
+            );
+            for (i, rung) in ladder.iter().enumerate() {
+                ensure!(
+                    rung.starts_with(&format!("{}. ", i + 1)),
+                    "{}: rung {} of {name} is numbered wrong: {rung}",
+                    path.display(),
+                    i + 1
+                );
+            }
+            let one = lab(&["hint", &ch, "1", &name])?;
+            one.expect_code(0)?;
+            ensure!(
+                one.stdout.contains(ladder[0]) && !one.stdout.contains(ladder[1]),
+                "lab hint {ch} 1 {name}:\n{}",
+                one.stdout
+            );
+            let two = lab(&["hint", &ch, "2", &name])?;
+            ensure!(
+                two.stdout.contains(ladder[1]) && !two.stdout.contains(ladder[2]),
+                "lab hint {ch} 2 {name}:\n{}",
+                two.stdout
+            );
+        }
+    }
+    for (args, message) in [
+        (vec!["hint", "ch03", "0"], "not a rung number"),
+        (vec!["hint", "ch03", "1", "nope"], "has no body 'nope'"),
+        (vec!["hint", "ch99", "1"], "no lab for ch99"),
+    ] {
+        let out = lab(&args)?;
+        ensure!(
+            out.code == 2 && out.stderr.contains(message),
+            "{args:?}: {out:?}"
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let mut trials: Vec<Trial> = vec![
+        plain(
+            "hints_are_ladders_and_todos_give_no_flags",
+            hints_are_ladders_and_todos_give_no_flags,
+        ),
         plain(
             "every_lab_is_registered_and_marked",
             every_lab_is_registered_and_marked,
