@@ -61,7 +61,7 @@ fn contained_with(
         )
     };
     host.assert_mounts_unchanged(&before)
-        .with_context(|| said(&out))?;
+        .map_err(|err| cfs_tests::anyhow!("{err:#} {}", said(&out)))?;
     inspect(&out)?;
     let left: Vec<String> = old_roots(&dir).difference(&old_before).cloned().collect();
     ensure!(

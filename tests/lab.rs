@@ -13,6 +13,7 @@ use std::process::{Command, ExitCode};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use cfs_tests::mutants::{mutants, Mutant};
 use cfs_tests::paths::workspace;
 use cfs_tests::run::{output_within, Output};
 use cfs_tests::{bail, ensure, plain, root, Context, Result};
@@ -776,6 +777,132 @@ fn hints_are_ladders_and_todos_give_no_flags() -> Result<()> {
     Ok(())
 }
 
+/// A made-up student copy for `lab reset`: `.lab/chapter`, a rootfs with an
+/// empty `.oldroot-*` (a failed pivot_root's) and a full one (not ours to
+/// judge), a program of its own still running, and a tmpfs mounted in it.
+struct FakeCopy {
+    dir: PathBuf,
+    running: cfs_tests::run::Background,
+    mount: PathBuf,
+}
+
+fn fake_copy(name: &str) -> Result<FakeCopy> {
+    let dir = work()?.join(name);
+    fs::create_dir_all(dir.join(".lab"))?;
+    fs::write(dir.join(".lab/chapter"), "ch03\n")?;
+    fs::create_dir_all(dir.join("build/rootfs/.oldroot-AbC123"))?;
+    fs::create_dir_all(dir.join("build/rootfs/.oldroot-full"))?;
+    fs::write(dir.join("build/rootfs/.oldroot-full/file"), "keep")?;
+    fs::create_dir_all(dir.join("target/debug"))?;
+    let program = dir.join("target/debug/ch03-mount-chroot");
+    fs::copy("/bin/sleep", &program)?;
+    let running = cfs_tests::run::Background::start({
+        let mut cmd = Command::new(&program);
+        cmd.arg("1000");
+        cmd
+    })?;
+    let mount = dir.join("build/rootfs/mnt");
+    fs::create_dir_all(&mount)?;
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "cfs-lab-reset-test"])
+        .arg(&mount)
+        .status()?;
+    ensure!(
+        status.success(),
+        "failed to mount a tmpfs on {}",
+        mount.display()
+    );
+    Ok(FakeCopy {
+        dir,
+        running,
+        mount,
+    })
+}
+
+fn is_mounted(point: &Path) -> Result<bool> {
+    let text = fs::read_to_string("/proc/self/mountinfo")?;
+    let point = point.to_string_lossy();
+    Ok(text.lines().any(|l| l.split(' ').nth(4) == Some(&*point)))
+}
+
+/// `scripts/lab reset DIR` cleans that student copy (its processes, its
+/// mounts, the empty `.oldroot-*` of its rootfs) and nothing else: another
+/// copy's are left alone; it refuses a directory that is not a copy.
+fn lab_reset_cleans_one_copy_and_nothing_else() -> Result<()> {
+    let a = fake_copy("reset-a")?;
+    let b = fake_copy("reset-b")?;
+    let outcome = (|| -> Result<()> {
+        let out = lab(&["reset", &a.dir.to_string_lossy()])?;
+        out.expect_code(0)?;
+        for line in [
+            format!("lab reset: killed pid {} (", a.running.pid()),
+            format!("lab reset: unmounted {}", a.mount.display()),
+            format!(
+                "lab reset: removed {}/build/rootfs/.oldroot-AbC123 (a put_old directory left by pivot_root)",
+                a.dir.display()
+            ),
+            format!("lab reset: {}: cleaned 3 item(s)", a.dir.display()),
+        ] {
+            ensure!(out.stdout.contains(&line), "no {line:?} in\n{}", out.stdout);
+        }
+        ensure!(
+            out.stderr.contains(".oldroot-full: it is not empty"),
+            "{}",
+            out.stderr
+        );
+        ensure!(
+            !is_mounted(&a.mount)?,
+            "{} is still mounted",
+            a.mount.display()
+        );
+        ensure!(
+            !a.dir.join("build/rootfs/.oldroot-AbC123").exists()
+                && a.dir.join("build/rootfs/.oldroot-full/file").exists(),
+            "reset removed the wrong .oldroot-*"
+        );
+        wait_for_exit(a.running.pid())?;
+        // The other copy is untouched.
+        ensure!(
+            is_mounted(&b.mount)?,
+            "reset unmounted another copy's mount"
+        );
+        ensure!(
+            b.dir.join("build/rootfs/.oldroot-AbC123").exists(),
+            "reset cleaned another copy's rootfs"
+        );
+        ensure!(
+            Path::new(&format!("/proc/{}", b.running.pid())).exists(),
+            "reset killed another copy's program"
+        );
+        let again = lab(&["reset", &a.dir.to_string_lossy()])?;
+        ensure!(
+            again.stdout.contains(": nothing to clean"),
+            "{}",
+            again.stdout
+        );
+        let out = lab(&["reset", &workspace().to_string_lossy()])?;
+        ensure!(
+            out.code == 2 && out.stderr.contains("is not a student workspace"),
+            "{out:?}"
+        );
+        Ok(())
+    })();
+    for copy in [&a, &b] {
+        if is_mounted(&copy.mount).unwrap_or(false) {
+            let _ = Command::new("umount").arg("-l").arg(&copy.mount).status();
+        }
+    }
+    outcome
+}
+
+fn wait_for_exit(pid: nix::unistd::Pid) -> Result<()> {
+    cfs_tests::run::wait_for(Duration::from_secs(5), || {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+        stat.map_or(true, |s| s.contains(") Z ")).then_some(())
+    })
+    .with_context(|| format!("pid {pid} is still running"))
+}
+
 fn main() -> ExitCode {
     let mut trials: Vec<Trial> = vec![
         plain(
@@ -807,14 +934,17 @@ fn main() -> ExitCode {
                     &format!("{ch}::check_passes_on_the_reference"),
                     move || check_passes_on_the_reference(&c),
                 ));
-                trials.push(root(
-                    &format!("{ch}::every_mutant_is_caught"),
-                    move || every_mutant_is_caught(&d),
-                ));
+                trials.push(root(&format!("{ch}::every_mutant_is_caught"), move || {
+                    every_mutant_is_caught(&d)
+                }));
             }
         }
         Err(err) => trials.push(plain("labs_are_listed", move || bail!("{err:#}"))),
     }
+    trials.push(root(
+        "lab_reset_cleans_one_copy_and_nothing_else",
+        lab_reset_cleans_one_copy_and_nothing_else,
+    ));
     trials.push(root(
         "check_and_grade_refuse_bad_input",
         check_and_grade_refuse_bad_input,
@@ -832,112 +962,6 @@ fn main() -> ExitCode {
         work.take();
     }
     code
-}
-
-/// A wrong version of a marked body (see `labs/mutants/README.md`).
-#[derive(Debug, Clone)]
-struct Mutant {
-    name: String,
-    function: String,
-    mistake: String,
-    fails: String,
-    hint: String,
-    edits: Vec<(String, String)>,
-}
-
-/// The mutants of lab `ch` and what each needs rebuilt (`bin`, `test`).
-fn mutants(ch: &str) -> Result<(Vec<String>, Vec<Mutant>)> {
-    let path = workspace().join(format!("labs/mutants/{ch}.txt"));
-    let text =
-        fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
-    parse_mutants(&text).with_context(|| format!("in {}", path.display()))
-}
-
-fn parse_mutants(text: &str) -> Result<(Vec<String>, Vec<Mutant>)> {
-    let mut rebuild = Vec::new();
-    let mut all: Vec<Mutant> = Vec::new();
-    // Inside a replace: or with: block, which ends at the next keyword line.
-    let mut block: Option<bool> = None;
-    for (i, line) in text.lines().enumerate() {
-        let n = i + 1;
-        let keyword = |k: &str| line.strip_prefix(k).map(str::trim);
-        if let Some(name) = line.strip_prefix("## ") {
-            all.push(Mutant {
-                name: name.trim().to_string(),
-                function: String::new(),
-                mistake: String::new(),
-                fails: String::new(),
-                hint: String::new(),
-                edits: Vec::new(),
-            });
-            block = None;
-            continue;
-        }
-        if line == "replace:" || line == "with:" {
-            let m = all.last_mut().with_context(|| format!("line {n}: no ## name above"))?;
-            if line == "replace:" {
-                m.edits.push((String::new(), String::new()));
-                block = Some(false);
-            } else {
-                ensure!(block == Some(false), "line {n}: with: without replace:");
-                block = Some(true);
-            }
-            continue;
-        }
-        if let Some(with) = block {
-            let m = all.last_mut().context("no mutant")?;
-            let edit = m.edits.last_mut().context("no edit")?;
-            let part = if with { &mut edit.1 } else { &mut edit.0 };
-            part.push_str(line);
-            part.push('\n');
-            continue;
-        }
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if let Some(what) = keyword("rebuild:") {
-            rebuild = what.split_whitespace().map(str::to_string).collect();
-            continue;
-        }
-        let m = all.last_mut().with_context(|| format!("line {n}: no ## name above"))?;
-        if let Some(v) = keyword("function:") {
-            m.function = v.to_string();
-        } else if let Some(v) = keyword("mistake:") {
-            m.mistake = v.to_string();
-        } else if let Some(v) = keyword("fails:") {
-            m.fails = v.to_string();
-        } else if let Some(v) = keyword("hint:") {
-            m.hint = v.to_string();
-        } else {
-            bail!("line {n}: unknown line {line:?}");
-        }
-    }
-    for m in &mut all {
-        for (from, to) in &mut m.edits {
-            // Blank lines before the next keyword belong to no block.
-            while from.ends_with("\n\n") {
-                from.pop();
-            }
-            while to.ends_with("\n\n") || to == "\n" {
-                to.pop();
-            }
-        }
-        ensure!(
-            !m.function.is_empty()
-                && !m.mistake.is_empty()
-                && !m.fails.is_empty()
-                && !m.hint.is_empty()
-                && !m.edits.is_empty()
-                && m.edits.iter().all(|(from, _)| !from.trim().is_empty()),
-            "mutant {} needs function:, mistake:, fails:, hint: and a replace: block",
-            m.name
-        );
-    }
-    ensure!(
-        !rebuild.is_empty() && rebuild.iter().all(|r| r == "bin" || r == "test"),
-        "say what a mutant needs rebuilt: rebuild: bin, or rebuild: bin test"
-    );
-    Ok((rebuild, all))
 }
 
 /// `text` of a reference file with mutant `m` applied inside the body of its
@@ -1005,21 +1029,26 @@ struct Verdict {
 }
 
 /// The workspace where lab `ch`'s mutants run: a `lab start` copy whose marked
-/// bodies are the reference's again (a student who wrote the answers), built,
-/// its checks passing, or an error.
+/// bodies, of every lab, are the reference's again (a student who wrote the
+/// answers), built, lab `ch`'s checks passing, or an error. One copy serves
+/// every lab (it is told no lab: no `.lab/chapter`), so that the project is
+/// compiled once, not once per lab.
 fn mutant_workspace(ch: &str) -> Result<(PathBuf, PathBuf)> {
-    let dir = work()?.join(format!("mutants-{ch}"));
-    if !dir.join(".lab/chapter").exists() {
-        lab(&["start", ch, &dir.to_string_lossy()])?.expect_code(0)?;
+    let dir = work()?.join("mutants");
+    if !dir.join(".lab/tests.sha256").exists() {
+        lab(&["start", "ch01", &dir.to_string_lossy()])?.expect_code(0)?;
+        for lab in labs()? {
+            for body in bodies(&lab)? {
+                let rel = body.file.strip_prefix(workspace())?;
+                fs::copy(&body.file, dir.join(rel))?;
+            }
+        }
+        fs::remove_file(dir.join(".lab/chapter"))?;
     }
     ensure!(
         !dir.join("labs/mutants").exists(),
         "lab start copied labs/mutants, which holds answers, into the student's copy"
     );
-    for body in bodies(ch)? {
-        let rel = body.file.strip_prefix(workspace())?;
-        fs::copy(&body.file, dir.join(rel))?;
-    }
     // The first build (and the chapter's extra build step): as lab check does it.
     let out = lab(&["check", ch, &dir.to_string_lossy()])?;
     ensure!(
@@ -1029,7 +1058,14 @@ fn mutant_workspace(ch: &str) -> Result<(PathBuf, PathBuf)> {
         out.stderr
     );
     let built = Command::new("cargo")
-        .args(["build", "--workspace", "--bins", "--test", ch, "--message-format=json"])
+        .args([
+            "build",
+            "--workspace",
+            "--bins",
+            "--test",
+            ch,
+            "--message-format=json",
+        ])
         .current_dir(&dir)
         .env("CARGO_TARGET_DIR", dir.join("target"))
         .output()?;
@@ -1038,9 +1074,10 @@ fn mutant_workspace(ch: &str) -> Result<(PathBuf, PathBuf)> {
         .captures_iter(&json)
         .map(|c| c[1].to_string())
         .filter(|e| {
-            Path::new(e)
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{ch}-")))
+            e.contains("/deps/")
+                && Path::new(e)
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{ch}-")))
         })
         .last()
         .context("no test binary in cargo's output")?;
@@ -1110,6 +1147,13 @@ fn every_mutant_is_caught(ch: &str) -> Result<()> {
             let mut run = Command::new(&exe);
             run.current_dir(dir.join("tests")).env("CFS_LAB", "1");
             let out = output_within(run, TIMEOUT)?;
+            ensure!(
+                out.stdout.contains(" checks pass\n"),
+                "mutant {}: the checks printed no scoreboard:\n{}{}",
+                m.name,
+                out.stdout,
+                out.stderr
+            );
             let failed = failed_entries(&out.stdout);
             let wanted = failed.iter().find(|(name, _)| *name == m.fails).cloned();
             let named = failed.iter().any(|(_, text)| text.contains(&m.hint));

@@ -510,6 +510,68 @@ mod tests {
     }
 
     #[test]
+    fn an_unexpected_exit_code_shows_the_runtimes_last_stderr_line() {
+        let message = "expected exit code 0, got 1\nstdout: \nstderr: [child] pivot_root(...)\nch03-mount-chroot: failed to pivot_root to /r: EINVAL: Invalid argument\n";
+        assert_eq!(
+            condense(message),
+            vec![
+                "expected exit code 0, got 1".to_string(),
+                "stderr:  ch03-mount-chroot: failed to pivot_root to /r: EINVAL: Invalid argument"
+                    .to_string()
+            ]
+        );
+        // Not for a failure that is not about an exit code.
+        assert_eq!(
+            condense("the host's hostname changed\nstderr: x"),
+            vec!["the host's hostname changed".to_string()]
+        );
+    }
+
+    #[test]
+    fn hints_follow_the_failure() {
+        let check = Info {
+            name: "c".into(),
+            checked: "what".into(),
+            hint: "the check's own hint".into(),
+        };
+        hints(&[(r"pivot_root.*EINVAL", "propagation")]);
+        assert_eq!(
+            chosen_hints(
+                &check,
+                "expected exit code 0, got 1\nstderr: failed to pivot_root to /r: EINVAL"
+            ),
+            vec![
+                "propagation".to_string(),
+                "the check's own hint".to_string()
+            ]
+        );
+        assert_eq!(
+            chosen_hints(&check, "something else"),
+            vec!["the check's own hint".to_string()]
+        );
+        // A todo!() reached names the marked body it is in (here a file of this
+        // workspace with a LAB marker above the line).
+        let text =
+            std::fs::read_to_string(crate::paths::workspace().join("chapters/ch01-uts/src/uts.rs"))
+                .unwrap_or_default();
+        let line = text
+            .lines()
+            .position(|l| l.contains("// LAB:BEGIN set_hostname:"))
+            .map(|i| i + 2)
+            .unwrap_or(1);
+        let message = format!(
+            "expected exit code 0, got 101\nstderr: thread 'main' panicked at chapters/ch01-uts/src/uts.rs:{line}:5:\nnot yet implemented: lab ch01: x"
+        );
+        let chosen = chosen_hints(&check, &message);
+        assert!(
+            chosen[0].starts_with(
+                "finish set_hostname first: its todo!() at chapters/ch01-uts/src/uts.rs:"
+            ),
+            "{chosen:?}"
+        );
+    }
+
+    #[test]
     fn tsv_fields_stay_on_one_line() {
         assert_eq!(tsv_field("a\tb\nc"), "a b c");
     }

@@ -21,6 +21,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 pub mod kernel;
 pub mod lab;
+pub mod mutants;
 pub mod paths;
 pub mod run;
 pub mod sandbox;

@@ -157,7 +157,8 @@ pub fn pivot_root(new_root: &Path) -> Result<()> {
     if let Err(errno) = nix::unistd::pivot_root(new_root, &put_old) {
         // Leave no put_old behind in the rootfs when pivoting fails.
         let _ = std::fs::remove_dir(&put_old);
-        return Err(errno).with_context(|| format!("failed to pivot_root to {}", new_root.display()));
+        return Err(errno)
+            .with_context(|| format!("failed to pivot_root to {}", new_root.display()));
     }
     say!("chdir(\"/\")");
     chdir("/").context("failed to chdir to the new root")?;
