@@ -1000,23 +1000,48 @@ fn file_of(ch: &str, function: &str) -> Result<PathBuf> {
     bail!("lab {ch} marks no body {function}")
 }
 
-/// One failed check of a scoreboard: its name and its text (got: and hint: lines).
+/// The failed checks of a scoreboard: each check's name and what it got and
+/// the hints it gave, as lines `got: ...`, `hint: ...`, `also: ...` (a field
+/// wrapped over several lines joined into one; `checked:` left out).
 fn failed_entries(board: &str) -> Vec<(String, String)> {
     let mut entries = Vec::new();
-    let mut current: Option<(String, String)> = None;
+    let mut current: Option<(String, Vec<String>)> = None;
+    let mut keep = false;
     for line in board.lines() {
         if let Some(name) = line.strip_prefix("✘ ") {
             entries.extend(current.take());
-            current = Some((name.trim().to_string(), String::new()));
+            current = Some((name.trim().to_string(), Vec::new()));
+            keep = false;
         } else if line.starts_with("✔ ") || !line.starts_with(' ') {
             entries.extend(current.take());
-        } else if let Some((_, text)) = current.as_mut() {
-            text.push_str(line.trim());
-            text.push('\n');
+        } else if let Some((_, fields)) = current.as_mut() {
+            let text = line.trim();
+            let label = ["checked:", "got:", "hint:", "also:"]
+                .into_iter()
+                .find(|l| text.starts_with(l));
+            match label {
+                Some(label) => {
+                    keep = label != "checked:";
+                    if keep {
+                        let rest = text[label.len()..].trim();
+                        fields.push(format!("{label} {rest}"));
+                    }
+                }
+                None if keep => {
+                    if let Some(last) = fields.last_mut() {
+                        last.push(' ');
+                        last.push_str(text);
+                    }
+                }
+                None => {}
+            }
         }
     }
     entries.extend(current);
     entries
+        .into_iter()
+        .map(|(name, fields)| (name, fields.join("\n")))
+        .collect()
 }
 
 /// What became of a mutant: the checks that failed and whether the
@@ -1163,7 +1188,8 @@ fn every_mutant_is_caught(ch: &str) -> Result<()> {
                 .map(|(name, text)| {
                     let hint = text
                         .lines()
-                        .find(|l| l.starts_with("hint:"))
+                        .find(|l| l.contains(&m.hint))
+                        .or_else(|| text.lines().find(|l| l.starts_with("hint:")))
                         .unwrap_or_default();
                     format!("{name}: {hint}")
                 })
@@ -1176,6 +1202,15 @@ fn every_mutant_is_caught(ch: &str) -> Result<()> {
             })
         })();
         fs::write(dir.join(&rel), &reference)?;
+        // What a mutant left in the copy's rootfs (put_old directories) must
+        // not count against the next one.
+        if let Ok(entries) = fs::read_dir(dir.join("build/rootfs")) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(".oldroot") {
+                    let _ = fs::remove_dir(entry.path());
+                }
+            }
+        }
         let verdict = verdict?;
         let status = if verdict.failed.is_empty() {
             wrong.push(format!("{}: survived, every check passes", m.name));
