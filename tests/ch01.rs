@@ -6,8 +6,8 @@
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use cfs_tests::kernel::{children, ns_inode};
-use cfs_tests::run::{as_nobody, chapter, output, wait_for, Background};
+use cfs_tests::kernel::ns_inode;
+use cfs_tests::run::{as_nobody, chapter, output, Background};
 use cfs_tests::{check, ensure, plain, root, Context};
 use nix::sched::CloneFlags;
 
@@ -109,11 +109,11 @@ fn main() -> ExitCode {
             "clone(2) creates exactly the namespaces whose CLONE_NEW* flags it is given: pass \
              spawn's `flags`, no more, and keep the child alive until it execs the command",
             || {
-                let bg = Background::start(in_own_uts(&["--hostname", "box", "--", "sleep", "5"]))?;
-                let child = wait_for(Duration::from_secs(5), || {
-                    children(bg.pid()).first().copied()
-                })
-                .context("the runtime has no child: clone(2) was not called")?;
+                let mut bg =
+                    Background::start(in_own_uts(&["--hostname", "box", "--", "sleep", "5"]))?;
+                let child = bg
+                    .first_child(Duration::from_secs(5))
+                    .context("the runtime has no child: clone(2) was not called")?;
                 let (child, runtime) = (child.to_string(), bg.pid().to_string());
                 ensure!(
                     ns_inode(&child, "uts")? != ns_inode(&runtime, "uts")?,
