@@ -7,93 +7,59 @@
 //! `exec`, `kill --all` and `delete`, each a new run of the runtime, open it
 //! again from the [`Placement`] saved in `state.json`.
 //!
-//! Where it goes: a real runtime reads `linux.cgroupsPath`. runc's cgroupfs
-//! driver takes an absolute path (`/default/hello`, as containerd passes it:
-//! `/<namespace>/<id>`) relative to the root of each hierarchy, and a
-//! relative one relative to its own cgroup; with systemd as the manager the
-//! path is `slice:prefix:name` and systemd creates a scope. This runtime
-//! keeps to one rule instead, the one chapter 4 follows: the group goes
-//! beneath the cgroup the runtime runs in (per hierarchy on v1), named after
-//! `cgroupsPath` (or the id, when it is missing) flattened into one
-//! directory name with a `cfs-` prefix: `/default/hello` becomes
-//! `cfs-default-hello`.
+//! Where it goes: `linux.cgroupsPath`, read as runc's cgroupfs driver reads
+//! it (chapter 4's [`CgroupsPath`]): an absolute path (`/docker/<id>`,
+//! containerd's `/<namespace>/<id>`) from the root of each hierarchy, a
+//! relative one beneath the runtime's own cgroup, and none at all
+//! `cfs-<id>` beneath it. A systemd `slice:prefix:name` is refused: this
+//! runtime has no systemd driver.
 //!
-//! `linux.resources`: CPU quota, period and shares, the memory limit and
-//! memory+swap, the pids limit, and device rules. The default rules (see
-//! [`DEFAULT_DEVICES`]) are added after the config's, as runc adds them.
-//! Everything else there (block I/O, hugepages, cpusets, network classes,
-//! RDMA, raw `unified` files, memory reservations and swappiness, real-time
-//! CPU time) is refused with an error naming the field, rather than ignored.
+//! `linux.resources`: every field. Chapter 4's [`Limits`] take CPU quota,
+//! period and shares, the memory limit and memory+swap, the pids limit and
+//! device rules (the default rules, chapter 3's nodes and a few more, are
+//! added after the config's, as runc adds them); the rest (block I/O,
+//! cpusets, real-time CPU time, idle and burst, hugepages, network classes,
+//! RDMA, raw `unified` files, memory reservation, swappiness, OOM killer,
+//! kernel TCP memory) goes to chapter 4's [`Resources`]. Zero, empty and -1
+//! mean "not set" where runc reads them so; `memory.kernel` is ignored, as
+//! runc ignores it.
 
 use std::path::Path;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use ch01_uts::say;
+use ch04_cgroups::cgroups::runtime::{BlockIo, Rdma, ThrottleDevice, WeightDevice};
 use ch04_cgroups::cgroups::{
-    Access, Cgroup, Cpus, DeviceKind, DeviceRule, FreezerState, Limits, Placement, Version,
+    Access, Cgroup, CgroupsPath, Cpus, DeviceKind, DeviceRule, FreezerState, Limits, Placement,
+    Resources, Version,
 };
 use nix::mount::{mount, MsFlags};
-use oci_spec::runtime::{LinuxDeviceType, LinuxResources, Spec};
+use oci_spec::runtime::{LinuxDeviceType, LinuxResources, LinuxThrottleDevice, Spec};
 
 use crate::mounts::bind;
 
 /// The devices every container may use whatever its rules say, as runc
-/// allows them: chapter 3's nodes, the console, `/dev/pts/*` and
-/// `/dev/ptmx` for terminals, and `mknod` of any node (opening it is what is
-/// checked).
-pub const DEFAULT_DEVICES: &[(char, Option<u32>, Option<u32>, &str)] = &[
-    ('c', None, None, "m"),
-    ('b', None, None, "m"),
-    ('c', Some(1), Some(3), "rwm"), // null
-    ('c', Some(1), Some(5), "rwm"), // zero
-    ('c', Some(1), Some(7), "rwm"), // full
-    ('c', Some(1), Some(8), "rwm"), // random
-    ('c', Some(1), Some(9), "rwm"), // urandom
-    ('c', Some(5), Some(0), "rwm"), // tty
-    ('c', Some(5), Some(1), "rwm"), // console
-    ('c', Some(5), Some(2), "rwm"), // ptmx
-    ('c', Some(136), None, "rwm"),  // pts/*
+/// allows them, beyond chapter 3's nodes ([`ch03_mount_chroot::devices::DEVICES`]):
+/// `mknod` of any node (opening it is what is checked), the console,
+/// `/dev/ptmx` and `/dev/pts/*` for terminals.
+pub const MORE_DEVICES: &[(DeviceKind, Option<u32>, Option<u32>, &str)] = &[
+    (DeviceKind::Char, None, None, "m"),
+    (DeviceKind::Block, None, None, "m"),
+    (DeviceKind::Char, Some(5), Some(1), "rwm"), // console
+    (DeviceKind::Char, Some(5), Some(2), "rwm"), // ptmx
+    (DeviceKind::Char, Some(136), None, "rwm"),  // pts/*
 ];
 
-// ANCHOR: name
-/// The cgroup's name: `cgroupsPath` (or the id) as one directory name
-/// beginning `cfs-`.
-pub fn name(id: &str, spec: &Spec) -> Result<String> {
+/// Where the container's cgroup goes: `linux.cgroupsPath`, or `cfs-<id>`.
+pub fn path(id: &str, spec: &Spec) -> Result<CgroupsPath> {
     let path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
-    let mut parts = Vec::new();
-    if let Some(path) = &path {
-        for part in path.to_string_lossy().split(['/', ':']) {
-            ensure!(
-                part != "..",
-                "config.json: linux.cgroupsPath {}: `..` is not allowed",
-                path.display()
-            );
-            if !part.is_empty() && part != "." {
-                parts.push(part.to_string());
-            }
-        }
-    }
-    let base = if parts.is_empty() {
-        id.to_string()
-    } else {
-        parts.join("-")
-    };
-    let name = if base.starts_with("cfs-") {
-        base
-    } else {
-        format!("cfs-{base}")
-    };
-    ensure!(
-        name.len() <= 255,
-        "config.json: linux.cgroupsPath makes a cgroup name longer than 255 bytes"
-    );
-    Ok(name)
+    let path = path.as_ref().map(|p| p.to_string_lossy());
+    CgroupsPath::parse(path.as_deref(), id).context("config.json")
 }
-// ANCHOR_END: name
 
 // ANCHOR: limits
 /// `linux.resources` as chapter 4's [`Limits`] (plus the freezer, which
-/// `pause` needs). Fields this runtime cannot honour are refused by name.
+/// `pause` needs) and [`Resources`].
 pub fn limits(spec: &Spec) -> Result<Limits> {
     let linux = spec.linux().as_ref();
     let mut limits = Limits {
@@ -103,7 +69,6 @@ pub fn limits(spec: &Spec) -> Result<Limits> {
     let Some(resources) = linux.and_then(|l| l.resources().as_ref()) else {
         return Ok(limits);
     };
-    refuse_unsupported(resources)?;
     let field = |name: &str| format!("config.json: linux.resources.{name}");
     if let Some(cpu) = resources.cpu() {
         // A quota of -1 (or none) means no limit; the period defaults to 100 ms.
@@ -140,71 +105,101 @@ pub fn limits(spec: &Spec) -> Result<Limits> {
         all.extend(default_devices(spec)?);
         limits.devices = Some(all);
     }
+    limits.resources = resources_of(resources);
     limits.check().context("config.json: linux.resources")?;
     Ok(limits)
 }
 // ANCHOR_END: limits
 
-/// The resources this runtime does not set: an error naming the first one
-/// given a value (absent, zero or empty values are fine).
-fn refuse_unsupported(r: &LinuxResources) -> Result<()> {
-    let mut given = Vec::new();
-    if r.block_io().is_some() {
-        given.push("blockIO");
-    }
-    if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
-        given.push("hugepageLimits");
-    }
-    if r.network().is_some() {
-        given.push("network");
-    }
-    if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
-        given.push("rdma");
-    }
-    if r.unified().as_ref().is_some_and(|m| !m.is_empty()) {
-        given.push("unified");
+/// The fields beyond chapter 4's limits, with the values that mean "not
+/// set" (as runc reads them) dropped: a blkio weight, a throttle rate, a
+/// real-time runtime or a class id of 0, an empty cpuset, a negative
+/// hugepage limit or memory figure.
+fn resources_of(r: &LinuxResources) -> Resources {
+    let positive = |v: Option<i64>| v.filter(|v| *v > 0).map(|v| v as u64);
+    let mut out = Resources::default();
+    if let Some(io) = r.block_io() {
+        let throttles = |list: &Option<Vec<LinuxThrottleDevice>>| {
+            list.iter()
+                .flatten()
+                .filter(|t| t.rate() > 0)
+                .map(|t| ThrottleDevice {
+                    major: t.major(),
+                    minor: t.minor(),
+                    rate: t.rate(),
+                })
+                .collect()
+        };
+        out.block_io = BlockIo {
+            weight: io.weight().filter(|w| *w > 0),
+            leaf_weight: io.leaf_weight().filter(|w| *w > 0),
+            weight_device: io
+                .weight_device()
+                .iter()
+                .flatten()
+                .map(|d| WeightDevice {
+                    major: d.major(),
+                    minor: d.minor(),
+                    weight: d.weight().filter(|w| *w > 0),
+                    leaf_weight: d.leaf_weight().filter(|w| *w > 0),
+                })
+                .filter(|d| d.weight.is_some() || d.leaf_weight.is_some())
+                .collect(),
+            read_bps: throttles(io.throttle_read_bps_device()),
+            write_bps: throttles(io.throttle_write_bps_device()),
+            read_iops: throttles(io.throttle_read_iops_device()),
+            write_iops: throttles(io.throttle_write_iops_device()),
+        };
     }
     if let Some(cpu) = r.cpu() {
-        let set = |v: Option<i64>| v.is_some_and(|v| v != 0);
-        if cpu.cpus().as_ref().is_some_and(|c| !c.is_empty()) {
-            given.push("cpu.cpus");
-        }
-        if cpu.mems().as_ref().is_some_and(|c| !c.is_empty()) {
-            given.push("cpu.mems");
-        }
-        if set(cpu.realtime_runtime()) || cpu.realtime_period().is_some_and(|v| v != 0) {
-            given.push("cpu.realtimeRuntime");
-        }
-        if cpu.burst().is_some_and(|v| v != 0) {
-            given.push("cpu.burst");
-        }
-        if set(cpu.idle()) {
-            given.push("cpu.idle");
+        let set = |s: &Option<String>| s.clone().filter(|s| !s.trim().is_empty());
+        out.cpus = set(cpu.cpus());
+        out.mems = set(cpu.mems());
+        out.rt_runtime_us = cpu.realtime_runtime().filter(|v| *v != 0);
+        out.rt_period_us = cpu.realtime_period().filter(|v| *v != 0);
+        out.cpu_idle = cpu.idle();
+        out.cpu_burst_us = cpu.burst();
+    }
+    for h in r.hugepage_limits().iter().flatten() {
+        if h.limit() >= 0 {
+            out.hugepages
+                .push((h.page_size().clone(), h.limit() as u64));
         }
     }
+    if let Some(net) = r.network() {
+        out.net_class_id = net.class_id().filter(|id| *id != 0);
+        out.net_priorities = net
+            .priorities()
+            .iter()
+            .flatten()
+            .map(|p| (p.name().clone(), p.priority()))
+            .collect();
+    }
+    for (device, limit) in r.rdma().iter().flatten() {
+        out.rdma.push(Rdma {
+            device: device.clone(),
+            hca_handles: limit.hca_handles(),
+            hca_objects: limit.hca_objects(),
+        });
+    }
+    out.rdma.sort_by(|a, b| a.device.cmp(&b.device));
+    out.unified = r
+        .unified()
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    out.unified.sort();
     if let Some(memory) = r.memory() {
-        let set = |v: Option<i64>| v.is_some_and(|v| v != 0 && v != -1);
-        if set(memory.reservation()) {
-            given.push("memory.reservation");
-        }
-        if set(memory.kernel()) || set(memory.kernel_tcp()) {
-            given.push("memory.kernel");
-        }
-        if memory.swappiness().is_some() {
-            given.push("memory.swappiness");
-        }
-        if memory.disable_oom_killer() == Some(true) {
-            given.push("memory.disableOOMKiller");
+        out.memory_reservation = positive(memory.reservation());
+        out.swappiness = memory.swappiness();
+        out.disable_oom_killer = memory.disable_oom_killer() == Some(true);
+        out.kernel_tcp = positive(memory.kernel_tcp());
+        if positive(memory.kernel()).is_some() {
+            say!("linux.resources.memory.kernel: ignored (the kernel deprecated kernel memory limits in 5.4; runc ignores them too)");
         }
     }
-    if let Some(first) = given.first() {
-        bail!(
-            "config.json: linux.resources.{first} is not supported by this runtime (it sets \
-             cpu quota, period and shares, memory limit and swap, pids limit and devices): \
-             remove it"
-        );
-    }
-    Ok(())
+    out
 }
 
 /// One `linux.resources.devices` entry as a chapter 4 rule.
@@ -232,24 +227,38 @@ fn device_rule(rule: &oci_spec::runtime::LinuxDeviceCgroup) -> Result<DeviceRule
     })
 }
 
-/// [`DEFAULT_DEVICES`] and the nodes `linux.devices` creates, allowed.
+/// The rules added after the config's: `mknod` of anything, chapter 3's
+/// nodes, [`MORE_DEVICES`], and the nodes `linux.devices` creates, allowed.
 fn default_devices(spec: &Spec) -> Result<Vec<DeviceRule>> {
-    let mut rules: Vec<DeviceRule> = DEFAULT_DEVICES
-        .iter()
-        .map(|(kind, major, minor, access)| {
-            Ok(DeviceRule {
-                allow: true,
-                kind: if *kind == 'b' {
-                    DeviceKind::Block
-                } else {
-                    DeviceKind::Char
-                },
-                major: *major,
-                minor: *minor,
-                access: Access::parse(access)?,
-            })
-        })
-        .collect::<Result<_>>()?;
+    let (mknod, more) = MORE_DEVICES.split_at(2);
+    let mut rules: Vec<DeviceRule> = Vec::new();
+    for (kind, major, minor, access) in mknod {
+        rules.push(DeviceRule {
+            allow: true,
+            kind: *kind,
+            major: *major,
+            minor: *minor,
+            access: Access::parse(access)?,
+        });
+    }
+    for (_, major, minor) in ch03_mount_chroot::devices::DEVICES {
+        rules.push(DeviceRule {
+            allow: true,
+            kind: DeviceKind::Char,
+            major: u32::try_from(*major).ok(),
+            minor: u32::try_from(*minor).ok(),
+            access: Access::ALL,
+        });
+    }
+    for (kind, major, minor, access) in more {
+        rules.push(DeviceRule {
+            allow: true,
+            kind: *kind,
+            major: *major,
+            minor: *minor,
+            access: Access::parse(access)?,
+        });
+    }
     for device in spec
         .linux()
         .as_ref()
@@ -280,9 +289,9 @@ fn default_devices(spec: &Spec) -> Result<Vec<DeviceRule>> {
 /// dropped before that, it is removed again.
 pub fn create(id: &str, spec: &Spec) -> Result<Cgroup> {
     let limits = limits(spec)?;
-    let name = name(id, spec)?;
-    say!("cgroup {name}: {limits}");
-    Cgroup::create(&name, &limits)
+    let path = path(id, spec)?;
+    say!("cgroup {path}: {limits}");
+    Cgroup::create_at(&path, &limits)
 }
 // ANCHOR_END: create
 
@@ -362,17 +371,22 @@ mod tests {
     }
 
     #[test]
-    fn names_come_from_cgroups_path_or_the_id() -> Result<()> {
-        assert_eq!(name("box", &spec(|_| {}))?, "cfs-box");
-        let with = |path: &str| spec(|s| s["linux"]["cgroupsPath"] = json!(path));
-        assert_eq!(name("x", &with("/default/hello"))?, "cfs-default-hello");
-        assert_eq!(name("x", &with("cfs-bench"))?, "cfs-bench");
+    fn cgroups_path_is_absolute_relative_or_the_id() -> Result<()> {
+        let with = |p: &str| spec(|s| s["linux"]["cgroupsPath"] = json!(p));
+        let abs = |p: &str| CgroupsPath::Absolute(p.into());
+        let rel = |p: &str| CgroupsPath::Relative(p.into());
+        assert_eq!(path("box", &spec(|_| {}))?, rel("cfs-box"));
+        assert_eq!(path("x", &with(""))?, rel("cfs-x"));
+        assert_eq!(path("x", &with("/default/hello"))?, abs("default/hello"));
         assert_eq!(
-            name("x", &with("system.slice:docker:abc"))?,
-            "cfs-system.slice-docker-abc"
+            path("x", &with("/kubepods/besteffort/pod12/x"))?,
+            abs("kubepods/besteffort/pod12/x")
         );
-        assert_eq!(name("x", &with("/"))?, "cfs-x");
-        assert!(name("x", &with("/a/../b")).is_err());
+        assert_eq!(path("x", &with("cfs-bench/x"))?, rel("cfs-bench/x"));
+        let err = |p: &str| path("x", &with(p)).map_err(|e| format!("{e:#}")).err();
+        assert!(err("system.slice:docker:abc").is_some_and(|e| e.contains("cgroupfs")));
+        assert!(err("/a/../b").is_some_and(|e| e.contains("`..`")));
+        assert!(err("/").is_some_and(|e| e.contains("root cgroup")));
         Ok(())
     }
 
@@ -396,7 +410,10 @@ mod tests {
         let rules = l.devices.context("no device rules")?;
         assert_eq!(rules[0], DeviceRule::DENY_ALL);
         assert_eq!(rules[1].to_string(), "c 10:200 rw");
-        assert_eq!(rules.len(), 2 + DEFAULT_DEVICES.len());
+        assert_eq!(
+            rules.len(),
+            2 + MORE_DEVICES.len() + ch03_mount_chroot::devices::DEVICES.len()
+        );
         assert_eq!(rules[2].to_string(), "c *:* m");
         Ok(())
     }
@@ -429,19 +446,57 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_or_bad_resources_are_named() {
+    fn bad_resources_are_named() {
         let err = |resources: serde_json::Value| {
             limits(&spec(|s| s["linux"]["resources"] = resources))
                 .map(|_| String::new())
                 .unwrap_or_else(|e| format!("{e:#}"))
         };
-        assert!(err(json!({"blockIO": {"weight": 10}})).contains("linux.resources.blockIO"));
-        assert!(err(json!({"cpu": {"cpus": "0-1"}})).contains("linux.resources.cpu.cpus"));
         assert!(err(json!({"memory": {"limit": 1000, "swap": -1}})).contains("memory.swap"));
         assert!(err(json!({"memory": {"limit": 100}})).contains("below one page"));
         assert!(err(json!({"cpu": {"quota": 500}})).contains("linux.resources.cpu.quota"));
         assert!(err(json!({"cpu": {"shares": 1}})).contains("range of 2 to 262144"));
         assert!(err(json!({"devices": [{"allow": true, "access": "rwx"}]}))
             .contains("linux.resources.devices[0]"));
+    }
+
+    /// What Docker and the kubelet send: empty objects and zeros set
+    /// nothing; the rest becomes chapter 4's resources.
+    #[test]
+    fn what_engines_send_is_accepted() -> Result<()> {
+        let docker = spec(|s| {
+            s["linux"]["resources"] = json!({
+                "blockIO": {"weight": 0},
+                "cpu": {"shares": 0, "cpus": "", "mems": ""},
+                "memory": {"kernel": 0, "kernelTCP": 0},
+                "network": {"classID": 0},
+            });
+        });
+        assert_eq!(limits(&docker)?.resources, Resources::default());
+        let kubelet = spec(|s| {
+            s["linux"]["resources"] = json!({
+                "cpu": {"shares": 2, "cpus": "0-1", "mems": "0"},
+                "hugepageLimits": [{"pageSize": "2MB", "limit": 0},
+                                   {"pageSize": "1GB", "limit": 0}],
+                "memory": {"reservation": 1048576, "swappiness": 10, "disableOOMKiller": true},
+                "blockIO": {"weight": 500, "throttleReadBpsDevice": [
+                    {"major": 8, "minor": 0, "rate": 1048576}]},
+                "rdma": {"mlx5_0": {"hcaHandles": 2}},
+                "unified": {"memory.high": "1G"},
+            });
+        });
+        let r = limits(&kubelet)?.resources;
+        assert_eq!(
+            (r.cpus.as_deref(), r.mems.as_deref()),
+            (Some("0-1"), Some("0"))
+        );
+        assert_eq!(r.hugepages, [("2MB".into(), 0), ("1GB".into(), 0)]);
+        assert_eq!(r.memory_reservation, Some(1 << 20));
+        assert_eq!((r.swappiness, r.disable_oom_killer), (Some(10), true));
+        assert_eq!(r.block_io.weight, Some(500));
+        assert_eq!(r.block_io.read_bps[0].rate, 1 << 20);
+        assert_eq!(r.rdma[0].hca_handles, Some(2));
+        assert_eq!(r.unified, [("memory.high".into(), "1G".into())]);
+        Ok(())
     }
 }

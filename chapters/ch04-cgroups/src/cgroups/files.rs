@@ -118,6 +118,11 @@ pub mod fake {
                 "cpu.cfs_period_us",
                 "cpu.cfs_quota_us",
                 "cpu.stat",
+                "cpu.idle",
+                "cpu.max.burst",
+                "cpu.cfs_burst_us",
+                "cpu.rt_period_us",
+                "cpu.rt_runtime_us",
             ],
         ),
         ("cpuacct", &["cpuacct.usage"]),
@@ -127,10 +132,15 @@ pub mod fake {
                 "memory.max",
                 "memory.swap.max",
                 "memory.events",
+                "memory.low",
+                "memory.high",
                 "memory.limit_in_bytes",
                 "memory.memsw.limit_in_bytes",
                 "memory.oom_control",
                 "memory.failcnt",
+                "memory.soft_limit_in_bytes",
+                "memory.swappiness",
+                "memory.kmem.tcp.limit_in_bytes",
             ],
         ),
         ("pids", &["pids.max"]),
@@ -139,6 +149,24 @@ pub mod fake {
             "devices",
             &["devices.allow", "devices.deny", "devices.list"],
         ),
+        ("cpuset", &["cpuset.cpus", "cpuset.mems"]),
+        ("io", &["io.max", "io.weight"]),
+        (
+            "blkio",
+            &[
+                "blkio.throttle.read_bps_device",
+                "blkio.throttle.write_bps_device",
+                "blkio.throttle.read_iops_device",
+                "blkio.throttle.write_iops_device",
+            ],
+        ),
+        (
+            "hugetlb",
+            &["hugetlb.2MB.max", "hugetlb.2MB.limit_in_bytes"],
+        ),
+        ("rdma", &["rdma.max"]),
+        ("net_cls", &["net_cls.classid"]),
+        ("net_prio", &["net_prio.ifpriomap"]),
     ];
 
     #[derive(Debug, Default)]
@@ -336,6 +364,10 @@ pub mod fake {
             self.log
                 .borrow_mut()
                 .push(format!("rmdir {}", path.display()));
+            // A cgroup with child groups is busy.
+            if self.dirs.borrow().iter().any(|d| d.parent() == Some(path)) {
+                return Err(errno(libc::EBUSY));
+            }
             if !self.dirs.borrow_mut().remove(path) {
                 return Err(errno(libc::ENOENT));
             }

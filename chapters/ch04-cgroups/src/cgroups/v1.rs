@@ -32,13 +32,18 @@ use super::{
 pub const CONTROLLERS: &[&str] = &["cpu", "cpuacct", "memory", "pids"];
 
 /// [`CONTROLLERS`], and `freezer` and `devices` when the limits ask for them.
-fn joined(limits: &Limits) -> Vec<&'static str> {
+pub(crate) fn joined(limits: &Limits) -> Vec<&'static str> {
     let mut joined = CONTROLLERS.to_vec();
     if limits.freezer {
         joined.push("freezer");
     }
     if limits.devices.is_some() {
         joined.push("devices");
+    }
+    for (_, controller) in limits.resources.needs(super::Version::V1) {
+        if !joined.contains(&controller) {
+            joined.push(controller);
+        }
     }
     joined
 }
@@ -60,6 +65,18 @@ impl Cgroup {
         name: &str,
         limits: &Limits,
     ) -> Result<Cgroup> {
+        for (field, controller) in limits.resources.needs(super::Version::V1) {
+            if !hierarchies
+                .iter()
+                .any(|h| h.controllers.iter().any(|c| c == controller))
+            {
+                bail!(
+                    "linux.resources.{field} needs the {controller} controller, and no cgroup v1 \
+                     hierarchy here has it (see /proc/self/cgroup): remove the field, or mount it \
+                     with `mount -t cgroup -o {controller} none /sys/fs/cgroup/{controller}`"
+                );
+            }
+        }
         let mut needed = limits.controllers();
         needed.extend(joined(limits).into_iter().skip(CONTROLLERS.len()));
         for controller in needed {
@@ -77,7 +94,10 @@ impl Cgroup {
             files,
             dirs: Vec::new(),
         };
-        if let Err(err) = cgroup.build(hierarchies, name, limits) {
+        let built = cgroup.build(hierarchies, name, limits).and_then(|()| {
+            super::runtime::resources::apply_v1(files, &cgroup.dirs, &limits.resources)
+        });
+        if let Err(err) = built {
             if let Err(cleanup) = cgroup.remove() {
                 return Err(err.context(format!("and cleaning up failed: {cleanup:#}")));
             }
@@ -297,15 +317,16 @@ impl Cgroup {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cgroups::files::fake::Fake;
     use crate::cgroups::Cpus;
 
-    fn hierarchies() -> Vec<V1Hierarchy> {
+    pub(crate) fn hierarchies() -> Vec<V1Hierarchy> {
         let h = |controller: &str, own: &str| V1Hierarchy {
             controllers: vec![controller.to_string()],
             mount: PathBuf::from(format!("/cg/{controller}")),
+            root: PathBuf::from("/"),
             own: PathBuf::from(own),
         };
         vec![
@@ -318,7 +339,7 @@ mod tests {
         ]
     }
 
-    fn fake() -> &'static Fake {
+    pub(crate) fn fake() -> &'static Fake {
         Fake {
             v1: ["cpu", "cpuacct", "memory", "pids", "devices", "freezer"]
                 .iter()
@@ -431,78 +452,6 @@ mod tests {
         ] {
             assert!(log.contains(&format!("rmdir {dir}")), "{dir} left: {log:?}");
         }
-    }
-
-    // ANCHOR: runtime_plan
-    /// What chapter 6 asks for: a weight, swap on top of memory, device rules
-    /// and a freezer; then a later process opens it, pauses and resumes it,
-    /// and removes it while frozen.
-    #[test]
-    fn file_plan_of_a_runtime() -> Result<()> {
-        use crate::cgroups::{Cgroup as Any, DeviceRule, FreezerState, Placement};
-        let files = fake();
-        let limits = Limits {
-            cpu_shares: Some(512),
-            memory: Some(32 << 20),
-            memory_swap: Some(48 << 20),
-            devices: Some(vec![
-                DeviceRule::DENY_ALL,
-                DeviceRule::allow_char(1, Some(3)),
-            ]),
-            freezer: true,
-            ..Limits::default()
-        };
-        let cgroup = Cgroup::create(files, &hierarchies(), "cfs-1", &limits)?;
-        let placement = Placement::v1(cgroup.dirs_with_controllers());
-        // A later run of the runtime, from the saved placement.
-        let later = Any::open_with(files, &placement);
-        assert_eq!(later.placement(), placement);
-        later.freeze()?;
-        assert_eq!(later.freezer_state()?, FreezerState::Frozen);
-        later.thaw()?;
-        later.freeze()?;
-        later.remove()?;
-        assert_eq!(
-            files.log(),
-            [
-                "mkdir /cg/cpu/cfs-1",
-                "mkdir /cg/cpuacct/cfs-1",
-                "mkdir /cg/memory/app/cfs-1",
-                "mkdir /cg/pids/cfs-1",
-                "mkdir /cg/devices/cfs-1",
-                "mkdir /cg/freezer/cfs-1",
-                r#"write /cg/cpu/cfs-1/cpu.shares "512""#,
-                r#"write /cg/memory/app/cfs-1/memory.limit_in_bytes "33554432""#,
-                r#"write /cg/memory/app/cfs-1/memory.memsw.limit_in_bytes "50331648""#,
-                r#"write /cg/devices/cfs-1/devices.deny "a *:* rwm""#,
-                r#"write /cg/devices/cfs-1/devices.allow "c 1:3 rwm""#,
-                r#"write /cg/freezer/cfs-1/freezer.state "FROZEN""#,
-                r#"write /cg/freezer/cfs-1/freezer.state "THAWED""#,
-                r#"write /cg/freezer/cfs-1/freezer.state "FROZEN""#,
-                // remove: kill what is inside (nothing here), thaw, rmdir.
-                r#"write /cg/freezer/cfs-1/freezer.state "THAWED""#,
-                "rmdir /cg/freezer/cfs-1",
-                "rmdir /cg/devices/cfs-1",
-                "rmdir /cg/pids/cfs-1",
-                "rmdir /cg/memory/app/cfs-1",
-                "rmdir /cg/cpuacct/cfs-1",
-                "rmdir /cg/cpu/cfs-1",
-            ]
-        );
-        Ok(())
-    }
-    // ANCHOR_END: runtime_plan
-
-    #[test]
-    fn a_missing_freezer_hierarchy_is_reported() {
-        let files = fake();
-        let limits = Limits {
-            freezer: true,
-            ..Limits::default()
-        };
-        let err = Cgroup::create(files, &hierarchies()[..5], "cfs-1", &limits).err();
-        assert!(err.is_some_and(|e| e.to_string().contains("freezer controller")));
-        assert!(files.log().is_empty(), "{:?}", files.log());
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub struct Cgroup {
 }
 
 /// What became of a request to enable controllers for a cgroup's children.
-enum Enable {
+pub(crate) enum Enable {
     Done,
     /// `EBUSY`: the cgroup has processes of its own.
     Busy,
@@ -60,14 +60,17 @@ impl Cgroup {
         name: &str,
         limits: &Limits,
     ) -> Result<Cgroup> {
-        let parent = place(files, tree, &limits.controllers())?;
+        let parent = place(files, tree, &needed(limits))?;
         let dir = parent.join(name);
         mkdir(files, &dir)?;
         let mut cgroup = Cgroup {
             files,
             dir: Some(dir),
         };
-        if let Err(err) = cgroup.limit(limits) {
+        let limited = cgroup.limit(limits).and_then(|()| {
+            super::runtime::resources::apply_v2(files, cgroup.dir()?, &limits.resources)
+        });
+        if let Err(err) = limited {
             if let Err(cleanup) = cgroup.remove() {
                 return Err(err.context(format!("and cleaning up failed: {cleanup:#}")));
             }
@@ -227,6 +230,18 @@ impl Cgroup {
     }
 }
 
+/// The controllers `limits` need enabled: chapter 4's, and those of the
+/// runtime's other resources.
+pub(crate) fn needed(limits: &Limits) -> Vec<&'static str> {
+    let mut needed = limits.controllers();
+    for (_, controller) in limits.resources.needs(super::Version::V2) {
+        if !needed.contains(&controller) {
+            needed.push(controller);
+        }
+    }
+    needed
+}
+
 /// v1's `cpu.shares` (2 to 262144, default 1024) as v2's `cpu.weight` (1 to
 /// 10000, default 100): the same linear map runc and the kernel's docs use,
 /// so 2 becomes 1 and 262144 becomes 10000 (and 1024 becomes 39, not 100).
@@ -238,7 +253,7 @@ pub fn weight(shares: u64) -> u64 {
 /// Where the new cgroup goes: beneath our own cgroup when the `needed`
 /// controllers can be enabled there; when that fails with `EBUSY` (our cgroup
 /// has processes, the runtime among them), beneath its parent, beside it.
-fn place(files: &dyn Files, tree: &V2Hierarchy, needed: &[&str]) -> Result<PathBuf> {
+pub(crate) fn place(files: &dyn Files, tree: &V2Hierarchy, needed: &[&str]) -> Result<PathBuf> {
     let own = tree.own.as_path();
     if needed.is_empty() {
         return Ok(own.to_path_buf());
@@ -277,7 +292,12 @@ fn place(files: &dyn Files, tree: &V2Hierarchy, needed: &[&str]) -> Result<PathB
 /// Enables `needed` in `dir`'s `cgroup.subtree_control`, first making them
 /// available to `dir` (its `cgroup.controllers`) by enabling them in its
 /// parent, and so on up the tree, as far as needed.
-fn enable(files: &dyn Files, tree: &V2Hierarchy, dir: &Path, needed: &[&str]) -> Result<Enable> {
+pub(crate) fn enable(
+    files: &dyn Files,
+    tree: &V2Hierarchy,
+    dir: &Path,
+    needed: &[&str],
+) -> Result<Enable> {
     let control = dir.join("cgroup.subtree_control");
     let enabled = read(files, &control)?;
     let missing: Vec<&str> = needed
@@ -339,16 +359,17 @@ fn enable(files: &dyn Files, tree: &V2Hierarchy, dir: &Path, needed: &[&str]) ->
 // ANCHOR_END: enable
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cgroups::files::fake::Fake;
     use crate::cgroups::Cpus;
 
-    const SCOPE: &str = "/cg/user.slice/user-1000.slice/session-1.scope";
+    pub(crate) const SCOPE: &str = "/cg/user.slice/user-1000.slice/session-1.scope";
 
-    fn tree(own: &str) -> V2Hierarchy {
+    pub(crate) fn tree(own: &str) -> V2Hierarchy {
         V2Hierarchy {
             mount: PathBuf::from("/cg"),
+            root: PathBuf::from("/"),
             own: PathBuf::from(own),
         }
     }
@@ -365,7 +386,7 @@ mod tests {
     /// A systemd machine where `sudo` runs in a session scope: the root hands
     /// every controller down, the slices only memory and pids (systemd's
     /// default), and the scope holds the login shell and the runtime.
-    fn systemd_machine() -> Fake {
+    pub(crate) fn systemd_machine() -> Fake {
         Fake {
             v2_root: Some((
                 PathBuf::from("/cg"),
@@ -506,65 +527,6 @@ mod tests {
             files.log()
         );
     }
-
-    // ANCHOR: runtime_plan
-    /// What chapter 6 asks for on v2: the weight becomes cpu.weight, swap is
-    /// counted apart from memory, the device rules become an eBPF program,
-    /// and the freezer is cgroup.freeze, with cgroup.events saying "frozen".
-    #[test]
-    fn file_plan_of_a_runtime() -> Result<()> {
-        use crate::cgroups::{Cgroup as Any, DeviceRule, Dir, FreezerState, Placement, Version};
-        let files = systemd_machine().leak();
-        let limits = Limits {
-            cpu_shares: Some(1024),
-            memory: Some(32 << 20),
-            memory_swap: Some(48 << 20),
-            pids: Some(16),
-            devices: Some(vec![
-                DeviceRule::DENY_ALL,
-                DeviceRule::allow_char(1, Some(3)),
-            ]),
-            freezer: true,
-            ..Limits::default()
-        };
-        let cgroup = Cgroup::create(files, &tree(SCOPE), "cfs-1", &limits)?;
-        let slice = "/cg/user.slice/user-1000.slice";
-        let placement = Placement {
-            version: Version::V2,
-            dirs: vec![Dir {
-                path: PathBuf::from(format!("{slice}/cfs-1")),
-                controllers: Vec::new(),
-            }],
-        };
-        assert_eq!(cgroup.dirs(), [placement.dirs[0].path.clone()]);
-        let later = Any::open_with(files, &placement);
-        assert_eq!(later.freezer_state()?, FreezerState::Thawed);
-        later.freeze()?;
-        assert_eq!(later.freezer_state()?, FreezerState::Frozen);
-        later.thaw()?;
-        later.remove()?;
-        assert_eq!(
-            files.log(),
-            [
-                r#"write /cg/user.slice/cgroup.subtree_control "+cpu""#.to_string(),
-                format!(r#"write {slice}/cgroup.subtree_control "+cpu""#),
-                format!(r#"write {SCOPE}/cgroup.subtree_control "+cpu +memory +pids""#),
-                format!("mkdir {slice}/cfs-1"),
-                // 1024 shares, v1's default, is weight 39 (v2's default is 100).
-                format!(r#"write {slice}/cfs-1/cpu.weight "39""#),
-                format!(r#"write {slice}/cfs-1/memory.max "33554432""#),
-                // 48M of memory and swap together: 16M of swap.
-                format!(r#"write {slice}/cfs-1/memory.swap.max "16777216""#),
-                format!(r#"write {slice}/cfs-1/pids.max "16""#),
-                format!("bpf attach {slice}/cfs-1 BPF_CGROUP_DEVICE (2 rules)"),
-                format!(r#"write {slice}/cfs-1/cgroup.freeze "1""#),
-                format!(r#"write {slice}/cfs-1/cgroup.freeze "0""#),
-                format!("rmdir {slice}/cfs-1"),
-            ]
-        );
-        Ok(())
-    }
-    // ANCHOR_END: runtime_plan
 
     #[test]
     fn shares_map_onto_weights() {
