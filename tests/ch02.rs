@@ -55,7 +55,7 @@ const HINTS: &[(&str, &str)] = &[
          with reap_orphans waits on pid -1",
     ),
     (
-        r"expected exit 42",
+        r"expected exit 42|timed out after",
         "the command never got the SIGTERM: supervise must not sleep in waitpid(2) (WNOHANG \
          only reaps what has ended) but in sigwait(3), and forward what it returns with kill(2)",
     ),
@@ -155,7 +155,8 @@ fn main() -> ExitCode {
             "SIGTERM sent to the runtime reaches the command's trap, which exits 42, with and \
              without --init",
             "supervise takes signals with sigwait(3) on the blocked set and forwards every \
-             one but SIGCHLD to main with kill(2)",
+             one but SIGCHLD to main with kill(2); it reaps with waitpid(2) and WNOHANG only, \
+             never sleeping in it",
             || {
                 for extra in [&[][..], &["--init"][..]] {
                     let mut args = extra.to_vec();

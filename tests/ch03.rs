@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use cfs_tests::kernel::{assert_mounts_unchanged, children, mounts, ns_inode};
+use cfs_tests::kernel::{children, ns_inode};
 use cfs_tests::paths::{rootfs, static_dir};
 use cfs_tests::run::{chapter, output, run, wait_for, Background};
 use cfs_tests::sandbox::SharedHost;
@@ -452,12 +452,15 @@ fn main() -> ExitCode {
             },
         ),
         root("sigkill_of_the_runtime_takes_the_container_down", || {
-            let before = mounts()?;
+            // In a stand-in host: the machine's own mount table changes with
+            // the work of others running beside the tests.
+            let host = SharedHost::new()?;
+            let before = host.mounts()?;
             let rootfs = rootfs()?;
-            let bg = Background::start(chapter(
+            let bg = Background::start(host.command(chapter(
                 BIN,
                 &["--rootfs", &rootfs.to_string_lossy(), "--", "sleep", "30"],
-            ))?;
+            )))?;
             let child = wait_for(Duration::from_secs(5), || {
                 children(bg.pid()).first().copied()
             })?;
@@ -470,7 +473,7 @@ fn main() -> ExitCode {
                 (!Path::new(&format!("/proc/{child}")).exists()).then_some(())
             })
             .context("the container outlived its runtime")?;
-            assert_mounts_unchanged(&before)
+            host.assert_mounts_unchanged(&before)
         }),
         root("chroot_can_be_escaped", || {
             let (code, stdout, _) = escape_attempt(&["--chroot"])?;
@@ -500,7 +503,8 @@ fn main() -> ExitCode {
             },
         ),
         root("bad_rootfs_is_a_one_line_error_and_leaves_nothing", || {
-            let before = mounts()?;
+            let host = SharedHost::new()?;
+            let before = host.mounts()?;
             let empty = tempfile::tempdir()?;
             let empty = empty.path().to_string_lossy().into_owned();
             let cases: [(&[&str], &str); 3] = [
@@ -509,11 +513,11 @@ fn main() -> ExitCode {
                 (&["--rootfs", &empty, "--", "sh"], &format!("ch03-mount-chroot: command sh not found in rootfs {empty} (is it a rootfs? scripts/mkrootfs builds one)")),
             ];
             for (args, message) in cases {
-                let out = run(BIN, args)?;
+                let out = output(host.command(chapter(BIN, args)))?;
                 out.expect_code(1)?;
                 ensure!(out.stderr.trim_end() == message, "stderr: {:?}", out.stderr);
             }
-            assert_mounts_unchanged(&before)
+            host.assert_mounts_unchanged(&before)
         }),
         root("with_init_ps_shows_init_and_command", || {
             let rootfs = rootfs()?;

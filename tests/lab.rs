@@ -989,6 +989,15 @@ fn mutate(text: &str, m: &Mutant) -> Result<String> {
     Ok(format!("{}{}{}", &text[..start], body, &text[end..]))
 }
 
+/// The file of the reference that holds the body mutant `m` changes.
+fn file_of_mutant(ch: &str, m: &Mutant) -> Result<PathBuf> {
+    if m.file.is_empty() {
+        file_of(ch, &m.function)
+    } else {
+        Ok(workspace().join(&m.file))
+    }
+}
+
 /// The file of the reference that holds the marked body of `function` of lab `ch`.
 fn file_of(ch: &str, function: &str) -> Result<PathBuf> {
     let needle = format!("// LAB:BEGIN {function}:");
@@ -1125,7 +1134,12 @@ fn every_mutant_is_caught(ch: &str) -> Result<()> {
             .next()
             .unwrap_or_default()
             .to_string();
-        let n = all.iter().filter(|m| m.function == name).count();
+        let mut n = 0;
+        for m in all.iter().filter(|m| m.function == name) {
+            if file_of_mutant(ch, m)? == body.file {
+                n += 1;
+            }
+        }
         ensure!(n >= 3, "lab {ch}: {name} has {n} mutants, fewer than 3");
     }
     let checks = reference_check_names(ch)?;
@@ -1153,7 +1167,7 @@ fn every_mutant_is_caught(ch: &str) -> Result<()> {
     let mut report = Vec::new();
     let mut wrong = Vec::new();
     for m in &all {
-        let file = file_of(ch, &m.function)?;
+        let file = file_of_mutant(ch, m)?;
         let rel = file.strip_prefix(workspace())?.to_path_buf();
         let reference = fs::read_to_string(&file)?;
         fs::write(dir.join(&rel), mutate(&reference, m)?)?;

@@ -15,6 +15,9 @@ use crate::paths::workspace;
 pub struct Mutant {
     pub name: String,
     pub function: String,
+    /// The file holding the body, relative to the workspace, when two
+    /// files mark a body of that name (empty: the only one).
+    pub file: String,
     pub mistake: String,
     pub fails: String,
     pub hint: String,
@@ -42,6 +45,7 @@ pub fn parse_mutants(text: &str) -> Result<(Vec<String>, Vec<Mutant>)> {
             all.push(Mutant {
                 name: name.trim().to_string(),
                 function: String::new(),
+                file: String::new(),
                 mistake: String::new(),
                 fails: String::new(),
                 hint: String::new(),
@@ -83,6 +87,8 @@ pub fn parse_mutants(text: &str) -> Result<(Vec<String>, Vec<Mutant>)> {
             .with_context(|| format!("line {n}: no ## name above"))?;
         if let Some(v) = keyword("function:") {
             m.function = v.to_string();
+        } else if let Some(v) = keyword("file:") {
+            m.file = v.to_string();
         } else if let Some(v) = keyword("mistake:") {
             m.mistake = v.to_string();
         } else if let Some(v) = keyword("fails:") {
@@ -130,8 +136,14 @@ pub fn table(ch: &str) -> Result<String> {
     );
     for m in all {
         rows.push_str(&format!(
-            "| `{}` ({}) | {} | `{}` | `{}` |\n",
+            "| `{}` ({}{}) | {} | `{}` | `{}` |\n",
             m.name,
+            m.file
+                .rsplit('/')
+                .next()
+                .filter(|f| !f.is_empty())
+                .map(|f| format!("{f}: "))
+                .unwrap_or_default(),
             m.function,
             m.mistake.replace('|', "\\|"),
             m.fails,
