@@ -1166,6 +1166,7 @@ fn every_mutant_is_caught(ch: &str) -> Result<()> {
     }
     let mut report = Vec::new();
     let mut wrong = Vec::new();
+    let started = std::time::Instant::now();
     for m in &all {
         let file = file_of_mutant(ch, m)?;
         let rel = file.strip_prefix(workspace())?.to_path_buf();
@@ -1252,6 +1253,11 @@ fn every_mutant_is_caught(ch: &str) -> Result<()> {
             m.name, verdict.failed, verdict.hint_line
         ));
     }
+    report.push(format!(
+        "{ch}: {} mutants in {:.0?} (build and checks, after the copy's first build)",
+        all.len(),
+        started.elapsed()
+    ));
     eprintln!("{}", report.join("\n"));
     no_leftovers(&dir)?;
     ensure!(
