@@ -12,7 +12,7 @@ use std::time::Duration;
 use cfs_tests::kernel::{children, ns_inode};
 use cfs_tests::paths::{rootfs, static_dir};
 use cfs_tests::run::{chapter, output, run, wait_for, Background};
-use cfs_tests::sandbox::SharedHost;
+use cfs_tests::shared_host::SharedHost;
 use cfs_tests::{bail, check, ensure, root, Context, Result};
 use nix::sys::signal::Signal;
 

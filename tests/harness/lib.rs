@@ -24,7 +24,7 @@ pub mod lab;
 pub mod mutants;
 pub mod paths;
 pub mod run;
-pub mod sandbox;
+pub mod shared_host;
 pub mod scripts;
 pub mod session;
 
