@@ -19,14 +19,17 @@ use std::process::ExitCode;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
+pub mod cri;
+pub mod engines;
 pub mod kernel;
 pub mod lab;
 pub mod mutants;
 pub mod paths;
 pub mod run;
-pub mod shared_host;
+pub mod sandbox;
 pub mod scripts;
 pub mod session;
+pub mod shared_host;
 
 pub use anyhow::{anyhow, bail, ensure, Context, Result};
 

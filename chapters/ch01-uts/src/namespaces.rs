@@ -19,6 +19,26 @@ pub const ALL: &[(CloneFlags, &str)] = &[
     (CloneFlags::CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
 ];
 
+/// Every namespace flag with its file under `/proc/<pid>/ns/` (`uts`, `mnt`...),
+/// the handle that `setns(2)` takes to join one.
+pub const PROC_NAMES: &[(CloneFlags, &str)] = &[
+    (CloneFlags::CLONE_NEWUTS, "uts"),
+    (CloneFlags::CLONE_NEWPID, "pid"),
+    (CloneFlags::CLONE_NEWNS, "mnt"),
+    (CloneFlags::CLONE_NEWIPC, "ipc"),
+    (CloneFlags::CLONE_NEWNET, "net"),
+    (CloneFlags::CLONE_NEWUSER, "user"),
+    (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
+];
+
+/// The `/proc/<pid>/ns/` name of one namespace flag (`"?"` for anything else).
+pub fn proc_name(flag: CloneFlags) -> &'static str {
+    PROC_NAMES
+        .iter()
+        .find(|(f, _)| *f == flag)
+        .map_or("?", |(_, name)| *name)
+}
+
 /// `CLONE_NEWUTS|CLONE_NEWPID`, as a C programmer would write the flags.
 pub fn describe(flags: CloneFlags) -> String {
     let names: Vec<&str> = ALL
@@ -42,5 +62,13 @@ mod tests {
         let flags = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS;
         assert_eq!(describe(flags), "CLONE_NEWUTS|CLONE_NEWPID");
         assert_eq!(describe(CloneFlags::empty()), "0");
+    }
+
+    #[test]
+    fn every_flag_has_a_proc_name() {
+        for (flag, _) in ALL {
+            assert_ne!(proc_name(*flag), "?", "{flag:?}");
+        }
+        assert_eq!(proc_name(CloneFlags::CLONE_NEWNS), "mnt");
     }
 }

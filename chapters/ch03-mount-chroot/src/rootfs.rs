@@ -60,20 +60,9 @@ pub fn validate(rootfs: &Path, argv: &[String]) -> Result<()> {
             rootfs.display()
         );
     }
-    let found = if command.contains('/') {
-        rootfs
-            .join(command.trim_start_matches('/'))
-            .symlink_metadata()
-            .is_ok()
-    } else {
-        DEFAULT_PATH.split(':').any(|dir| {
-            rootfs
-                .join(dir.trim_start_matches('/'))
-                .join(command)
-                .symlink_metadata()
-                .is_ok()
-        })
-    };
+    let found = candidates(rootfs, DEFAULT_PATH, command)
+        .iter()
+        .any(|path| path.symlink_metadata().is_ok());
     if !found {
         bail!(
             "command {command} not found in rootfs {} (is it a rootfs? scripts/mkrootfs builds one)",
@@ -223,14 +212,32 @@ pub fn mount_sys() -> Result<()> {
 }
 // ANCHOR_END: sys
 
+/// Removes every inherited environment variable (the process is single-threaded
+/// here, between `clone` and `execve`, so changing the environment is safe).
+pub fn clear_env() {
+    for (key, _) in std::env::vars_os() {
+        std::env::remove_var(key);
+    }
+}
+
+/// Where `execvp(3)` would look for `command`, beneath `root` (the rootfs
+/// seen from the host, or `/` inside): the command itself if it holds a
+/// `/`, else each directory of `path` (a `PATH` value) in order.
+pub fn candidates(root: &Path, path: &str, command: &str) -> Vec<std::path::PathBuf> {
+    if command.contains('/') {
+        return vec![root.join(command.trim_start_matches('/'))];
+    }
+    path.split(':')
+        .map(|dir| root.join(dir.trim_start_matches('/')).join(command))
+        .collect()
+}
+
 /// Replaces the inherited environment with a small default one: the host's
 /// variables (its `PATH` with host directories, `SUDO_USER`, ...) mean nothing
 /// inside. `TERM` is kept so that interactive programs draw correctly.
 pub fn default_env() {
     let term = std::env::var("TERM").unwrap_or_else(|_| "xterm".to_string());
-    for (key, _) in std::env::vars_os() {
-        std::env::remove_var(key);
-    }
+    clear_env();
     std::env::set_var("PATH", DEFAULT_PATH);
     std::env::set_var("HOME", "/root");
     std::env::set_var("TERM", term);

@@ -15,6 +15,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use ch01_uts::say;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::pty::openpty;
 use nix::sys::socket::{
     connect, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
@@ -24,6 +25,11 @@ use nix::sys::socket::{
 pub fn open_and_send(socket_path: &Path) -> Result<OwnedFd> {
     say!("openpty()");
     let pty = openpty(None, None).context("failed to open a pseudo-terminal")?;
+    // openpty(3) leaves both ends inheritable: no hook or container gets them by accident.
+    for fd in [&pty.master, &pty.slave] {
+        fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+            .context("failed to set FD_CLOEXEC on the pty")?;
+    }
     let sock = socket(
         AddressFamily::Unix,
         SockType::Stream,

@@ -34,12 +34,14 @@ use nix::fcntl::{open, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill as send, Signal};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::{mkfifo, pipe2, Pid};
 use oci_spec::runtime::{Process, Spec};
 
 use crate::container_init::{self, Init, FAILED, READY};
+use crate::hardening::{self, PassFds};
 use crate::namespaces::{self, Kind, Plan};
 use crate::state::{self, proc_stat, Container, NotFound, Status, Store};
 use crate::{capabilities, cgroups, hooks, logging, seccomp, spec, user, user_ns};
@@ -50,6 +52,8 @@ pub struct CreateOptions {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// `--preserve-fds N`: descriptors 3.. that go into the container.
+    pub preserve_fds: u32,
 }
 
 /// Undoes a half-done `create`: kills the child, removes the cgroup (chapter
@@ -93,10 +97,12 @@ pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Container
         .with_context(|| format!("bundle {} does not exist", opts.bundle.display()))?;
     // Everything that can be checked is checked before anything exists.
     let spec = spec::load(&bundle)?;
-    let process = spec
+    let mut process = spec
         .process()
         .clone()
         .context("config.json: `process` is missing")?;
+    let pass_fds = PassFds::new(opts.preserve_fds);
+    add_env(&mut process, pass_fds.env());
     let plan = Plan::from_spec(&spec)?;
     user_ns::validate(&spec, plan.owns(Kind::User))?;
     let filter = seccomp_filter(&spec)?;
@@ -153,6 +159,19 @@ pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Container
     std::env::set_current_dir(&bundle)
         .with_context(|| format!("failed to chdir to {}", bundle.display()))?;
     let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).context("failed to create the ready pipe")?;
+    // A mapped root may not reach the bind sources: the runtime opens them.
+    let (sources_ours, sources_theirs) = if plan.owns(Kind::User) {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .context("failed to create the bind sources socket")?;
+        (Some(ours), Some(theirs))
+    } else {
+        (None, None)
+    };
     let init = Init {
         spec: &spec,
         process: &process,
@@ -163,12 +182,17 @@ pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Container
         ready: ready_w,
         console,
         seccomp: filter,
+        sources: sources_theirs,
+        pass_fds,
     };
     let child = process::spawn(plan.clone_flags(), move || init.run())?;
     let pid = child.pid();
     // The child waits on the sync pipe: set up from outside what it cannot.
     if plan.owns(Kind::User) {
         user_ns::write_maps(pid, &spec)?;
+    }
+    if let Some(socket) = sources_ours {
+        crate::mounts::send_sources(&socket, pid, &spec, &bundle)?;
     }
     // Before the child runs a single instruction of its own: everything it
     // does and every process it forks is counted and limited.
@@ -288,6 +312,7 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     }
     say!("rm {}", fifo.display());
     fs::remove_file(&fifo).with_context(|| format!("failed to remove {}", fifo.display()))?;
+    await_exec(&fd, id)?;
     hooks::run_logged(
         container.spec.hooks().as_ref(),
         hooks::Point::Poststart,
@@ -298,10 +323,45 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
 }
 // ANCHOR_END: start
 
-/// Parses a signal as runc does: `TERM`, `SIGTERM`, `term` or `15`.
-pub fn parse_signal(text: &str) -> Result<Signal> {
+/// After the go: the process runs the `startContainer` hooks, then executes
+/// the command, which closes its end of `exec.fifo` (close-on-exec). A
+/// failing hook is an error of `start` (the spec's rule): the process writes
+/// [`FAILED`] and the error instead, and exits.
+fn await_exec(fd: &std::os::fd::OwnedFd, id: &str) -> Result<()> {
+    let mut message = Vec::new();
+    loop {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(errno) => return Err(errno).context("failed to poll exec.fifo"),
+        }
+        let mut buf = [0u8; 512];
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => message.extend_from_slice(&buf[..n]),
+            Err(Errno::EAGAIN | Errno::EINTR) => {}
+            Err(errno) => return Err(errno).context("failed to read exec.fifo"),
+        }
+    }
+    if let Some(text) = message.strip_prefix(&[FAILED]) {
+        bail!(
+            "cannot start container {id}: {}",
+            String::from_utf8_lossy(text)
+        );
+    }
+    Ok(())
+}
+
+/// Parses a signal as runc does: `TERM`, `SIGTERM`, `term` or `15`. `0`
+/// is no signal (`None`): `kill(2)` then only checks that the process exists.
+pub fn parse_signal(text: &str) -> Result<Option<Signal>> {
     if let Ok(number) = text.parse::<i32>() {
-        return Signal::try_from(number).with_context(|| format!("unknown signal number {number}"));
+        if number == 0 {
+            return Ok(None);
+        }
+        return Signal::try_from(number)
+            .map(Some)
+            .with_context(|| format!("unknown signal number {number}"));
     }
     let upper = text.to_ascii_uppercase();
     let name = if upper.starts_with("SIG") {
@@ -309,10 +369,15 @@ pub fn parse_signal(text: &str) -> Result<Signal> {
     } else {
         format!("SIG{upper}")
     };
-    name.parse::<Signal>().map_err(|_| {
+    name.parse::<Signal>().map(Some).map_err(|_| {
         anyhow::anyhow!("unknown signal {text:?}: use a name such as TERM or a number")
     })
 }
+
+/// The text runc gives when a stopped container is sent a signal: engines
+/// look for these words (containerd's shim turns them into "process
+/// already finished", not a failure).
+pub const NOT_RUNNING: &str = "container not running";
 
 // ANCHOR: kill
 /// `kill [--all] ID [SIGNAL]`: sends a signal to the container's process, or
@@ -320,15 +385,23 @@ pub fn parse_signal(text: &str) -> Result<Signal> {
 /// meanwhile: a process forked after `cgroup.procs` was read would escape
 /// the signal, and a frozen group forks nothing. (v2's `cgroup.kill` does
 /// the same in the kernel, for `SIGKILL` only.)
-pub fn kill(store: &Store, id: &str, signal: Signal, all: bool) -> Result<()> {
+pub fn kill(store: &Store, id: &str, signal: Option<Signal>, all: bool) -> Result<()> {
     let container = store.load(id)?;
     let status = container.status();
     if !matches!(status, Status::Created | Status::Running | Status::Paused) {
-        bail!("cannot kill container {id}: it is {status}");
+        if all && status == Status::Stopped {
+            // runc's answer to `kill --all` of a stopped container, which
+            // containerd's shim sends after every exit: success. What may be
+            // left in the cgroup (a container without a PID namespace of its
+            // own leaves its orphans there) still gets the signal.
+            return signal_leftovers(&container, signal);
+        }
+        bail!("cannot kill container {id}: {NOT_RUNNING} (it is {status})");
     }
     let paused = status == Status::Paused;
     if all {
         let cgroup = cgroups::open(container.cgroup.as_ref())?;
+        not_ours(&cgroup, id)?;
         if !paused {
             cgroup.freeze()?;
         }
@@ -345,18 +418,49 @@ pub fn kill(store: &Store, id: &str, signal: Signal, all: bool) -> Result<()> {
     }
     // A frozen process acts on a signal only once thawed: SIGKILL still
     // means "now", so a paused container is thawed for it (as runc does).
-    if paused && signal == Signal::SIGKILL {
+    if paused && signal == Some(Signal::SIGKILL) {
         cgroups::open(container.cgroup.as_ref())?.thaw()?;
     }
     Ok(())
 }
+
+/// Refuses to signal, freeze or empty a cgroup that holds this very process:
+/// the runtime would freeze or kill itself and end without a word (a caller
+/// such as containerd's shim sees only "signal: killed" or a hang).
+fn not_ours(cgroup: &ch04_cgroups::cgroups::Cgroup, id: &str) -> Result<()> {
+    if cgroup.procs().unwrap_or_default().contains(&Pid::this()) {
+        bail!(
+            "the cgroup of container {id} holds this runtime ({}): run the runtime outside the container's cgroup",
+            cgroup
+                .dirs()
+                .first()
+                .map_or(String::new(), |d| d.display().to_string())
+        );
+    }
+    Ok(())
+}
+
+/// `kill --all` of a stopped container: signals what is still in its cgroup,
+/// if the cgroup is still there; a cgroup gone already is nothing to do.
+fn signal_leftovers(container: &Container, signal: Option<Signal>) -> Result<()> {
+    let Ok(cgroup) = cgroups::open(container.cgroup.as_ref()) else {
+        return Ok(());
+    };
+    let Ok(pids) = cgroup.procs() else {
+        return Ok(());
+    };
+    not_ours(&cgroup, &container.id)?;
+    pids.into_iter()
+        .try_for_each(|pid| send_signal(pid.as_raw(), signal))
+}
 // ANCHOR_END: kill
 
-fn send_signal(pid: i32, signal: Signal) -> Result<()> {
-    say!("kill({pid}, {})", signal.as_str());
+fn send_signal(pid: i32, signal: Option<Signal>) -> Result<()> {
+    let name = signal.map_or("0", Signal::as_str);
+    say!("kill({pid}, {name})");
     match send(Pid::from_raw(pid), signal) {
         Ok(()) | Err(Errno::ESRCH) => Ok(()),
-        Err(errno) => Err(errno).with_context(|| format!("failed to send {signal} to {pid}")),
+        Err(errno) => Err(errno).with_context(|| format!("failed to send {name} to {pid}")),
     }
 }
 
@@ -365,18 +469,28 @@ fn send_signal(pid: i32, signal: Signal) -> Result<()> {
 pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
     let container = match store.load(id) {
         Ok(c) => c,
-        // Engines call `delete --force` to be sure; nothing there is fine.
-        Err(err) if force && err.downcast_ref::<NotFound>().is_some() => return Ok(()),
+        Err(err) if err.downcast_ref::<NotFound>().is_some() => {
+            // A `create` killed before it wrote state.json leaves a directory
+            // without it: remove that (as runc does), then answer as runc:
+            // engines call `delete --force` to be sure, and nothing there is fine.
+            state::remove_dir(&store.dir(id))?;
+            return if force { Ok(()) } else { Err(err) };
+        }
         Err(err) => return Err(err),
     };
+    // Before anything is killed: the cgroup will be emptied.
+    if let Ok(cgroup) = cgroups::open(container.cgroup.as_ref()) {
+        not_ours(&cgroup, id)?;
+    }
     match container.status() {
         Status::Stopped => {}
         // Its command never ran: nothing is lost by killing it.
         Status::Created => stop(&container)?,
         _ if force => stop(&container)?,
-        status => {
-            bail!("cannot delete container {id}: it is {status}: kill it first or use --force")
-        }
+        // runc's words, which engines match.
+        status => bail!(
+            "cannot delete container {id} that is not stopped: {status}: kill it first or use --force"
+        ),
     }
     if container.cgroup.is_some() {
         // Kills whatever is left in the group (exec'd processes, or what a
@@ -393,7 +507,12 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
 // ANCHOR_END: delete
 
 /// Kills the container's process with SIGKILL and waits until it is gone.
+/// Only the process `create` started (same start time): a PID reused since
+/// by another process, perhaps the engine's own, is left alone.
 fn stop(container: &Container) -> Result<()> {
+    if !container.alive() {
+        return Ok(());
+    }
     if let Some(pid) = container.pid {
         let pid = Pid::from_raw(pid);
         say!("kill({pid}, SIGKILL)");
@@ -451,6 +570,18 @@ pub struct ExecOptions {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// `--preserve-fds N`, as for `create`.
+    pub preserve_fds: u32,
+}
+
+/// Appends `VAR=value` pairs to the process's environment.
+fn add_env(process: &mut Process, extra: Vec<String>) {
+    if extra.is_empty() {
+        return;
+    }
+    let mut env = process.env().clone().unwrap_or_default();
+    env.extend(extra);
+    process.set_env(Some(env));
 }
 
 /// The process `exec` runs: `--process FILE`, or the container's own
@@ -493,7 +624,9 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32> {
     if !matches!(status, Status::Created | Status::Running) {
         bail!("cannot exec in container {id}: it is {status}");
     }
-    let process = exec_process(&container, opts)?;
+    let mut process = exec_process(&container, opts)?;
+    let pass_fds = PassFds::new(opts.preserve_fds);
+    add_env(&mut process, pass_fds.env());
     if process.terminal().unwrap_or(false) && opts.console_socket.is_none() {
         bail!("exec with a terminal needs --console-socket");
     }
@@ -528,7 +661,7 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<i32> {
     let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).context("failed to create the exec pipe")?;
     let child = process::spawn(CloneFlags::empty(), move || {
         let result = namespaces::join_all(&namespaces)
-            .and_then(|()| exec_child(&process, filter.as_ref(), console.as_ref()));
+            .and_then(|()| exec_child(&process, filter.as_ref(), console.as_ref(), pass_fds));
         let err = match result {
             Ok(never) => match never {},
             Err(err) => err,
@@ -565,11 +698,17 @@ fn exec_child(
     process: &Process,
     filter: Option<&libseccomp::ScmpFilterContext>,
     console: Option<&std::os::fd::OwnedFd>,
+    pass_fds: PassFds,
 ) -> Result<std::convert::Infallible> {
     nix::sys::prctl::set_pdeathsig(None).context("failed to clear PR_SET_PDEATHSIG")?;
+    // Nothing of the runtime's (or its caller's) goes through execve.
+    hardening::close_on_exec_from(pass_fds.first_closed())?;
     if let Some(slave) = console {
         crate::console::attach(slave)?;
     }
+    // The process's own limits, not the runtime's (raising a hard limit
+    // needs CAP_SYS_RESOURCE: before the capabilities go).
+    user::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     let caps = process.capabilities().as_ref();
     capabilities::drop_bounding(caps)?;
     if !process.no_new_privileges().unwrap_or(false) {
@@ -582,6 +721,7 @@ fn exec_child(
     user::no_new_privileges(process)?;
     std::env::set_current_dir(process.cwd())
         .with_context(|| format!("cannot chdir to {}", process.cwd().display()))?;
+    hardening::check_cwd(process.cwd())?;
     container_init::set_env(process.env().as_deref().unwrap_or_default());
     container_init::finish(process, filter)
 }
@@ -651,23 +791,27 @@ pub fn list(store: &Store, json: bool, quiet: bool) -> Result<String> {
     Ok(out)
 }
 
+/// What `pause` and `resume` ask of the cgroup freezer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freezer {
+    Freeze,
+    Thaw,
+}
+
 /// `pause` / `resume`: freeze or thaw every process of the container.
-pub fn pause(store: &Store, id: &str, frozen: bool) -> Result<()> {
+pub fn pause(store: &Store, id: &str, action: Freezer) -> Result<()> {
     let container = store.load(id)?;
     let status = container.status();
-    let ok = if frozen {
-        status == Status::Running
-    } else {
-        status == Status::Paused
+    let (from, verb) = match action {
+        Freezer::Freeze => (Status::Running, "pause"),
+        Freezer::Thaw => (Status::Paused, "resume"),
     };
-    if !ok {
-        let verb = if frozen { "pause" } else { "resume" };
+    if status != from {
         bail!("cannot {verb} container {id}: it is {status}");
     }
     let cgroup = cgroups::open(container.cgroup.as_ref())?;
-    if frozen {
-        cgroup.freeze()
-    } else {
-        cgroup.thaw()
+    match action {
+        Freezer::Freeze => cgroup.freeze(),
+        Freezer::Thaw => cgroup.thaw(),
     }
 }

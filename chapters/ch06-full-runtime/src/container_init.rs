@@ -18,7 +18,7 @@ use std::convert::Infallible;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -47,6 +47,11 @@ pub struct Init<'a> {
     pub ready: OwnedFd,
     pub console: Option<OwnedFd>,
     pub seccomp: Option<ScmpFilterContext>,
+    /// In a user namespace: the socket on which the runtime sends the bind
+    /// sources it opened (see [`mounts::send_sources`]).
+    pub sources: Option<OwnedFd>,
+    /// The descriptors above 2 that go through `execve`.
+    pub pass_fds: crate::hardening::PassFds,
 }
 
 /// The first byte on the ready pipe: set-up done, or an error message follows.
@@ -72,12 +77,16 @@ impl Init<'_> {
             .write_all(&[READY])
             .context("failed to tell the runtime we are ready")?;
         drop(ready);
-        wait_for_start(fifo)?;
-        hooks::run(
+        // Open until execve closes it: `start` waits for that, or for an error.
+        let mut go = wait_for_start(fifo)?;
+        if let Err(err) = hooks::run(
             self.spec.hooks().as_ref(),
             hooks::Point::StartContainer,
             &start_state,
-        )?;
+        ) {
+            let _ = go.write_all(format!("{}{err:#}", FAILED as char).as_bytes());
+            std::process::exit(1);
+        }
         finish(self.process, self.seccomp.as_ref())
     }
     // ANCHOR_END: run
@@ -86,9 +95,11 @@ impl Init<'_> {
     /// Everything before "ready": returns the `O_PATH` descriptor of
     /// `exec.fifo` and the state JSON for the `startContainer` hooks.
     fn prepare(&self) -> Result<(OwnedFd, String)> {
-        // Chapter 3's child dies with the runtime (PR_SET_PDEATHSIG); a
+        // Chapter 1's spawn makes the child die with the runtime (PR_SET_PDEATHSIG); a
         // container must outlive it (containerd's shim reaps it), so undo that.
         nix::sys::prctl::set_pdeathsig(None).context("failed to clear PR_SET_PDEATHSIG")?;
+        // Nothing of the runtime's (or its caller's) goes through execve.
+        crate::hardening::close_on_exec_from(self.pass_fds.first_closed())?;
         for (kind, file) in &self.joins {
             namespaces::join(*kind, file, "config.json path")?;
         }
@@ -121,7 +132,11 @@ impl Init<'_> {
         if own_mount {
             rootfs::make_private()?;
             rootfs::bind_to_itself(&self.rootfs)?;
-            mounts::mount_all(self.spec, &self.rootfs, container.cgroup.as_ref())?;
+            let sources = match &self.sources {
+                Some(socket) => mounts::receive_sources(socket, self.spec)?,
+                None => Vec::new(),
+            };
+            mounts::mount_all(self.spec, &self.rootfs, container.cgroup.as_ref(), &sources)?;
             if own_dev {
                 devices::create_all(self.spec, &self.rootfs, self.plan.owns(Kind::User))?;
             }
@@ -174,6 +189,7 @@ impl Init<'_> {
                 cwd.display()
             )
         })?;
+        crate::hardening::check_cwd(cwd)?;
         set_env(self.process.env().as_deref().unwrap_or_default());
         find_command(self.process.args().as_deref().unwrap_or_default())?;
         Ok((fifo, container.oci_state(Status::Created)?))
@@ -204,8 +220,9 @@ fn open_path(path: &Path) -> Result<OwnedFd> {
 // ANCHOR: wait_for_start
 /// Blocks until `start` opens the fifo for reading, then writes one byte.
 /// The fifo is reopened for writing through `/proc/self/fd`, the one path to
-/// it that still works after `pivot_root`.
-fn wait_for_start(fifo: OwnedFd) -> Result<()> {
+/// it that still works after `pivot_root`. Returns the open fifo: `start`
+/// reads on until `execve` closes it.
+fn wait_for_start(fifo: OwnedFd) -> Result<File> {
     // LAB:BEGIN wait_for_start: open /proc/self/fd/N of the O_PATH descriptor with O_WRONLY|O_CLOEXEC, which blocks until start opens exec.fifo for reading; then write one byte; say! it
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
     let fd = open(
@@ -214,12 +231,11 @@ fn wait_for_start(fifo: OwnedFd) -> Result<()> {
         Mode::empty(),
     )
     .context("failed to open exec.fifo (is /proc mounted in the container?)")?;
-    // SAFETY: `open` just returned this descriptor and nothing else owns it.
-    let mut file = unsafe { File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(fd)) };
+    let mut file = File::from(fd);
     file.write_all(b"0")
         .context("failed to write to exec.fifo")?;
     say!("exec.fifo opened by start: go");
-    Ok(())
+    Ok(file)
     // LAB:END
 }
 // ANCHOR_END: wait_for_start
@@ -227,9 +243,7 @@ fn wait_for_start(fifo: OwnedFd) -> Result<()> {
 /// Replaces the environment with `process.env` (what `execvp` passes on and
 /// where it looks up `PATH`).
 pub fn set_env(env: &[String]) {
-    for (key, _) in std::env::vars_os() {
-        std::env::remove_var(key);
-    }
+    rootfs::clear_env();
     for pair in env {
         if let Some((key, value)) = pair.split_once('=') {
             if !key.is_empty() {
@@ -245,14 +259,12 @@ pub fn find_command(args: &[String]) -> Result<()> {
     let Some(program) = args.first() else {
         bail!("config.json: process.args is empty");
     };
-    let candidates: Vec<PathBuf> = if program.contains('/') {
+    // A path with a `/` is taken as it is (relative to process.cwd), as execvp does.
+    let candidates = if program.contains('/') {
         vec![PathBuf::from(program)]
     } else {
-        std::env::var("PATH")
-            .unwrap_or_default()
-            .split(':')
-            .map(|dir| Path::new(dir).join(program))
-            .collect()
+        let path_var = std::env::var("PATH").unwrap_or_default();
+        rootfs::candidates(Path::new("/"), &path_var, program)
     };
     for path in candidates {
         let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {

@@ -15,12 +15,13 @@
 //!   [`user_ns`] (ID maps), [`mounts`] (mounts, masked and read-only paths),
 //!   [`devices`], [`capabilities`], [`seccomp`], [`user`] (identity, rlimits,
 //!   no_new_privs, sysctl), [`hooks`], [`console`], [`cgroups`].
+//! - [`hardening`] closes two escapes runc had: leaked descriptors and a
+//!   writable runtime binary.
 //! - [`logging`] writes errors where containerd's shim reads them.
 //!
 //! What it leaves out: checkpoint/restore (CRIU), AppArmor and SELinux labels,
 //! Intel RDT, the time namespace, `SCMP_ACT_NOTIFY`, systemd-managed cgroups,
-//! and runc's hardening against a malicious rootfs (symlinks in mount targets,
-//! re-executing a sealed copy of its own binary).
+//! and runc's hardening against a malicious rootfs (symlinks in mount targets).
 
 pub mod capabilities;
 pub mod cgroups;
@@ -28,6 +29,7 @@ pub mod console;
 pub mod container;
 pub mod container_init;
 pub mod devices;
+pub mod hardening;
 pub mod hooks;
 pub mod logging;
 pub mod mounts;

@@ -18,7 +18,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use ch01_uts::cli;
-use ch06_full_runtime::container::{self, CreateOptions, ExecOptions};
+use ch06_full_runtime::container::{self, CreateOptions, ExecOptions, Freezer};
+use ch06_full_runtime::hardening;
 use ch06_full_runtime::logging::{self, Format};
 use ch06_full_runtime::spec;
 use ch06_full_runtime::state::{Store, DEFAULT_ROOT};
@@ -102,6 +103,9 @@ enum Command {
         pid_file: Option<PathBuf>,
         #[arg(long)]
         console_socket: Option<PathBuf>,
+        /// Pass descriptors 3 to 3+N-1 on to the process
+        #[arg(long, default_value_t = 0)]
+        preserve_fds: u32,
         /// Working directory inside the container
         #[arg(long)]
         cwd: Option<PathBuf>,
@@ -117,14 +121,14 @@ enum Command {
     },
     /// List the processes of a container
     Ps {
-        #[arg(short, long, default_value = "table")]
-        format: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        format: Listing,
         id: String,
     },
     /// List the containers
     List {
-        #[arg(short, long, default_value = "table")]
-        format: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        format: Listing,
         /// Only the ids
         #[arg(short, long)]
         quiet: bool,
@@ -133,6 +137,13 @@ enum Command {
     Pause { id: String },
     /// Thaw a paused container
     Resume { id: String },
+}
+
+/// How `ps` and `list` print: runc's two formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Listing {
+    Table,
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,6 +157,9 @@ struct CreateArgs {
     /// Unix socket that receives the pty master when process.terminal is true
     #[arg(long)]
     console_socket: Option<PathBuf>,
+    /// Pass descriptors 3 to 3+N-1 on to the container's process
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: u32,
     /// Accepted for compatibility; pivot_root is always used
     #[arg(long, hide = true)]
     no_pivot: bool,
@@ -161,6 +175,7 @@ impl CreateArgs {
             bundle: self.bundle.clone(),
             pid_file: self.pid_file.clone(),
             console_socket: self.console_socket.clone(),
+            preserve_fds: self.preserve_fds,
         }
     }
 }
@@ -198,6 +213,13 @@ fn run(args: &Args) -> Result<i32> {
     let Some(command) = &args.command else {
         bail!("no command given: try --help");
     };
+    if matches!(
+        command,
+        Command::Create(_) | Command::Run { .. } | Command::Exec { .. }
+    ) {
+        // A process in the container will run our code: from a copy it cannot write.
+        hardening::run_from_sealed_copy(&args.root)?;
+    }
     let store = Store::new(&args.root);
     match command {
         Command::Spec { bundle, rootless } => {
@@ -225,6 +247,7 @@ fn run(args: &Args) -> Result<i32> {
             detach,
             pid_file,
             console_socket,
+            preserve_fds,
             cwd,
             env,
             tty,
@@ -240,15 +263,21 @@ fn run(args: &Args) -> Result<i32> {
                 detach: *detach,
                 pid_file: pid_file.clone(),
                 console_socket: console_socket.clone(),
+                preserve_fds: *preserve_fds,
             };
             return container::exec(&store, id, &opts);
         }
-        Command::Ps { format, id } => print!("{}", container::ps(&store, id, format == "json")?),
-        Command::List { format, quiet } => {
-            print!("{}", container::list(&store, format == "json", *quiet)?)
+        Command::Ps { format, id } => {
+            print!("{}", container::ps(&store, id, *format == Listing::Json)?)
         }
-        Command::Pause { id } => container::pause(&store, id, true)?,
-        Command::Resume { id } => container::pause(&store, id, false)?,
+        Command::List { format, quiet } => {
+            print!(
+                "{}",
+                container::list(&store, *format == Listing::Json, *quiet)?
+            )
+        }
+        Command::Pause { id } => container::pause(&store, id, Freezer::Freeze)?,
+        Command::Resume { id } => container::pause(&store, id, Freezer::Thaw)?,
     }
     Ok(0)
 }

@@ -21,18 +21,31 @@
 //! `/sys` are windows into that kernel. Masking them is one of the layers that
 //! make up for what a VM's own kernel would give.
 //!
+//! In a user namespace the container's root is a mapped user (host uid
+//! 100000, say), and a bind source in a directory only the host's root may
+//! enter (a bundle is often mode 0700) is out of its reach. So, as runc
+//! does, the runtime opens such sources itself, through the child's root
+//! (`/proc/<pid>/root/...`, in the child's mount namespace), and passes the
+//! descriptors over a socket; the child mounts `/proc/self/fd/N`.
+//!
 //! What it leaves out: runc's defence against symlinks in the rootfs that point
 //! a mount destination outside it (`securejoin`); here destinations with `..`
 //! are refused, and symlinks are trusted.
 
 use std::fs;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use ch01_uts::say;
 use ch04_cgroups::cgroups::Placement;
+use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, MsFlags};
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
 use oci_spec::runtime::{Mount, Spec};
 
 /// What `options` of one mount mean to `mount(2)`.
@@ -93,7 +106,18 @@ pub fn parse_options(options: &[String]) -> Options {
     parsed
 }
 
-/// `rshared` -> `MS_SHARED|MS_REC`, and so on.
+/// `MS_NOSUID|MS_NODEV`: flags as the C call spells them (`0` for none).
+pub fn c_flags(flags: MsFlags) -> String {
+    let names: Vec<&str> = flags.iter_names().map(|(name, _)| name).collect();
+    if names.is_empty() {
+        "0".to_string()
+    } else {
+        names.join("|")
+    }
+}
+
+/// A propagation option as `mount(2)` flags: `rshared` is
+/// `MS_SHARED|MS_REC`, `private` is `MS_PRIVATE`; anything else is `None`.
 pub fn propagation(name: &str) -> Option<MsFlags> {
     let (base, rec) = match name.strip_prefix('r') {
         Some(rest) if rest != "o" && rest != "w" && rest != "bind" => (rest, true),
@@ -127,9 +151,21 @@ pub fn inside(rootfs: &Path, destination: &Path) -> Result<PathBuf> {
 // ANCHOR: mount_all
 /// Performs the config's mounts beneath `rootfs`, in order. A `cgroup`
 /// mount shows the container's own cgroup (`cgroup`, see [`crate::cgroups`]).
-pub fn mount_all(spec: &Spec, rootfs: &Path, cgroup: Option<&Placement>) -> Result<()> {
-    for m in spec.mounts().as_deref().unwrap_or_default() {
-        mount_one(m, rootfs, cgroup).with_context(|| {
+pub fn mount_all(
+    spec: &Spec,
+    rootfs: &Path,
+    cgroup: Option<&Placement>,
+    sources: &[Option<OwnedFd>],
+) -> Result<()> {
+    for (i, m) in spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let opened = sources.get(i).and_then(Option::as_ref);
+        mount_one(m, rootfs, cgroup, opened).with_context(|| {
             format!(
                 "config.json: mounts: failed to mount {}",
                 m.destination().display()
@@ -139,14 +175,24 @@ pub fn mount_all(spec: &Spec, rootfs: &Path, cgroup: Option<&Placement>) -> Resu
     Ok(())
 }
 
-fn mount_one(m: &Mount, rootfs: &Path, cgroup: Option<&Placement>) -> Result<()> {
+fn mount_one(
+    m: &Mount,
+    rootfs: &Path,
+    cgroup: Option<&Placement>,
+    opened: Option<&OwnedFd>,
+) -> Result<()> {
     let options = parse_options(m.options().as_deref().unwrap_or_default());
     let target = inside(rootfs, m.destination())?;
     let typ = m.typ().as_deref().unwrap_or("none");
     let bind = options.flags.contains(MsFlags::MS_BIND) || typ == "bind";
     // Sources of bind mounts are host paths (relative ones: to the bundle,
     // which is the runtime's working directory).
-    let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
+    let source = match opened {
+        // Opened by the runtime: the magic link needs no search permission
+        // on the directories of the host path.
+        Some(fd) if bind => PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+        _ => m.source().clone().unwrap_or_else(|| PathBuf::from(typ)),
+    };
     if bind && !source.exists() {
         bail!("bind source {} does not exist", source.display());
     }
@@ -161,7 +207,20 @@ fn mount_one(m: &Mount, rootfs: &Path, cgroup: Option<&Placement>) -> Result<()>
     } else {
         options.flags
     };
-    say!("mount({source:?}, {target:?}, {typ:?}, {flags:?}, {data:?})");
+    let c_type = if bind {
+        "NULL".into()
+    } else {
+        format!("{typ:?}")
+    };
+    let c_data = if data.is_empty() {
+        "NULL".into()
+    } else {
+        format!("{data:?}")
+    };
+    say!(
+        "mount({source:?}, {target:?}, {c_type}, {}, {c_data})",
+        c_flags(flags)
+    );
     mount(
         Some(&source),
         &target,
@@ -175,7 +234,10 @@ fn mount_one(m: &Mount, rootfs: &Path, cgroup: Option<&Placement>) -> Result<()>
         remount(&target, extra)?;
     }
     if !options.propagation.is_empty() {
-        say!("mount(NULL, {target:?}, NULL, {:?})", options.propagation);
+        say!(
+            "mount(NULL, {target:?}, NULL, {}, NULL)",
+            c_flags(options.propagation)
+        );
         mount(
             None::<&str>,
             &target,
@@ -187,6 +249,91 @@ fn mount_one(m: &Mount, rootfs: &Path, cgroup: Option<&Placement>) -> Result<()>
     Ok(())
 }
 // ANCHOR_END: mount_all
+
+/// Whether a mount is a bind mount, and its source (relative to the bundle).
+fn bind_source(m: &Mount, bundle: &Path) -> Option<PathBuf> {
+    let options = parse_options(m.options().as_deref().unwrap_or_default());
+    let bind = options.flags.contains(MsFlags::MS_BIND) || m.typ().as_deref() == Some("bind");
+    m.source().as_ref().filter(|_| bind).map(|s| bundle.join(s))
+}
+
+// ANCHOR: send_sources
+/// In the runtime, for a child in a user namespace: opens each bind source
+/// through `/proc/<child>/root` (so that the descriptor belongs to the
+/// child's mount namespace, where it may be mounted) and sends it, with the
+/// mount's index, over `socket`.
+pub fn send_sources(socket: &OwnedFd, child: Pid, spec: &Spec, bundle: &Path) -> Result<()> {
+    for (i, m) in spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let Some(source) = bind_source(m, bundle) else {
+            continue;
+        };
+        let path = Path::new(&format!("/proc/{child}/root")).join(source.strip_prefix("/")?);
+        say!("open({path:?}, O_PATH|O_CLOEXEC); sendmsg(SCM_RIGHTS) -> child");
+        let fd =
+            open(&path, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()).with_context(|| {
+                format!(
+                    "config.json: mounts: bind source {} is missing",
+                    source.display()
+                )
+            })?;
+        let index = (i as u32).to_le_bytes();
+        sendmsg::<()>(
+            socket.as_raw_fd(),
+            &[IoSlice::new(&index)],
+            &[ControlMessage::ScmRights(&[fd.as_raw_fd()])],
+            MsgFlags::empty(),
+            None,
+        )
+        .context("failed to pass a bind source to the container process")?;
+    }
+    Ok(())
+}
+
+/// In the child: receives what [`send_sources`] sent, one descriptor per
+/// bind mount; entry `i` is mount `i`'s source. (Counted, not read to the
+/// end: the child holds a copy of the runtime's end of the socket too.)
+pub fn receive_sources(socket: &OwnedFd, spec: &Spec) -> Result<Vec<Option<OwnedFd>>> {
+    let mounts = spec.mounts().as_deref().unwrap_or_default();
+    let expected = mounts
+        .iter()
+        .filter(|m| bind_source(m, Path::new("/")).is_some())
+        .count();
+    let mut sources: Vec<Option<OwnedFd>> = (0..mounts.len()).map(|_| None).collect();
+    for _ in 0..expected {
+        let mut index = [0u8; 4];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [IoSliceMut::new(&mut index)];
+        let msg = recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .context("failed to receive the bind sources")?;
+        if msg.bytes != 4 {
+            bail!("the runtime closed the bind sources socket early");
+        }
+        let mut fd = None;
+        for cmsg in msg.cmsgs().context("bad control message")? {
+            if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                // SAFETY: the kernel just installed these descriptors for us.
+                fd = fds.first().map(|&raw| unsafe { OwnedFd::from_raw_fd(raw) });
+            }
+        }
+        let i = u32::from_le_bytes(index) as usize;
+        if let Some(slot) = sources.get_mut(i) {
+            *slot = fd;
+        }
+    }
+    Ok(sources)
+}
+// ANCHOR_END: send_sources
 
 fn make_mountpoint(target: &Path, file: bool) -> Result<()> {
     if target.symlink_metadata().is_ok() {
@@ -208,7 +355,7 @@ fn make_mountpoint(target: &Path, file: bool) -> Result<()> {
 pub(crate) fn remount(target: &Path, flags: MsFlags) -> Result<()> {
     let locked = current_flags(target)?;
     let all = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | locked;
-    say!("mount(NULL, {target:?}, NULL, {all:?})");
+    say!("mount(NULL, {target:?}, NULL, {}, NULL)", c_flags(all));
     mount(None::<&str>, target, None::<&str>, all, None::<&str>)
         .with_context(|| format!("failed to remount {}", target.display()))
 }
@@ -267,7 +414,7 @@ pub fn harden(spec: &Spec) -> Result<()> {
         let flags = propagation(name).with_context(|| {
             format!("config.json: linux.rootfsPropagation {name:?} is not a propagation type")
         })?;
-        say!("mount(NULL, \"/\", NULL, {flags:?})");
+        say!("mount(NULL, \"/\", NULL, {}, NULL)", c_flags(flags));
         mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
             .context("failed to set the propagation of /")?;
     }
@@ -357,6 +504,15 @@ mod tests {
         );
         assert_eq!(o.propagation, MsFlags::MS_PRIVATE | MsFlags::MS_REC);
         assert_eq!(opts(&["ro", "rw"]).flags, MsFlags::empty());
+    }
+
+    #[test]
+    fn flags_in_c_form() {
+        assert_eq!(
+            c_flags(MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME),
+            "MS_NOSUID|MS_STRICTATIME"
+        );
+        assert_eq!(c_flags(MsFlags::empty()), "0");
     }
 
     #[test]

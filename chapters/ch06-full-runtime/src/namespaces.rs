@@ -65,17 +65,9 @@ impl Kind {
         }
     }
 
-    /// The file under `/proc/<pid>/ns/`.
+    /// The file under `/proc/<pid>/ns/` (chapter 1's table).
     pub fn proc_name(self) -> &'static str {
-        match self {
-            Kind::User => "user",
-            Kind::Pid => "pid",
-            Kind::Ipc => "ipc",
-            Kind::Uts => "uts",
-            Kind::Network => "net",
-            Kind::Mount => "mnt",
-            Kind::Cgroup => "cgroup",
-        }
+        ch01_uts::namespaces::proc_name(self.flag())
     }
 
     fn from_oci(kind: LinuxNamespaceType) -> Result<Kind> {

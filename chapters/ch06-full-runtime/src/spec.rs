@@ -66,7 +66,7 @@ pub fn parse(text: &str) -> Result<Spec> {
 // ANCHOR_END: load
 
 /// What the types cannot say: supported version, a root that exists, a
-/// process with a command, a hostname only with its own UTS namespace.
+/// process with a command, a hostname only with a UTS namespace (new or joined).
 fn validate(spec: &Spec, bundle: &Path) -> Result<()> {
     let version = spec.version();
     let mut parts = version.split(['.', '-', '+']);
@@ -99,9 +99,13 @@ fn validate(spec: &Spec, bundle: &Path) -> Result<()> {
     }
     if let Some(name) = spec.hostname() {
         ch01_uts::uts::validate_hostname(name).context("config.json: hostname")?;
-        let own_uts = crate::namespaces::Plan::from_spec(spec)?.owns(crate::namespaces::Kind::Uts);
-        if !own_uts {
-            bail!("config.json: hostname is set but linux.namespaces has no new uts namespace");
+        // New or joined by path (runc allows both): never the host's.
+        let plan = crate::namespaces::Plan::from_spec(spec)?;
+        let uts = crate::namespaces::Kind::Uts;
+        if !plan.owns(uts) && !plan.join.iter().any(|(kind, _)| *kind == uts) {
+            bail!(
+                "config.json: hostname is set but linux.namespaces has no uts namespace: add one"
+            );
         }
     }
     Ok(())
