@@ -1151,6 +1151,10 @@ fn every_mutant_is_caught(ch: &str) -> Result<()> {
             m.fails
         );
     }
+    // Every mutant applies to the reference, before anything is built.
+    for m in &all {
+        mutate(&fs::read_to_string(file_of_mutant(ch, m)?)?, m)?;
+    }
     let (dir, exe) = mutant_workspace(ch)?;
     let krate = file_of(ch, &all[0].function)?
         .strip_prefix(workspace().join("chapters"))?
