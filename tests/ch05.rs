@@ -463,6 +463,255 @@ fn corrupt_tars_are_clear_errors() -> Result<()> {
     Ok(())
 }
 
+/// A crafted tar entry: path, type, link target, device numbers.
+type Crafted<'a> = (&'a str, tar::EntryType, &'a str, (u32, u32));
+
+/// A tar of entries of any kind, for layers a stranger crafted.
+fn crafted_tar(entries: &[Crafted]) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, kind, link, (major, minor)) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(*kind);
+        header.set_mode(if *kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(0);
+        header.set_mtime(1_700_000_000);
+        if *kind == tar::EntryType::Symlink {
+            header.set_link_name(link)?;
+        }
+        if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+            header.set_device_major(*major)?;
+            header.set_device_minor(*minor)?;
+        }
+        builder.append_data(&mut header, path, std::io::empty())?;
+    }
+    Ok(builder.into_inner()?)
+}
+
+/// What a host directory holds, with the overlay attributes of each entry.
+fn host_view(dir: &Path) -> Result<Vec<String>> {
+    let mut paths = BTreeSet::new();
+    all_paths(dir, Path::new(""), &mut paths)?;
+    paths.insert(PathBuf::new());
+    let mut view = Vec::new();
+    for rel in paths {
+        let path = dir.join(&rel);
+        let attrs: Vec<String> = xattr::list(&path)?
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        view.push(format!("{} {attrs:?}", rel.display()));
+    }
+    Ok(view)
+}
+
+/// Layers from strangers: a symlink out of the layer followed by entries
+/// beneath it, and device nodes. Each is refused in one line, the host
+/// directory the symlink names is exactly as it was (read from the host,
+/// with its extended attributes), and the store holds no trace of the layer.
+fn crafted_layers_stay_inside() -> Result<()> {
+    use tar::EntryType::{Block, Char, Directory, Regular, Symlink};
+    let store = Store::with_images()?;
+    let host = tempfile::Builder::new().prefix("cfs-h5-host-").tempdir()?;
+    fs::write(host.path().join("victim"), "still here\n")?;
+    fs::create_dir(host.path().join("sub"))?;
+    fs::write(host.path().join("sub/file"), "x")?;
+    let target = host.path().to_string_lossy().into_owned();
+    let before = host_view(host.path())?;
+    let layers_before = store.layer_count()?;
+    let link = ("link", Symlink, target.as_str(), (0, 0));
+    let cases: Vec<(&str, Vec<Crafted>, &str)> = vec![
+        (
+            "whiteout in a new dir",
+            vec![link, ("link/newdir/.wh.x", Regular, "", (0, 0))],
+            "beneath a symlink",
+        ),
+        (
+            "whiteout of a host file",
+            vec![link, ("link/.wh.victim", Regular, "", (0, 0))],
+            "beneath a symlink",
+        ),
+        (
+            "opaque host dir",
+            vec![link, ("link/sub/.wh..wh..opq", Regular, "", (0, 0))],
+            "beneath a symlink",
+        ),
+        (
+            "opaque symlink",
+            vec![link, ("link/.wh..wh..opq", Regular, "", (0, 0))],
+            "beneath a symlink",
+        ),
+        (
+            "file through the link",
+            vec![link, ("link/new", Regular, "", (0, 0))],
+            "unpack outside",
+        ),
+        (
+            "dir through the link",
+            vec![link, ("link/newdir2", Directory, "", (0, 0))],
+            "unpack outside",
+        ),
+        (
+            "/dev/mem",
+            vec![
+                ("dev/", Directory, "", (0, 0)),
+                ("dev/mem", Char, "", (1, 1)),
+            ],
+            "device node at dev/mem",
+        ),
+        (
+            "a disk",
+            vec![
+                ("dev/", Directory, "", (0, 0)),
+                ("dev/sda", Block, "", (8, 0)),
+            ],
+            "device node at dev/sda",
+        ),
+    ];
+    for (what, entries, says) in cases {
+        let tar = store.dir.path().join("crafted.tar");
+        fs::write(&tar, crafted_tar(&entries)?)?;
+        let out = store.run(&["import", "crafted", &tar.to_string_lossy()])?;
+        ensure!(
+            host_view(host.path())? == before,
+            "{what}: the host directory changed: {:?}",
+            host_view(host.path())?
+        );
+        ensure!(out.code == 1, "{what}: exit {}: {}", out.code, out.stderr);
+        ensure!(
+            out.stderr.lines().count() == 1 && out.stderr.contains(says),
+            "{what}: expected one line with {says:?}: {}",
+            out.stderr
+        );
+        ensure!(
+            fs::read_to_string(host.path().join("victim"))? == "still here\n",
+            "{what}: victim changed"
+        );
+        ensure!(
+            !store.path("images/crafted.json").exists(),
+            "{what}: image created"
+        );
+        ensure!(
+            store.layer_count()? == layers_before,
+            "{what}: a layer or a half-unpacked one stayed: {:?}",
+            sorted_names(&store.path("layers"))?
+        );
+    }
+    Ok(())
+}
+
+/// The blob file of `digest` (`sha256:<hex>`) in the layout `dir`.
+fn blob(dir: &Path, digest: &str) -> PathBuf {
+    dir.join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// The JSON of a blob of the layout `dir`.
+fn blob_json(dir: &Path, digest: &str) -> Result<serde_json::Value> {
+    Ok(serde_json::from_str(&fs::read_to_string(blob(
+        dir, digest,
+    ))?)?)
+}
+
+/// Every path under the store but its lock: what a refused load must not change.
+fn store_paths(store: &Store) -> Result<BTreeSet<PathBuf>> {
+    let mut paths = BTreeSet::new();
+    all_paths(&store.path(""), Path::new(""), &mut paths)?;
+    paths.remove(Path::new("lock"));
+    Ok(paths)
+}
+
+/// `save` then `load` through an OCI image layout: the loaded image runs; a
+/// layout whose layer blob was changed by one byte, or cut short, is refused
+/// in one line and the store is left exactly as it was.
+fn layouts_are_verified() -> Result<()> {
+    let source = Store::with_images()?;
+    let dir = source.dir.path().join("app-oci");
+    let dir_arg = dir.to_string_lossy().into_owned();
+    source.ok(&["save", "app", &dir_arg])?;
+    let index: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("index.json"))?)?;
+    let manifest = index["manifests"][0]["digest"]
+        .as_str()
+        .context("no manifest")?;
+    let manifest = blob_json(&dir, manifest)?;
+    let top = manifest["layers"][1]["digest"]
+        .as_str()
+        .context("no layer")?;
+    let top = blob(&dir, top);
+    let good = fs::read(&top)?;
+
+    let store = Store::new()?;
+    store.ok(&["images"])?;
+    let before = store_paths(&store)?;
+    let mut changed = good.clone();
+    let last = changed.len() - 1;
+    changed[last] ^= 1;
+    for (what, bytes, says) in [
+        ("one byte changed", changed, "refused (corrupt or forged)"),
+        ("cut short", good[..good.len() / 2].to_vec(), "refused"),
+    ] {
+        fs::write(&top, &bytes)?;
+        let out = store.run(&["load", &dir_arg])?;
+        ensure!(out.code == 1, "{what}: exit {}: {}", out.code, out.stderr);
+        ensure!(
+            out.stderr.lines().count() == 1 && out.stderr.contains(says),
+            "{what}: expected one line with {says:?}: {}",
+            out.stderr
+        );
+        ensure!(
+            store_paths(&store)? == before,
+            "{what}: the store changed: {:?}",
+            store_paths(&store)?
+        );
+    }
+    fs::write(&top, &good)?;
+    let out = store.ok(&["load", &dir_arg])?;
+    contains(&out, "image app: 2 layers")?;
+    let out = store.ok(&["run", "--name", "cfs-h5-loaded", "app", "--", "hello"])?;
+    ensure!(
+        out.stdout == "hello from the app layer\n",
+        "the loaded image runs {:?}",
+        out.stdout
+    );
+    store.ok(&["rm", "cfs-h5-loaded"])?;
+    Ok(())
+}
+
+/// A container made a device node: commit refuses it in one line and makes
+/// no image, as unpack would refuse the layer.
+fn commit_refuses_device_nodes() -> Result<()> {
+    let store = Store::with_images()?;
+    store.ok(&[
+        "run",
+        "--name",
+        "cfs-h5-dev",
+        "base",
+        "--",
+        "mknod",
+        "/mem",
+        "c",
+        "1",
+        "1",
+    ])?;
+    let layers = store.layer_count()?;
+    let out = store.run(&["commit", "cfs-h5-dev", "withdev"])?;
+    ensure!(out.code == 1, "exit {}: {}", out.code, out.stderr);
+    ensure!(
+        out.stderr.lines().count() == 1 && out.stderr.contains("mem is a device node"),
+        "{}",
+        out.stderr
+    );
+    ensure!(!store.path("images/withdev.json").exists(), "image made");
+    ensure!(store.layer_count()? == layers, "a layer stayed");
+    store.ok(&["rm", "cfs-h5-dev"])?;
+    Ok(())
+}
+
 fn copy_on_write_in_containers() -> Result<()> {
     let store = Store::with_images()?;
     let base = store.layer("base", 0)?.join("diff/etc/motd");
@@ -900,6 +1149,18 @@ fn main() -> ExitCode {
         root(
             "corrupt_tars_are_clear_errors",
             corrupt_tars_are_clear_errors,
+        ),
+        root("crafted_layers_stay_inside", crafted_layers_stay_inside),
+        root("commit_refuses_device_nodes", commit_refuses_device_nodes),
+        check(
+            "layouts_are_verified",
+            "an image saved as an OCI layout loads into an empty store and runs; with one byte of \
+             its top layer's blob changed, or the blob cut to half, load exits 1 with one line and \
+             the store's directory tree is exactly as before",
+            "Verifier::check compares the count and the hash with the descriptor; unpack_image \
+             fetches through fetch_json and fetch_verified, gives add_layer the diff_id, and on an \
+             error removes the unused layers before it returns",
+            layouts_are_verified,
         ),
         check(
             "copy_on_write_in_containers",

@@ -25,6 +25,7 @@ pub mod kernel;
 pub mod lab;
 pub mod mutants;
 pub mod paths;
+pub mod registry;
 pub mod run;
 pub mod sandbox;
 pub mod scripts;

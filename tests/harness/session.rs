@@ -17,6 +17,13 @@
 //! `target/static`) first on `PATH`, `$ROOTFS` set to the default rootfs and
 //! `$CFS` to the repository, which is how the book tells learners to set up
 //! their shell (`source scripts/env`).
+//!
+//! A session that needs a service the book cannot start in its own lines
+//! (a registry, say) has a *setup*: `NAME.setup` beside `NAME.console`, a
+//! bash fragment run in the same shell before the first command, with its
+//! output hidden. It may export variables the commands use (`$REGISTRY`) and
+//! must stop what it starts with a `trap ... EXIT`, which bash runs when the
+//! session ends, passed or failed. The page says in prose what it does.
 
 use std::fs;
 use std::path::Path;
@@ -60,7 +67,21 @@ const MARK: &str = "\u{1e}\n";
 
 /// Runs the steps in one shell and returns each step's output lines.
 pub fn execute(steps: &[Step], timeout: Duration) -> Result<Vec<Vec<String>>> {
+    execute_with(None, steps, timeout)
+}
+
+/// Runs `setup` (its output dropped; it fails the session if it fails), then the steps.
+pub fn execute_with(
+    setup: Option<&str>,
+    steps: &[Step],
+    timeout: Duration,
+) -> Result<Vec<Vec<String>>> {
     let mut script = String::from("exec 2>&1\n");
+    if let Some(setup) = setup {
+        script.push_str(&format!(
+            "{{\n{setup}\n}} >/dev/null 2>&1 || {{ echo 'the session setup failed'; exit 1; }}\n"
+        ));
+    }
     for step in steps {
         script.push_str(&step.command);
         script.push_str("\n__rc=$?; printf '\\036\\n'; (exit $__rc)\n");
@@ -123,7 +144,15 @@ pub fn check(file: &Path) -> Result<()> {
     let text =
         fs::read_to_string(file).with_context(|| format!("failed to read {}", file.display()))?;
     let steps = parse(&text).with_context(|| format!("in {}", file.display()))?;
-    let outputs = execute(&steps, Duration::from_secs(180))?;
+    let setup_file = file.with_extension("setup");
+    let setup = match setup_file.exists() {
+        true => Some(
+            fs::read_to_string(&setup_file)
+                .with_context(|| format!("failed to read {}", setup_file.display()))?,
+        ),
+        false => None,
+    };
+    let outputs = execute_with(setup.as_deref(), &steps, Duration::from_secs(180))?;
     for (i, step) in steps.iter().enumerate() {
         let actual = outputs.get(i).cloned().unwrap_or_default();
         if !matches(&step.expected, &actual)? {

@@ -1,6 +1,6 @@
 //! The subcommands that manage the store: everything but `run`.
 //!
-//! `ch05-overlay import|images|rmi|diff|commit|ps|rm` read and change the
+//! `ch05-overlay import|images|rmi|diff|commit|ps|rm|save|load|pull|push` read and change the
 //! store and print what they did; `run`, the runtime, is in `main.rs`. The
 //! output imitates Docker's where there is a counterpart (`docker images`,
 //! `docker diff`, `docker ps -a`).
@@ -10,13 +10,16 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use ch01_uts::say;
 
-use crate::store::{State, Store};
+use crate::oci::{self, LayerIn};
+use crate::registry::{self, Reference};
+use crate::store::{Image, State, Store};
 use crate::{diff, layer};
 
 /// `import`, `images`, `rmi`, `diff`, `commit`, `ps`, `rm`.
 #[derive(Debug, clap::Subcommand)]
 pub enum StoreCommand {
-    /// Create an image from layer tars (.tar or .tar.gz), bottom layer first
+    /// Create an image from layer tars (.tar or .tar.gz), bottom layer first, or
+    /// from an OCI image layout directory (as skopeo or umoci write it)
     Import {
         name: String,
         #[arg(required = true, value_name = "TARBALL")]
@@ -34,12 +37,54 @@ pub enum StoreCommand {
     Ps,
     /// Remove a container that is not running: unmount it, delete its layers and cgroup
     Rm { id: String },
+    /// Write an image to a new directory as an OCI image layout
+    Save { image: String, dir: PathBuf },
+    /// Store the image of an OCI image layout directory (named by its tag, or NAME)
+    Load {
+        dir: PathBuf,
+        /// The tag to take from the layout's index.json (default: its only image)
+        #[arg(long, value_name = "TAG")]
+        tag: Option<String>,
+        /// The image's name in the store (default: the tag)
+        name: Option<String>,
+    },
+    /// Download an image from a registry: HOST:PORT/REPOSITORY[:TAG|@DIGEST]
+    Pull {
+        reference: Reference,
+        /// The image's name in the store (default: the repository's last part)
+        name: Option<String>,
+        #[command(flatten)]
+        auth: Auth,
+    },
+    /// Upload an image to a registry: HOST:PORT/REPOSITORY[:TAG]
+    Push {
+        image: String,
+        reference: Reference,
+        #[command(flatten)]
+        auth: Auth,
+        /// Upload blobs larger than this in chunks of this many bytes (PATCH requests)
+        #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
+        chunk_size: u64,
+    },
+}
+
+/// How to log in to a registry that asks.
+#[derive(Debug, clap::Args)]
+pub struct Auth {
+    /// USER:PASSWORD for a registry that asks (Basic, or for a Bearer token);
+    /// on a shared machine other users can read it in `ps`: Docker keeps it in a file
+    #[arg(long, value_name = "USER:PASSWORD")]
+    user: Option<String>,
 }
 
 impl StoreCommand {
     /// Carries out the subcommand and prints the result on stdout.
     pub fn execute(&self, store: &Store) -> Result<()> {
         match self {
+            StoreCommand::Import { name, tarballs } if is_layout(tarballs) => {
+                let (image, layers) = oci::load(store, &tarballs[0], None, Some(name))?;
+                print_layers(&image, &layers);
+            }
             StoreCommand::Import { name, tarballs } => {
                 let (image, summaries) = store.import(name, tarballs)?;
                 for summary in &summaries {
@@ -99,9 +144,62 @@ impl StoreCommand {
                 store.remove_container(id)?;
                 println!("{id}");
             }
+            StoreCommand::Save { image, dir } => {
+                let image = store.image(image)?;
+                let digest = oci::save(store, &image, dir)?;
+                println!(
+                    "saved {} to {} as manifest {digest}",
+                    image.name,
+                    dir.display()
+                );
+            }
+            StoreCommand::Load { dir, tag, name } => {
+                let (image, layers) = oci::load(store, dir, tag.as_deref(), name.as_deref())?;
+                print_layers(&image, &layers);
+            }
+            StoreCommand::Pull {
+                reference,
+                name,
+                auth,
+            } => {
+                let name = name.as_deref().unwrap_or(reference.default_name());
+                let (image, layers) = registry::pull(store, reference, name, auth.user.clone())?;
+                print_layers(&image, &layers);
+            }
+            StoreCommand::Push {
+                image,
+                reference,
+                auth,
+                chunk_size,
+            } => {
+                let pushed =
+                    registry::push(store, image, reference, auth.user.clone(), *chunk_size)?;
+                println!(
+                    "pushed {image} to {reference} as manifest {}",
+                    pushed.digest
+                );
+            }
         }
         Ok(())
     }
+}
+
+/// Whether `import` was given one directory holding an OCI image layout.
+fn is_layout(paths: &[PathBuf]) -> bool {
+    paths.len() == 1 && paths[0].join("oci-layout").is_file()
+}
+
+/// One line per layer that came in, then the image.
+fn print_layers(image: &Image, layers: &[LayerIn]) {
+    for layer in layers {
+        let what = if layer.fetched {
+            "stored"
+        } else {
+            "already in the store"
+        };
+        println!("layer {}: {what}", layer::short(&layer.diff_id));
+    }
+    println!("image {}: {}", image.name, self::layers(image.layers.len()));
 }
 
 /// Twelve random hex digits, like Docker's short container IDs.

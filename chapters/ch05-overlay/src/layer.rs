@@ -22,13 +22,16 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use ch01_uts::say;
 use flate2::read::GzDecoder;
-use nix::sys::stat::{mknod, Mode, SFlag};
+use nix::errno::Errno;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{mkdirat, mknod, Mode, SFlag};
 use nix::unistd::{fchownat, Gid, Uid};
 use sha2::{Digest, Sha256};
 use tar::{Archive, Builder, EntryType, Header};
@@ -145,16 +148,21 @@ pub fn unpack(tar: impl Read, dir: &Path, copy: impl Write) -> Result<Summary> {
             let parent = rel.parent().unwrap_or(Path::new(""));
             match name.as_deref() {
                 Some(OPAQUE_MARKER) => {
-                    let target = inside(dir, parent)?;
-                    fs::create_dir_all(&target)
-                        .with_context(|| format!("failed to create {}", target.display()))?;
-                    overlay::set_opaque(&target)?;
+                    // Checks and creates the marker's whole directory, beneath the layer.
+                    inside(dir, &rel)?;
+                    overlay::set_opaque(&dir.join(parent))?;
                     summary.opaque += 1;
                 }
                 // Other `.wh..wh.` names are aufs's bookkeeping; they hide nothing.
                 Some(name) if name.starts_with(".wh..wh.") => {}
                 Some(name) if name.starts_with(WHITEOUT_PREFIX) => {
                     let hidden = &name[WHITEOUT_PREFIX.len()..];
+                    if hidden.is_empty() || hidden == "." || hidden == ".." {
+                        bail!(
+                            "the layer tar holds a whiteout of nothing: {}",
+                            rel.display()
+                        );
+                    }
                     let target = inside(dir, &parent.join(hidden))?;
                     remove_any(&target)?;
                     overlay::make_whiteout(&target)?;
@@ -186,6 +194,20 @@ fn unpack_entry<R: Read>(entry: &mut tar::Entry<R>, dir: &Path, rel: &Path) -> R
                 "the layer tar holds a 0/0 character device at {}: that is overlayfs's \
                  whiteout, which layer tars write as {WHITEOUT_PREFIX}NAME",
                 rel.display()
+            );
+        }
+        // A device node is a door to the host's hardware (1:1 is /dev/mem, a
+        // block device a disk) for whoever opens it, in or out of a container.
+        if kind != EntryType::Fifo {
+            bail!(
+                "the layer tar holds a device node at {} ({} {major}:{minor}): refused, a layer \
+                 must not bring devices (the runtime makes /dev)",
+                rel.display(),
+                if kind == EntryType::Char {
+                    "character"
+                } else {
+                    "block"
+                }
             );
         }
         let target = inside(dir, rel)?;
@@ -239,27 +261,59 @@ fn relative(path: &Path) -> Result<PathBuf> {
     Ok(rel)
 }
 
-/// `dir/rel`, after checking that `rel`'s parent resolves inside `dir` (a
-/// symlink unpacked earlier must not lead a whiteout or device outside). The
-/// parent directories are created as needed.
+// ANCHOR: inside
+/// `dir/rel`, once `rel`'s parent directories are known to lie inside `dir`
+/// (a layer from a registry is a stranger's: an earlier entry may have made
+/// `link -> /etc`, and `link/.wh.passwd` must not delete the host's file).
+/// The parents are walked one name at a time from a descriptor of `dir`:
+/// `mkdirat(2)` makes a missing one (it never follows a symlink), and
+/// `openat2(2)` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` opens it, and
+/// fails on a symlink instead of following it. So nothing is created outside
+/// the layer, not even for a moment before a refusal.
 fn inside(dir: &Path, rel: &Path) -> Result<PathBuf> {
-    let target = dir.join(rel);
-    let parent = target.parent().unwrap_or(dir);
-    fs::create_dir_all(parent).with_context(|| format!("failed to create {}", parent.display()))?;
-    let real = parent
-        .canonicalize()
-        .with_context(|| format!("failed to resolve {}", parent.display()))?;
-    let root = dir
-        .canonicalize()
-        .with_context(|| format!("failed to resolve {}", dir.display()))?;
-    if !real.starts_with(&root) {
-        bail!(
-            "the layer tar tries to write outside the layer: {}",
+    let refuse = || {
+        anyhow::anyhow!(
+            "the layer tar puts {} beneath a symlink, which could lead outside the layer: refused",
             rel.display()
-        );
+        )
+    };
+    let open_dir = |at: &OwnedFd, name: &Path| {
+        let how = OpenHow::new()
+            .flags(OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+        openat2(at, name, how)
+    };
+    let mut at = nix::fcntl::open(
+        dir,
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("failed to open {}", dir.display()))?;
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    for part in parent.components() {
+        let Component::Normal(name) = part else {
+            return Err(refuse());
+        };
+        let name = Path::new(name);
+        match mkdirat(&at, name, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(errno) => {
+                return Err(errno)
+                    .with_context(|| format!("failed to create {}", dir.join(parent).display()))
+            }
+        }
+        at = match open_dir(&at, name) {
+            Ok(fd) => fd,
+            Err(Errno::ELOOP | Errno::EXDEV | Errno::ENOTDIR) => return Err(refuse()),
+            Err(errno) => {
+                return Err(errno)
+                    .with_context(|| format!("failed to open {}", dir.join(parent).display()))
+            }
+        };
     }
-    Ok(target)
+    Ok(dir.join(rel))
 }
+// ANCHOR_END: inside
 
 /// Removes whatever is at `path`, if anything.
 fn remove_any(path: &Path) -> Result<()> {
@@ -359,7 +413,13 @@ fn pack_dir<W: Write>(
             summary.entries += 1;
             pack_dir(builder, root, &rel, skip, summary)?;
             continue;
-        } else if kind.is_char_device() || kind.is_block_device() || kind.is_fifo() {
+        } else if kind.is_char_device() || kind.is_block_device() {
+            bail!(
+                "{} is a device node, which a layer must not carry (unpack refuses it): \
+                 remove it in the container and commit again",
+                rel.display()
+            );
+        } else if kind.is_fifo() {
             append_device(builder, &rel, &meta)?;
         } else if kind.is_socket() {
             // A socket is a live endpoint of a running program: nothing to save.
@@ -393,8 +453,9 @@ fn append_empty<W: Write>(builder: &mut Builder<W>, rel: &Path, meta: &fs::Metad
         .with_context(|| format!("failed to archive {}", rel.display()))
 }
 
-/// A device node or FIFO, with its numbers (the `tar` crate's own
-/// `append_path` would archive it under its full path rather than `rel`).
+/// A FIFO (or a device node, with its numbers; `pack_dir` refuses those): the
+/// `tar` crate's own `append_path` would archive it under its full path
+/// rather than `rel`.
 fn append_device<W: Write>(
     builder: &mut Builder<W>,
     rel: &Path,

@@ -17,13 +17,18 @@
 //! - [`diff`] lists what a container changed, as `docker diff` does.
 //! - [`cli`] holds the subcommands that manage the store (all but `run`).
 //!
-//! What it leaves out: registries (`pull`, `push`), image configuration (the
-//! entrypoint, environment and working directory an OCI image carries), and
-//! snapshotters other than overlayfs.
+//! - [`oci`] turns images into OCI blobs (manifest, config, gzip'd layers) and
+//!   back, verified: the OCI image layout on disk (`save`, `load`).
+//! - [`registry`] speaks the OCI distribution API (`pull`, `push`).
+//!
+//! What it leaves out: TLS (only registries on this machine), signatures,
+//! zstd layers, and snapshotters other than overlayfs.
 
 pub mod cli;
 pub mod diff;
 pub mod init_layer;
 pub mod layer;
+pub mod oci;
 pub mod overlay;
+pub mod registry;
 pub mod store;

@@ -7,6 +7,9 @@
 //! sudo ch05-overlay diff c1
 //! sudo ch05-overlay commit c1 app2
 //! sudo ch05-overlay rm c1
+//! sudo ch05-overlay push app2 127.0.0.1:5000/cfs/app:v2
+//! sudo ch05-overlay pull 127.0.0.1:5000/cfs/app:v2 app3
+//! sudo ch05-overlay save app2 ./app2-oci && ch05-overlay load ./app2-oci
 //! ```
 //!
 //! `run` mounts an overlay of the image's layers, an init layer and a fresh
@@ -18,14 +21,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Result};
-use ch01_uts::{cli, process, uts};
+use anyhow::{anyhow, Context, Result};
+use ch01_uts::{cli, process, say, uts};
 use ch02_pid::init;
 use ch03_mount_chroot::rootfs::{self, Root};
 use ch04_cgroups::cgroups::Cgroup;
 use ch04_cgroups::cli::Resources;
 use ch05_overlay::cli::{self as store_cli, StoreCommand};
 use ch05_overlay::init_layer::HostEntry;
+use ch05_overlay::oci::{self, Process};
 use ch05_overlay::overlay::Mounted;
 use ch05_overlay::store::{self, Container, Store};
 use clap::{Parser, Subcommand};
@@ -70,8 +74,9 @@ struct RunArgs {
     resources: Resources,
     /// The image to run
     image: String,
-    #[command(flatten)]
-    command: cli::Command,
+    /// The command and its arguments (default: the image's Entrypoint and Cmd)
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -92,11 +97,17 @@ fn run(store: &Store, args: &RunArgs) -> Result<i32> {
         Some(name) => name.clone(),
         None => store_cli::random_id()?,
     };
-    let argv = &args.command.argv;
-    let mut container =
-        store.create_container(&id, &args.image, &args.uts.hostname, &args.add_host, argv)?;
+    // The image's config fills in what the command line leaves out, as Docker does.
+    let process = oci::process(store.image(&args.image)?.config.as_ref(), &args.command)?;
+    let mut container = store.create_container(
+        &id,
+        &args.image,
+        &args.uts.hostname,
+        &args.add_host,
+        &process.argv,
+    )?;
     // Until the command runs, a failure removes the container again: nothing stays behind.
-    let (mounted, cgroup, pid) = match start(store, &mut container, args) {
+    let (mounted, cgroup, pid) = match start(store, &mut container, args, &process) {
         Ok(started) => started,
         Err(err) => {
             store.remove_container(&id)?;
@@ -122,8 +133,9 @@ fn start(
     store: &Store,
     container: &mut Container,
     args: &RunArgs,
+    process: &Process,
 ) -> Result<(Mounted, Cgroup, Pid)> {
-    let argv = &args.command.argv;
+    let argv = &process.argv;
     let merged = store.dirs(&container.id).merged;
     let mounted = store.overlay(container)?.mount(&merged)?;
     // The merged directory is mounted and absolute: only the command can be missing.
@@ -131,6 +143,10 @@ fn start(
         let command = argv.first().map(String::as_str).unwrap_or_default();
         anyhow!("command {command} not found in image {}", container.image)
     })?;
+    let user = match &process.user {
+        Some(user) => Some(oci::resolve_user(&merged, user)?),
+        None => None,
+    };
     let name = format!("cfs-{}-{}", container.id, std::process::id());
     let cgroup = Cgroup::create(&name, &args.resources.limits())?;
     init::block_signals()?;
@@ -138,6 +154,7 @@ fn start(
     let child = process::spawn(flags, || {
         uts::set_hostname(&container.hostname)?;
         rootfs::setup(&merged, Root::PivotRoot)?;
+        enter_config(process, user)?;
         if args.init {
             init::run(argv)
         } else {
@@ -153,3 +170,35 @@ fn start(
     Ok((mounted, cgroup, child.release()?))
 }
 // ANCHOR_END: run
+
+// ANCHOR: enter_config
+/// In the child, after pivot_root: the image config's environment, working
+/// directory and user. The user goes last: after `setuid(2)` to a user that
+/// is not root, nothing else could be changed.
+fn enter_config(process: &Process, user: Option<(u32, u32)>) -> Result<()> {
+    if let Some(env) = &process.env {
+        say!("environment from the image config: {env:?}");
+        for (key, _) in std::env::vars_os() {
+            std::env::remove_var(key);
+        }
+        for pair in env {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            std::env::set_var(key, value);
+        }
+    }
+    if let Some(dir) = &process.cwd {
+        say!("chdir({dir:?})");
+        std::env::set_current_dir(dir)
+            .with_context(|| format!("failed to enter the image's WorkingDir {dir}"))?;
+    }
+    if let Some((uid, gid)) = user {
+        say!("setgroups([{gid}]); setgid({gid}); setuid({uid})");
+        let gid = nix::unistd::Gid::from_raw(gid);
+        nix::unistd::setgroups(&[gid]).context("failed to set the groups")?;
+        nix::unistd::setgid(gid).with_context(|| format!("failed to set gid {gid}"))?;
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))
+            .with_context(|| format!("failed to set uid {uid}"))?;
+    }
+    Ok(())
+}
+// ANCHOR_END: enter_config

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! /var/lib/containers-from-scratch/ch05/    (--root DIR)
-//! ├── images/NAME.json          {"name", "layers": [bottom, ..., top], "comment"}
+//! ├── images/NAME.json          {"name", "layers": [bottom, ..., top], "comment",
+//! │                              "config" (OCI: Env, Cmd, ...), "source" (where pulled from)}
 //! ├── layers/<sha256>/
 //! │   ├── layer.tar             the uncompressed layer tar; its SHA-256 names the layer
 //! │   └── diff/                 the same files unpacked, in overlayfs form
@@ -19,9 +20,9 @@
 //! Every change to the store happens under an exclusive `flock(2)` on the file
 //! `lock`, so two commands never race on it.
 //!
-//! What it leaves out: Docker keeps the image's configuration (entrypoint,
-//! environment) beside its layers, content-addresses the manifest too, and
-//! compresses layers; containerd splits the store into a content store (the
+//! What it leaves out: Docker keeps the image's whole configuration (history,
+//! labels) and content-addresses the manifest too, and keeps the compressed
+//! layers it pulled (here they are made again by `save` and `push`); containerd splits the store into a content store (the
 //! tars) and a snapshotter (the unpacked directories), as the two files of a
 //! layer directory here. `docker commit` also pauses a running container while
 //! it reads the read-write layer; here a commit of a running container reads
@@ -57,6 +58,14 @@ pub struct Image {
     /// Where the image came from (`import base.tar`, `commit c1`).
     #[serde(default)]
     pub comment: String,
+    /// What to run and how, from the OCI config (Env, Entrypoint, Cmd,
+    /// WorkingDir, User); `run` uses it when no command is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<oci_spec::image::Config>,
+    /// The repository it was pulled from (`127.0.0.1:5000/cfs/app`): a push
+    /// to another repository of that registry can mount its layers from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// A container's record in the store.
@@ -231,9 +240,10 @@ impl Store {
     // ANCHOR: add_layer
     /// Unpacks a layer tar into the store and returns what it holds. The layer
     /// is unpacked into a temporary directory and renamed into place once its
-    /// digest is known; a layer the store already has is not stored twice.
-    /// Call with the lock held.
-    pub fn add_layer(&self, tar: impl Read) -> Result<Summary> {
+    /// digest is known, and only if it is the `expected` one (the diff_id an
+    /// image's config names); a layer the store already has is not stored
+    /// twice. Call with the lock held.
+    pub fn add_layer(&self, tar: impl Read, expected: Option<&str>) -> Result<Summary> {
         let layers = self.root.join("layers");
         let tmp = tempfile::Builder::new()
             .prefix(".unpacking-")
@@ -250,6 +260,14 @@ impl Store {
         let summary = layer::unpack(tar, &files, &mut copy)?;
         copy.flush()
             .with_context(|| format!("failed to write {}", copy_path.display()))?;
+        if let Some(expected) = expected.filter(|e| *e != summary.digest) {
+            bail!(
+                "layer {} unpacks to {}, not to {}: refused",
+                short(expected),
+                short(&summary.digest),
+                short(expected)
+            );
+        }
         let dir = self.layer_dir(&summary.digest)?;
         if dir.exists() {
             say!("layer {} is already in the store", short(&summary.digest));
@@ -316,7 +334,7 @@ impl Store {
             for tar in tars {
                 say!("unpack layer tar {} into the store", tar.display());
                 let summary = layer::open(tar)
-                    .and_then(|reader| self.add_layer(reader))
+                    .and_then(|reader| self.add_layer(reader, None))
                     .with_context(|| format!("failed to import layer tar {}", tar.display()))?;
                 summaries.push(summary);
             }
@@ -339,11 +357,28 @@ impl Store {
             name: name.to_string(),
             layers: summaries.iter().map(|s| s.digest.clone()).collect(),
             comment: format!("import {}", files.join(" ")),
+            config: None,
+            source: None,
         };
         write_json(&path, &image)?;
         Ok((image, summaries))
     }
     // ANCHOR_END: import
+
+    /// Fails if image `name` exists (or is not a valid name). Call with the lock held.
+    pub fn check_new_image(&self, name: &str) -> Result<()> {
+        if self.image_path(name)?.exists() {
+            bail!("image {name} exists: remove it with `rmi {name}` or choose another name");
+        }
+        Ok(())
+    }
+
+    /// Writes a new image's record. Call with the lock held, its layers stored.
+    pub fn write_image(&self, image: &Image) -> Result<()> {
+        self.check_new_image(&image.name)?;
+        say!("write {}", self.image_path(&image.name)?.display());
+        write_json(&self.image_path(&image.name)?, image)
+    }
 
     /// The image called `name`.
     pub fn image(&self, name: &str) -> Result<Image> {
@@ -584,16 +619,17 @@ impl Store {
         say!("pack {} into a layer tar", upper.display());
         let packed = layer::pack(&upper, BufWriter::new(tmp.as_file()), &init_layer::files())?;
         let reader = layer::open(tmp.path())?;
-        let summary = self.add_layer(reader)?;
-        if summary.digest != packed.digest {
-            bail!("the committed layer changed while it was stored; commit again");
-        }
+        let summary = self
+            .add_layer(reader, Some(&packed.digest))
+            .context("the committed layer changed while it was stored; commit again")?;
         let mut layers = container.layers.clone();
         layers.push(summary.digest.clone());
         let image = Image {
             name: name.to_string(),
             layers,
             comment: format!("commit {id} (from {})", container.image),
+            config: self.image(&container.image).ok().and_then(|i| i.config),
+            source: None,
         };
         write_json(&path, &image)?;
         Ok((image, packed))
@@ -639,6 +675,8 @@ mod tests {
                 name: name.into(),
                 layers: vec![],
                 comment: String::new(),
+                config: None,
+                source: None,
             };
             write_json(&store.image_path(name)?, &image)?;
         }

@@ -208,7 +208,11 @@ fn run(args: &Args) -> Result<i32> {
         return Ok(0);
     }
     if args.systemd_cgroup {
-        bail!("--systemd-cgroup is not supported: this runtime manages cgroupfs itself (set SystemdCgroup = false)");
+        bail!(
+            "--systemd-cgroup is not supported: this runtime writes cgroupfs itself; configure the engine \
+             for cgroupfs (containerd: SystemdCgroup = false; Docker: --exec-opt native.cgroupdriver=cgroupfs; \
+             podman: --cgroup-manager cgroupfs; kubelet: cgroupDriver: cgroupfs)"
+        );
     }
     let Some(command) = &args.command else {
         bail!("no command given: try --help");
