@@ -1103,9 +1103,15 @@ fn mutant_workspace(ch: &str) -> Result<(PathBuf, PathBuf)> {
         .current_dir(&dir)
         .env("CARGO_TARGET_DIR", dir.join("target"))
         .output()?;
-    let json = String::from_utf8_lossy(&built.stdout);
-    let exe = regex::Regex::new(r#""executable":"([^"]*)""#)?
-        .captures_iter(&json)
+    let exe = test_executable(&String::from_utf8_lossy(&built.stdout), ch)?
+        .context("no test binary in cargo's output")?;
+    Ok((dir, exe))
+}
+
+/// The test binary of `tests/chNN.rs` in cargo's JSON messages, if any.
+fn test_executable(json: &str, ch: &str) -> Result<Option<PathBuf>> {
+    Ok(regex::Regex::new(r#""executable":"([^"]*)""#)?
+        .captures_iter(json)
         .map(|c| c[1].to_string())
         .filter(|e| {
             e.contains("/deps/")
@@ -1114,8 +1120,7 @@ fn mutant_workspace(ch: &str) -> Result<(PathBuf, PathBuf)> {
                     .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{ch}-")))
         })
         .last()
-        .context("no test binary in cargo's output")?;
-    Ok((dir, PathBuf::from(exe)))
+        .map(PathBuf::from))
 }
 
 /// Applies each of lab `ch`'s mutants to a copy of the reference, rebuilds
@@ -1179,6 +1184,7 @@ fn every_mutant_is_caught(ch: &str) -> Result<()> {
         let verdict = (|| -> Result<Verdict> {
             let built = Command::new("cargo")
                 .args(&build)
+                .arg("--message-format=json")
                 .current_dir(&dir)
                 .env("CARGO_TARGET_DIR", dir.join("target"))
                 .output()?;
@@ -1188,6 +1194,11 @@ fn every_mutant_is_caught(ch: &str) -> Result<()> {
                 m.name,
                 String::from_utf8_lossy(&built.stderr)
             );
+            // A build of some packages may unify features differently from
+            // the workspace's, and so put the test binary elsewhere: run the
+            // one this build made, if it made one.
+            let exe = test_executable(&String::from_utf8_lossy(&built.stdout), ch)?
+                .unwrap_or_else(|| exe.clone());
             let mut run = Command::new(&exe);
             run.current_dir(dir.join("tests")).env("CFS_LAB", "1");
             let out = output_within(run, TIMEOUT)?;
