@@ -1263,17 +1263,22 @@ fn every_mutant_is_caught(ch: &str) -> Result<()> {
         } else {
             "killed"
         };
-        report.push(format!(
+        let line = format!(
             "{ch} {}: {status} by {:?}; {}",
             m.name, verdict.failed, verdict.hint_line
-        ));
+        );
+        // As each mutant ends: a long run shows its progress.
+        eprintln!("{line}");
+        report.push(line);
     }
     report.push(format!(
         "{ch}: {} mutants in {:.0?} (build and checks, after the copy's first build)",
         all.len(),
         started.elapsed()
     ));
-    eprintln!("{}", report.join("\n"));
+    if let Some(last) = report.last() {
+        eprintln!("{last}");
+    }
     no_leftovers(&dir)?;
     ensure!(
         wrong.is_empty(),
