@@ -350,8 +350,7 @@ fn last_stderr_line(message: &str) -> Option<String> {
     stderr
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
-        .last()
+        .rfind(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
         .map(str::to_string)
 }
 
