@@ -441,8 +441,73 @@ fn long_listings_are_folded() -> Result<()> {
     Ok(())
 }
 
+/// The instructors' page lists each lab's mutants as `cfs_tests::mutants::table`
+/// renders them from `labs/mutants/chNN.txt` (between `<!-- mutants chNN -->`
+/// and `<!-- end mutants chNN -->`), includes each lab's hint ladder
+/// (`labs/hints/chNN.txt`), and gives the cargo-mutants figure with its date.
+/// With `CFS_BLESS=1` it rewrites the tables instead of failing on them.
+fn instructors_page_lists_mutants_and_ladders() -> Result<()> {
+    let page = src().join("instructors.md");
+    let mut text = fs::read_to_string(&page)?;
+    let mut labs: Vec<String> = fs::read_dir(workspace().join("labs/mutants"))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".txt").map(str::to_string)
+        })
+        .collect();
+    labs.sort();
+    ensure!(!labs.is_empty(), "no labs/mutants/chNN.txt");
+    let mut stale = Vec::new();
+    for ch in &labs {
+        let (begin, end) = (
+            format!("<!-- mutants {ch} -->\n"),
+            format!("<!-- end mutants {ch} -->"),
+        );
+        let table = cfs_tests::mutants::table(ch)?;
+        let (Some(a), Some(b)) = (text.find(&begin), text.find(&end)) else {
+            bail!(
+                "{}: no {begin:?} ... {end:?} section; it should hold:\n{table}",
+                page.display()
+            );
+        };
+        let a = a + begin.len();
+        if text[a..b] != table {
+            stale.push(ch.clone());
+            text.replace_range(a..b, &table);
+        }
+        let ladder = format!("{{{{#include ../../labs/hints/{ch}.txt}}}}");
+        ensure!(
+            text.contains(&ladder),
+            "{} does not show {ch}'s hint ladder: {ladder}",
+            page.display()
+        );
+    }
+    if !stale.is_empty() {
+        if std::env::var("CFS_BLESS").as_deref() == Ok("1") {
+            fs::write(&page, &text)?;
+        } else {
+            bail!(
+                "{}: the mutant tables of {stale:?} differ from labs/mutants: rerun with \
+                 CFS_BLESS=1 to rewrite them",
+                page.display()
+            );
+        }
+    }
+    ensure!(
+        Regex::new(r"cargo-mutants[^\n]*20\d\d-\d\d-\d\d")?.is_match(&text),
+        "{}: no dated cargo-mutants figure",
+        page.display()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let mut trials = vec![
+        plain(
+            "instructors_page_lists_mutants_and_ladders",
+            instructors_page_lists_mutants_and_ladders,
+        ),
         plain("diffs_are_current", diffs_are_current),
         plain("includes_resolve", includes_resolve),
         plain("anchors_are_included", anchors_are_included),

@@ -3,17 +3,59 @@
 //! The tests declared with `check` are also lab ch01's checks (`scripts/lab
 //! check ch01`): each says what it verifies and gives a hint for when it fails.
 
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use cfs_tests::kernel::{children, hostname, ns_inode};
-use cfs_tests::run::{as_nobody, chapter, run, wait_for, Background};
+use cfs_tests::kernel::ns_inode;
+use cfs_tests::run::{as_nobody, chapter, output, Background};
 use cfs_tests::{check, ensure, plain, root, Context};
 use nix::sched::CloneFlags;
 
 const BIN: &str = "ch01-uts";
 
+/// The runtime with `args`, started in a UTS namespace of its own (`unshare
+/// --uts`): a runtime that forgets CLONE_NEWUTS renames that namespace, not
+/// the machine, which others may be using (a class shares machines; tests run
+/// beside other work).
+fn in_own_uts(args: &[&str]) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--uts", "--"])
+        .arg(cfs_tests::paths::bin(BIN))
+        .args(args);
+    cmd
+}
+
+/// [`in_own_uts`], run to the end.
+fn run_own_uts(args: &[&str]) -> cfs_tests::Result<cfs_tests::run::Output> {
+    output(in_own_uts(args))
+}
+
+/// Hints that follow the failure (see `cfs_tests::lab::hints`).
+const HINTS: &[(&str, &str)] = &[
+    (
+        r"ECHILD|No child process",
+        "waitpid(2) said ECHILD: the child is not one it waits for: clone(2) must be given \
+         SIGCHLD, the signal a child sends its parent when it ends (see clone(2), \"The child \
+         termination signal\")",
+    ),
+    (
+        r"expected exit code 137, got 9\b",
+        "a death by SIGKILL must give 128 + 9 = 137, as shells do: exit_code(status) does the \
+         conversion",
+    ),
+    (
+        r"expected exit code [1-9][0-9]*, got 0\b",
+        "the runtime says 0 whatever the command did: wait must return exit_code(status) of \
+         the status waitpid(2) gave",
+    ),
+    (
+        r"should not create a \w+ namespace",
+        "clone(2) gets a namespace the chapter does not ask for: pass spawn's `flags`, no more",
+    ),
+];
+
 fn main() -> ExitCode {
+    cfs_tests::lab::hints(HINTS);
     cfs_tests::main(vec![
         check(
             "hostname_inside_is_the_one_asked_for",
@@ -22,7 +64,7 @@ fn main() -> ExitCode {
             "the child must call set_hostname, which calls sethostname(2), after clone(2) and \
              before exec; spawn must run child_main in the child once it is released",
             || {
-                let out = run(BIN, &["--hostname", "box", "--", "hostname"])?;
+                let out = run_own_uts(&["--hostname", "box", "--", "hostname"])?;
                 out.expect_code(0)?;
                 ensure!(
                     out.stdout.trim() == "box",
@@ -34,20 +76,29 @@ fn main() -> ExitCode {
         ),
         check(
             "host_hostname_is_unchanged",
-            "after a run with --hostname elsewhere, gethostname(2) on the host still returns \
-             the host's name: sethostname(2) changed only the new UTS namespace",
+            "after a run with --hostname elsewhere, gethostname(2) on the host (a UTS namespace \
+             the test made, named cfs-ch01-host) still returns the host's name: sethostname(2) \
+             changed only the new UTS namespace",
             "clone(2) must get the flags spawn was given (CLONE_NEWUTS): without a new UTS \
              namespace, sethostname(2) renames the host",
             || {
-                let before = hostname()?;
-                let out = run(BIN, &["--hostname", "elsewhere", "--", "true"]);
-                let after = hostname()?;
-                if after != before {
-                    // Undo the damage before failing, so later tests see the host as it was.
-                    nix::unistd::sethostname(&before)?;
-                }
-                out?.expect_code(0)?;
-                ensure!(after == before, "the host's hostname changed to {after:?}");
+                // The "host" is a UTS namespace of the test's own (unshare --uts),
+                // named cfs-ch01-host: a runtime that renames its host renames
+                // that one, never the machine, which others may be using.
+                let mut cmd = Command::new("unshare");
+                cmd.args(["--uts", "--", "sh", "-c"])
+                    .arg(
+                        "hostname cfs-ch01-host && \"$0\" --hostname elsewhere -- true; \
+                         code=$?; echo \"host: $(hostname)\"; exit $code",
+                    )
+                    .arg(cfs_tests::paths::bin(BIN));
+                let out = output(cmd)?;
+                out.expect_code(0)?;
+                let after = out.stdout.trim().trim_start_matches("host: ");
+                ensure!(
+                    after == "cfs-ch01-host",
+                    "the host's hostname changed to {after:?}"
+                );
                 Ok(())
             },
         ),
@@ -58,20 +109,19 @@ fn main() -> ExitCode {
             "clone(2) creates exactly the namespaces whose CLONE_NEW* flags it is given: pass \
              spawn's `flags`, no more, and keep the child alive until it execs the command",
             || {
-                let bg =
-                    Background::start(chapter(BIN, &["--hostname", "box", "--", "sleep", "5"]))?;
-                let child = wait_for(Duration::from_secs(5), || {
-                    children(bg.pid()).first().copied()
-                })
-                .context("the runtime has no child: clone(2) was not called")?;
-                let child = child.to_string();
+                let mut bg =
+                    Background::start(in_own_uts(&["--hostname", "box", "--", "sleep", "5"]))?;
+                let child = bg
+                    .first_child(Duration::from_secs(5))
+                    .context("the runtime has no child: clone(2) was not called")?;
+                let (child, runtime) = (child.to_string(), bg.pid().to_string());
                 ensure!(
-                    ns_inode(&child, "uts")? != ns_inode("self", "uts")?,
+                    ns_inode(&child, "uts")? != ns_inode(&runtime, "uts")?,
                     "the child is in the host's UTS namespace"
                 );
                 for kind in ["pid", "mnt", "net", "ipc"] {
                     ensure!(
-                        ns_inode(&child, kind)? == ns_inode("self", kind)?,
+                        ns_inode(&child, kind)? == ns_inode(&runtime, kind)?,
                         "chapter 1 should not create a {kind} namespace"
                     );
                 }
@@ -85,9 +135,9 @@ fn main() -> ExitCode {
             "wait must call waitpid(2) again until the status says the child exited or was \
              killed (retry on EINTR) and return exit_code(status)",
             || {
-                run(BIN, &["--", "true"])?.expect_code(0)?;
-                run(BIN, &["--", "sh", "-c", "exit 3"])?.expect_code(3)?;
-                run(BIN, &["--", "sh", "-c", "kill -9 $$"])?.expect_code(128 + 9)?;
+                run_own_uts(&["--", "true"])?.expect_code(0)?;
+                run_own_uts(&["--", "sh", "-c", "exit 3"])?.expect_code(3)?;
+                run_own_uts(&["--", "sh", "-c", "kill -9 $$"])?.expect_code(128 + 9)?;
                 Ok(())
             },
         ),
@@ -98,7 +148,7 @@ fn main() -> ExitCode {
             "the cloned child must run child_entry, which turns the error of child_main into an \
              exit code, and wait must pass that code on",
             || {
-                let out = run(BIN, &["--", "no-such-command-here"])?;
+                let out = run_own_uts(&["--", "no-such-command-here"])?;
                 out.expect_code(127)?;
                 ensure!(
                     out.stderr.trim() == "ch01-uts: command not found: no-such-command-here",
@@ -126,7 +176,7 @@ fn main() -> ExitCode {
             "announce each call with say! just before or after making it, worded like the \
              call, as `-v` does in the book's ch01-verbose session",
             || {
-                let out = run(BIN, &["-v", "--hostname", "box", "--", "true"])?;
+                let out = run_own_uts(&["-v", "--hostname", "box", "--", "true"])?;
                 out.expect_code(0)?;
                 let wanted = [
                     "clone(CLONE_NEWUTS)",

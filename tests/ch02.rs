@@ -37,7 +37,37 @@ fn zombies_after_orphan(args: &[&str]) -> Result<usize> {
     Ok(zombies)
 }
 
+/// Hints that follow the failure (see `cfs_tests::lab::hints`).
+const HINTS: &[(&str, &str)] = &[
+    (
+        r"expected exit code 137, got 0\b",
+        "a death by SIGKILL came back as 0: a command killed by a signal gives 128 + the \
+         signal's number, which exit_code(status) computes",
+    ),
+    (
+        r"expected exit code [1-9][0-9]*, got 0\b",
+        "the init ends with 0 whatever the command did: it must exit(2) with the code \
+         supervise returned",
+    ),
+    (
+        r"zombie\(s\) under --init",
+        "under --init PID 1 must reap every child that ends, not only the command: supervise \
+         with reap_orphans waits on pid -1",
+    ),
+    (
+        r"expected exit 42|timed out after",
+        "the command never got the SIGTERM: supervise must not sleep in waitpid(2) (WNOHANG \
+         only reaps what has ended) but in sigwait(3), and forward what it returns with kill(2)",
+    ),
+    (
+        r"\$\$ inside: \\?\x22?1",
+        "under --init the command runs as PID 1: init::run must fork(2) it and stay PID 1 \
+         itself",
+    ),
+];
+
 fn main() -> ExitCode {
+    cfs_tests::lab::hints(HINTS);
     cfs_tests::main(vec![
         check(
             "command_is_pid_1",
@@ -125,7 +155,8 @@ fn main() -> ExitCode {
             "SIGTERM sent to the runtime reaches the command's trap, which exits 42, with and \
              without --init",
             "supervise takes signals with sigwait(3) on the blocked set and forwards every \
-             one but SIGCHLD to main with kill(2)",
+             one but SIGCHLD to main with kill(2); it reaps with waitpid(2) and WNOHANG only, \
+             never sleeping in it",
             || {
                 for extra in [&[][..], &["--init"][..]] {
                     let mut args = extra.to_vec();

@@ -4,23 +4,87 @@
 //! The tests declared with `check` are also lab ch03's checks (`scripts/lab
 //! check ch03`): each says what it verifies and gives a hint for when it fails.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use cfs_tests::kernel::{assert_mounts_unchanged, children, mounts, ns_inode};
+use cfs_tests::kernel::{children, ns_inode};
 use cfs_tests::paths::{rootfs, static_dir};
 use cfs_tests::run::{chapter, output, run, wait_for, Background};
+use cfs_tests::shared_host::SharedHost;
 use cfs_tests::{bail, check, ensure, root, Context, Result};
 use nix::sys::signal::Signal;
 
 const BIN: &str = "ch03-mount-chroot";
 
-/// `ch03-mount-chroot --rootfs $ROOTFS -- sh -c SCRIPT`, run to the end.
+/// `ch03-mount-chroot --rootfs $ROOTFS -- sh -c SCRIPT`, run to the end in a
+/// stand-in host whose mounts are shared (see [`contained`]).
 fn sh(script: &str) -> Result<cfs_tests::run::Output> {
     let rootfs = rootfs()?;
     let rootfs = rootfs.to_string_lossy();
-    run(BIN, &["--rootfs", &rootfs, "--", "sh", "-c", script])
+    contained(&["--rootfs", &rootfs, "--", "sh", "-c", script])
+}
+
+/// Runs the runtime with `args` to the end inside a [`SharedHost`] made for
+/// this run (a host whose mounts are shared, as on systemd hosts: what the
+/// runtime's mistakes do to such a host shows on any machine, and nothing
+/// reaches the real one), then requires that the stand-in host's mount table
+/// is what it was before the run and that the run left no `.oldroot-*`
+/// directory in the rootfs (the `--rootfs` argument), whatever its exit code.
+fn contained(args: &[&str]) -> Result<cfs_tests::run::Output> {
+    contained_with(args, |_| Ok(()))
+}
+
+/// [`contained`], with `inspect` judging the run's output after the mount
+/// table and before the `.oldroot-*` left in the rootfs.
+fn contained_with(
+    args: &[&str],
+    inspect: impl FnOnce(&cfs_tests::run::Output) -> Result<()>,
+) -> Result<cfs_tests::run::Output> {
+    let dir = args
+        .iter()
+        .position(|a| *a == "--rootfs")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from)
+        .context("contained needs --rootfs")?;
+    let host = SharedHost::new()?;
+    let before = host.mounts()?;
+    let old_before = old_roots(&dir);
+    let out = output(host.command(chapter(BIN, args)))?;
+    let said = |out: &cfs_tests::run::Output| {
+        let last = out.stderr.lines().rev().find(|l| !l.trim().is_empty());
+        format!(
+            "(the runtime exited {}{})",
+            out.code,
+            last.map(|l| format!(": {}", l.trim())).unwrap_or_default()
+        )
+    };
+    host.assert_mounts_unchanged(&before)
+        .map_err(|err| cfs_tests::anyhow!("{err:#} {}", said(&out)))?;
+    inspect(&out)?;
+    let left: Vec<String> = old_roots(&dir).difference(&old_before).cloned().collect();
+    ensure!(
+        left.is_empty(),
+        "the run left {left:?} in the rootfs {}: the put_old directory stays after a run or \
+         a failed attempt {}",
+        dir.display(),
+        said(&out)
+    );
+    Ok(out)
+}
+
+/// The `.oldroot-*` entries of a rootfs (put_old directories, see pivot_root).
+fn old_roots(rootfs: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(rootfs)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".oldroot"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A private copy of the default rootfs, for tests that add files to it.
@@ -61,7 +125,11 @@ fn escape_attempt(extra: &[&str]) -> Result<(i32, String, String)> {
     let rootfs = rootfs.to_string_lossy().into_owned();
     let marker = marker.to_string_lossy().into_owned();
     args.extend(["--rootfs", &rootfs, "--", "chroot-escape", &marker]);
-    let out = run(BIN, &args)?;
+    let out = if extra.is_empty() {
+        contained(&args)?
+    } else {
+        run(BIN, &args)?
+    };
     Ok((out.code, out.stdout, out.stderr))
 }
 
@@ -89,17 +157,22 @@ fn root_is_the_rootfs_and_host_files_are_hidden() -> Result<()> {
          ls -a / | grep oldroot; echo mountinfo:; cat /proc/self/mountinfo",
         marker = marker.display()
     );
-    let out = sh(&script)?;
-    out.expect_code(0)?;
-    let (head, mountinfo) = out
-        .stdout
+    let rootfs = rootfs()?;
+    let rootfs = rootfs.to_string_lossy();
+    // What the container saw comes first; what the run left in the rootfs after.
+    contained_with(&["--rootfs", &rootfs, "--", "sh", "-c", &script], |out| {
+        out.expect_code(0)?;
+        inspect_root(&out.stdout, &marker)
+    })?;
+    Ok(())
+}
+
+/// The verdict on what the container of [`root_is_the_rootfs_and_host_files_are_hidden`]
+/// printed: its head (release, stamp, marker, old roots), then its mountinfo.
+fn inspect_root(stdout: &str, marker: &Path) -> Result<()> {
+    let (head, mountinfo) = stdout
         .split_once("mountinfo:\n")
-        .with_context(|| format!("stdout: {:?}", out.stdout))?;
-    ensure!(
-        head == "containers-from-scratch busybox rootfs\nrootfs\n",
-        "the host's marker {} or an old root is visible inside: {head:?}",
-        marker.display()
-    );
+        .with_context(|| format!("stdout: {stdout:?}"))?;
     // Fields: ID, parent ID, major:minor, root within its file system, mount point.
     let mounts: Vec<Vec<&str>> = mountinfo
         .lines()
@@ -113,17 +186,104 @@ fn root_is_the_rootfs_and_host_files_are_hidden() -> Result<()> {
         let (dev, within, point) = (fields[2], fields[3], fields[4]);
         ensure!(
             !point.starts_with("/.oldroot"),
-            "the old root is still mounted inside:\n{mountinfo}"
+            "the old root is still mounted inside, at {point}:\n{mountinfo}"
         );
         ensure!(
             dev != root[2] || Path::new(within).starts_with(root[3]),
             "{point} inside is {within} of the rootfs's file system, outside the rootfs:\n{mountinfo}"
         );
     }
+    ensure!(
+        head == "containers-from-scratch busybox rootfs\nrootfs\n",
+        "the host's marker {} or an old root is visible inside: {head:?}",
+        marker.display()
+    );
     Ok(())
 }
 
+/// Hints that follow the failure (see `cfs_tests::lab::hints`): the first
+/// whose pattern matches a failed check's message is shown before its own.
+const HINTS: &[(&str, &str)] = &[
+    (
+        r"pivot_root.*(EINVAL|Invalid argument)",
+        "pivot_root(2) said EINVAL: the new root, or the mount it sits on, is shared (see its \
+         man page's EINVAL list): make_private must have made every mount of the new \
+         namespace private before; to see it by hand, run the runtime inside `unshare --mount \
+         --propagation shared`",
+    ),
+    (
+        r"pivot_root to .*(EBUSY|Device or resource busy)",
+        "pivot_root(2) said EBUSY: put_old must be a directory under the new root (see its \
+         man page), not elsewhere on the host",
+    ),
+    (
+        r"unmount.*(EBUSY|Device or resource busy)",
+        "umount2(2) said EBUSY: the old root is still in use (the runtime's own files are on \
+         it): detach it lazily, MNT_DETACH",
+    ),
+    (
+        r#"removed \[""#,
+        "the host lost mounts: the lazy unmount of the old root reached mounts that are still \
+         shared with the host: make_private changed \"/\" only; it must be recursive, MS_REC \
+         (mount_namespaces(7))",
+    ),
+    (
+        r#"changed.*added \[""#,
+        "mounts made in the container appeared on the host: they propagated, because the \
+         container's mounts are still shared: make_private must make them private, all of \
+         them, before the first mount",
+    ),
+    (
+        r#"left \[".oldroot"#,
+        "a .oldroot-* directory was left in the rootfs: pivot_root must rmdir(2) its put_old \
+         after the umount2, and remove it when pivot_root(2) fails (scripts/lab reset DIR \
+         removes old ones)",
+    ),
+    (
+        r"old root is still mounted|host-visible|outside the rootfs|\.oldroot-\w+/",
+        "the old root (the host's /) is still reachable after pivot_root(2): umount2(2) it, \
+         then rmdir(2) its directory",
+    ),
+    (
+        r"oldroot",
+        "a .oldroot-* directory is in the container's /: pivot_root must rmdir(2) its put_old \
+         once the old root is unmounted (scripts/lab reset DIR removes those left by earlier \
+         attempts)",
+    ),
+    (
+        r"ps shows|PID 1 is not",
+        "the /proc inside is not a proc filesystem of the container's own: mount_proc must \
+         mount(2) one (type proc) on /proc, after the root changed",
+    ),
+    (
+        r"proc /proc proc ro",
+        "/proc is read-only: mount proc without MS_RDONLY",
+    ),
+    (
+        r"proc /proc proc rw[^n]*\\n|proc /proc proc rw,[a-z]+\\n",
+        "/proc lacks nosuid, nodev or noexec: mount it with MS_NOSUID|MS_NODEV|MS_NOEXEC, as \
+         every pseudo-filesystem of a container",
+    ),
+    (
+        r"block special file",
+        "these are block devices: mknod(2) needs S_IFCHR for character devices",
+    ),
+    (
+        r"1:3 6[0-4][0-4]",
+        "mknod(2) applies the umask: chmod(2) each device to 0666 after making it",
+    ),
+    (
+        r"/dev/shm",
+        "/dev/shm is missing: mount a tmpfs on it (mode=1777)",
+    ),
+    (
+        r"ptmx\\n(\\n|\x22|$)|/proc/self/fd",
+        "the /dev symlinks are missing: make each of SYMLINKS with symlink(2)",
+    ),
+];
+
 fn main() -> ExitCode {
+    cfs_tests::lab::hints(HINTS);
     cfs_tests::main(vec![
         check(
             "root_is_the_rootfs_and_host_files_are_hidden",
@@ -162,15 +322,17 @@ fn main() -> ExitCode {
         check(
             "dev_null_is_char_device_1_3_and_works",
             "stat(2) of /dev/null inside: a character device 1:3, mode 666; writes to it vanish, \
-             /dev/zero reads zeros, /dev/pts holds a ptmx of its own",
+             /dev/zero reads zeros, /dev/pts holds a ptmx of its own, and /dev/fd, /dev/stdin \
+             and /dev/ptmx are the symlinks of SYMLINKS",
             "mount_dev: a tmpfs on /dev first, then mknod(2) with S_IFCHR and makedev(major, \
              minor) for each of DEVICES (chmod 0666: mknod applies the umask), then devpts \
              with newinstance",
             || {
-                let out = sh("stat -c '%F %t:%T %a' /dev/null; echo data >/dev/null && wc -c </dev/null; head -c 4 /dev/zero | wc -c; ls /dev/pts")?;
+                let out = sh("stat -c '%F %t:%T %a' /dev/null; echo data >/dev/null && wc -c </dev/null; head -c 4 /dev/zero | wc -c; ls /dev/pts; for l in fd stdin ptmx; do readlink /dev/$l; done; true")?;
                 out.expect_code(0)?;
                 ensure!(
-                    out.stdout == "character special file 1:3 666\n0\n4\nptmx\n",
+                    out.stdout
+                        == "character special file 1:3 666\n0\n4\nptmx\n/proc/self/fd\n/proc/self/fd/0\npts/ptmx\n",
                     "stdout: {:?}",
                     out.stdout
                 );
@@ -179,16 +341,17 @@ fn main() -> ExitCode {
         ),
         check(
             "sys_is_read_only_and_proc_is_fresh",
-            "/proc/mounts inside lists a proc filesystem on /proc, read-write, and sysfs on /sys, \
-             read-only (touch /sys/x fails)",
+            "/proc/mounts inside lists a proc filesystem on /proc, read-write, nosuid, nodev, \
+             noexec, and sysfs on /sys, read-only (touch /sys/x fails)",
             "mount_proc mounts a filesystem of type \"proc\" with source \"proc\" on /proc, \
-             without MS_RDONLY",
+             writable, with no set-user-ID programs, devices or programs to run on it",
             || {
-                let out = sh("grep -E ' /(proc|sys) ' /proc/mounts | cut -d' ' -f1-4 | cut -d, -f1; touch /sys/x 2>/dev/null || echo sys-readonly")?;
+                let out = sh("grep -E ' /(proc|sys) ' /proc/mounts | cut -d' ' -f1-4 | cut -d, -f1-4; touch /sys/x 2>/dev/null || echo sys-readonly")?;
                 out.expect_code(0)?;
                 ensure!(
-                    out.stdout == "proc /proc proc rw\nsysfs /sys sysfs ro\nsys-readonly\n",
-                    "stdout: {:?}",
+                    out.stdout
+                        == "proc /proc proc rw,nosuid,nodev,noexec\nsysfs /sys sysfs ro,nosuid,nodev,noexec\nsys-readonly\n",
+                    "/proc/mounts inside: {:?}",
                     out.stdout
                 );
                 Ok(())
@@ -219,23 +382,24 @@ fn main() -> ExitCode {
         }),
         check(
             "container_mounts_never_reach_the_host",
-            "while the container runs its command (its /proc/<pid>/mountinfo lists its own \
-             /dev/shm) and after it exited 0, the host's \
-             /proc/self/mountinfo is unchanged; the container's /proc/<pid>/ns/mnt differs \
-             from the host's",
-            "make_private runs first in the new mount namespace: mount(2) on \"/\" with \
-             MS_REC|MS_PRIVATE and no source or type, so that no mount propagates to the \
-             host's shared mounts",
+            "in a stand-in host whose mounts are all shared (as systemd makes them; \
+             unshare --propagation shared), /proc/<host>/mountinfo is unchanged while the \
+             container runs its command (its own mountinfo lists its /dev/shm) and after it \
+             exited 0; the container's /proc/<pid>/ns/mnt differs from the host's",
+            "make_private runs first in the new mount namespace and must reach every mount in \
+             it, not only \"/\": read mount_namespaces(7) on shared subtrees and what a \
+             recursive propagation change is",
             || {
-                let before = mounts()?;
+                let host = SharedHost::new()?;
+                let before = host.mounts()?;
                 let rootfs = rootfs()?;
-                let mut bg = Background::start(chapter(
+                let mut bg = Background::start(host.command(chapter(
                     BIN,
                     &["--rootfs", &rootfs.to_string_lossy(), "--", "sleep", "3"],
-                ))?;
+                )))?;
                 let child = bg
                     .first_child(Duration::from_secs(5))
-                    .context("the runtime started no container")?;
+                    .context("the runtime ended before the test saw its container")?;
                 // Wait until the container runs its command, all set up.
                 let child = child.to_string();
                 let running = wait_for(Duration::from_secs(5), || {
@@ -256,45 +420,47 @@ fn main() -> ExitCode {
                     "no /dev/shm in the container's mountinfo:\n{table}"
                 );
                 ensure!(
-                    ns_inode(&child, "mnt")? != ns_inode("self", "mnt")?,
+                    ns_inode(&child, "mnt")? != ns_inode(host.pid(), "mnt")?,
                     "no new mount namespace"
                 );
-                assert_mounts_unchanged(&before).context("while the container runs")?;
+                host.assert_mounts_unchanged(&before)
+                    .context("while the container runs")?;
                 bg.finish(Duration::from_secs(10))?.expect_code(0)?;
-                assert_mounts_unchanged(&before).context("after the container ended")
+                host.assert_mounts_unchanged(&before)
+                    .context("after the container ended")
             },
         ),
         check(
             "no_leak_when_the_command_fails",
-            "after a command that exits 3 and one that is not in the rootfs (exit 1), the \
-             host's /proc/self/mountinfo is what it was before",
+            "in a stand-in host whose mounts are shared, after a command that exits 3 and one \
+             that is not in the rootfs (exit 1), the host's mountinfo is what it was before \
+             and the rootfs holds no new .oldroot-* directory",
             "every mount happens in the container's own mount namespace, made private first \
              (make_private); nothing needs unmounting: the namespace goes with its last \
-             process",
+             process; and a put_old directory goes, also when a step after mkdtemp fails",
             || {
-                let before = mounts()?;
                 sh("exit 3")?.expect_code(3)?;
                 let rootfs = rootfs()?;
-                run(
-                    BIN,
-                    &[
-                        "--rootfs",
-                        &rootfs.to_string_lossy(),
-                        "--",
-                        "/bin/no-such-program",
-                    ],
-                )?
+                contained(&[
+                    "--rootfs",
+                    &rootfs.to_string_lossy(),
+                    "--",
+                    "/bin/no-such-program",
+                ])?
                 .expect_code(1)?;
-                assert_mounts_unchanged(&before)
+                Ok(())
             },
         ),
         root("sigkill_of_the_runtime_takes_the_container_down", || {
-            let before = mounts()?;
+            // In a stand-in host: the machine's own mount table changes with
+            // the work of others running beside the tests.
+            let host = SharedHost::new()?;
+            let before = host.mounts()?;
             let rootfs = rootfs()?;
-            let bg = Background::start(chapter(
+            let bg = Background::start(host.command(chapter(
                 BIN,
                 &["--rootfs", &rootfs.to_string_lossy(), "--", "sleep", "30"],
-            ))?;
+            )))?;
             let child = wait_for(Duration::from_secs(5), || {
                 children(bg.pid()).first().copied()
             })?;
@@ -307,7 +473,7 @@ fn main() -> ExitCode {
                 (!Path::new(&format!("/proc/{child}")).exists()).then_some(())
             })
             .context("the container outlived its runtime")?;
-            assert_mounts_unchanged(&before)
+            host.assert_mounts_unchanged(&before)
         }),
         root("chroot_can_be_escaped", || {
             let (code, stdout, _) = escape_attempt(&["--chroot"])?;
@@ -337,7 +503,8 @@ fn main() -> ExitCode {
             },
         ),
         root("bad_rootfs_is_a_one_line_error_and_leaves_nothing", || {
-            let before = mounts()?;
+            let host = SharedHost::new()?;
+            let before = host.mounts()?;
             let empty = tempfile::tempdir()?;
             let empty = empty.path().to_string_lossy().into_owned();
             let cases: [(&[&str], &str); 3] = [
@@ -346,11 +513,11 @@ fn main() -> ExitCode {
                 (&["--rootfs", &empty, "--", "sh"], &format!("ch03-mount-chroot: command sh not found in rootfs {empty} (is it a rootfs? scripts/mkrootfs builds one)")),
             ];
             for (args, message) in cases {
-                let out = run(BIN, args)?;
+                let out = output(host.command(chapter(BIN, args)))?;
                 out.expect_code(1)?;
                 ensure!(out.stderr.trim_end() == message, "stderr: {:?}", out.stderr);
             }
-            assert_mounts_unchanged(&before)
+            host.assert_mounts_unchanged(&before)
         }),
         root("with_init_ps_shows_init_and_command", || {
             let rootfs = rootfs()?;

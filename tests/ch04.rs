@@ -1031,7 +1031,141 @@ fn proc_shows_the_host_not_the_limits() -> Result<()> {
     Ok(())
 }
 
+/// Hints that follow the failure (see `cfs_tests::lab::hints`).
+const HINTS: &[(&str, &str)] = &[
+    (
+        r"still has processes",
+        "remove_dir waited for an empty group that never came: kill(2) what cgroup.procs lists \
+         first (the kill it is given), then wait",
+    ),
+    (
+        r"failed to remove cgroup.*(EBUSY|busy)",
+        "rmdir(2) of a cgroup says EBUSY while a process is in it: kill what cgroup.procs lists \
+         and wait until it is empty before the rmdir",
+    ),
+    (
+        r"cpu\.max of the group: written \[\x22100000 20000",
+        "cpu.max is \"quota period\": the quota first",
+    ),
+    (
+        r"cpu\.weight of the group: written \[\x22512",
+        "cpu.weight is not cpu.shares: 1 to 10000, default 100; convert the shares with weight",
+    ),
+    (
+        r"memory\.swap\.max of the group: written \[\x22[1-9]",
+        "memory.swap.max counts swap beyond memory (v1's memsw counts both): 0 for none",
+    ),
+    (
+        r"cgroup\.procs of the group: written \[\]",
+        "add must write the pid to the group's cgroup.procs (not cgroup.threads, which moves one \
+         thread)",
+    ),
+    (
+        r"cgroup\.procs of the group: written \[\x22[0-9]+\x22\], expected",
+        "add wrote another pid than the one it was given: the child's, not the runtime's own",
+    ),
+    (
+        r"no write ending in /pids\.max|fork",
+        "the pids limit never reached the kernel: pids.max in the group's pids directory",
+    ),
+    (
+        r"no write ending in /memory|oom",
+        "the memory limit never reached the kernel: memory.limit_in_bytes (v1) or memory.max (v2)",
+    ),
+    (
+        r"has no directory for the",
+        "build made a directory in one hierarchy only: one per hierarchy that carries a controller \
+         the limits need",
+    ),
+];
+
+/// A cgroup v2 tree in memory, for [`v2_backend_writes_its_files_on_any_machine`]:
+/// every controller enabled, no process anywhere, each write recorded.
+struct PaperTree {
+    writes: std::sync::Mutex<Vec<(PathBuf, String)>>,
+}
+
+impl ch04_cgroups::cgroups::Files for PaperTree {
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        Ok(match &*name {
+            "cgroup.controllers" | "cgroup.subtree_control" => "cpuset cpu io memory pids\n",
+            "cgroup.events" => "populated 0\nfrozen 0\n",
+            _ => "",
+        }
+        .to_string())
+    }
+    fn write(&self, path: &Path, value: &str) -> std::io::Result<()> {
+        if let Ok(mut writes) = self.writes.lock() {
+            writes.push((path.to_path_buf(), value.to_string()));
+        }
+        Ok(())
+    }
+    fn mkdir(&self, _: &Path) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn rmdir(&self, _: &Path) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn exists(&self, _: &Path) -> bool {
+        true
+    }
+    fn limit_devices(&self, _: &Path, _: &[ch04_cgroups::cgroups::DeviceRule]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The v2 backend, run on a tree in memory: it writes each limit to the v2
+/// file in v2's units, and add writes the pid to the group's cgroup.procs. On
+/// any machine: the development machine's v1 controllers never run it.
+fn v2_backend_writes_its_files_on_any_machine() -> Result<()> {
+    use ch04_cgroups::cgroups::{v2, Cpus, Limits, V2Hierarchy};
+    let tree: &'static PaperTree = Box::leak(Box::new(PaperTree {
+        writes: std::sync::Mutex::new(Vec::new()),
+    }));
+    let hierarchy = V2Hierarchy {
+        mount: PathBuf::from("/paper"),
+        root: PathBuf::from("/"),
+        own: PathBuf::from("/paper/own"),
+    };
+    let limits = Limits {
+        cpus: Some(Cpus {
+            quota_us: 20000,
+            period_us: 100000,
+        }),
+        cpu_shares: Some(512),
+        memory: Some(64 << 20),
+        pids: Some(32),
+        ..Limits::default()
+    };
+    let cgroup = v2::Cgroup::create(tree, &hierarchy, "cfs-paper", &limits)?;
+    cgroup.add(Pid::from_raw(4242))?;
+    let writes = tree.writes.lock().map(|w| w.clone()).unwrap_or_default();
+    let dir = PathBuf::from("/paper/own/cfs-paper");
+    let weight = v2::weight(512).to_string();
+    for (file, value) in [
+        ("cpu.max", "20000 100000"),
+        ("cpu.weight", weight.as_str()),
+        ("memory.max", "67108864"),
+        ("memory.swap.max", "0"),
+        ("pids.max", "32"),
+        ("cgroup.procs", "4242"),
+    ] {
+        let got: Vec<&String> = writes
+            .iter()
+            .filter(|(path, _)| *path == dir.join(file))
+            .map(|(_, v)| v)
+            .collect();
+        ensure!(
+            got == [value],
+            "v2 {file} of the group: written {got:?}, expected {value:?} (all writes: {writes:?})"
+        );
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
+    cfs_tests::lab::hints(HINTS);
     cfs_tests::main(vec![
         check(
             "cpus_0_2_is_20_percent_of_one_cpu",
@@ -1120,6 +1254,15 @@ fn main() -> std::process::ExitCode {
         root(
             "proc_shows_the_host_not_the_limits",
             tidy(proc_shows_the_host_not_the_limits),
+        ),
+        check(
+            "v2_backend_writes_its_files_on_any_machine",
+            "v2::Cgroup::create and add, run on a cgroup v2 tree in memory (whatever this machine \
+             uses), write cpu.max \"20000 100000\", cpu.weight from 512 shares, memory.max, \
+             memory.swap.max 0, pids.max and the pid to the group's cgroup.procs",
+            "v2 names and units: one cpu.max \"quota period\", cpu.weight converted from shares \
+             (weight), swap beyond memory in memory.swap.max; add writes to cgroup.procs",
+            v2_backend_writes_its_files_on_any_machine,
         ),
         check(
             "lib_create_holds_the_process_and_remove_kills_and_cleans_up",

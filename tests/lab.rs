@@ -13,6 +13,7 @@ use std::process::{Command, ExitCode};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use cfs_tests::mutants::{mutants, Mutant};
 use cfs_tests::paths::workspace;
 use cfs_tests::run::{output_within, Output};
 use cfs_tests::{bail, ensure, plain, root, Context, Result};
@@ -698,8 +699,216 @@ fn every_lab_is_registered_and_marked() -> Result<()> {
     Ok(())
 }
 
+/// The marked bodies' names of lab `ch`, in the order `scripts/lab list` gives.
+fn body_names(ch: &str) -> Result<Vec<(String, String)>> {
+    let mut names = Vec::new();
+    for body in bodies(ch)? {
+        let text = fs::read_to_string(&body.file)?;
+        let line = text.lines().nth(body.begin - 1).unwrap_or_default().trim();
+        let rest = line.trim_start_matches("// LAB:BEGIN ");
+        let (name, hint) = rest.split_once(':').context("no hint")?;
+        names.push((name.to_string(), hint.trim().to_string()));
+    }
+    Ok(names)
+}
+
+/// Every body of every lab has a hint ladder of at least three rungs, and
+/// `scripts/lab hint` climbs it one rung at a time; the skeleton's `todo!()`
+/// (the marker's hint) names a man page and the goal, not the flags.
+fn hints_are_ladders_and_todos_give_no_flags() -> Result<()> {
+    let flag = regex::Regex::new(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b")?;
+    let man = regex::Regex::new(r"\b[a-z_0-9]+\([1-8]\)")?;
+    for ch in labs()? {
+        let path = workspace().join(format!("labs/hints/{ch}.txt"));
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        for (name, hint) in body_names(&ch)? {
+            ensure!(
+                !flag.is_match(&hint) && man.is_match(&hint),
+                "lab {ch}: the todo!() of {name} must name a man page and no flag: {hint:?}"
+            );
+            let ladder: Vec<&str> = text
+                .split("\n## ")
+                .find(|s| s.trim_start_matches("## ").lines().next() == Some(name.as_str()))
+                .with_context(|| format!("{}: no ladder ## {name}", path.display()))?
+                .lines()
+                .filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_digit()))
+                .collect();
+            ensure!(
+                ladder.len() >= 3,
+                "{}: {name} has {} rungs, fewer than 3",
+                path.display(),
+                ladder.len()
+            );
+            for (i, rung) in ladder.iter().enumerate() {
+                ensure!(
+                    rung.starts_with(&format!("{}. ", i + 1)),
+                    "{}: rung {} of {name} is numbered wrong: {rung}",
+                    path.display(),
+                    i + 1
+                );
+            }
+            let one = lab(&["hint", &ch, "1", &name])?;
+            one.expect_code(0)?;
+            ensure!(
+                one.stdout.contains(ladder[0]) && !one.stdout.contains(ladder[1]),
+                "lab hint {ch} 1 {name}:\n{}",
+                one.stdout
+            );
+            let two = lab(&["hint", &ch, "2", &name])?;
+            ensure!(
+                two.stdout.contains(ladder[1]) && !two.stdout.contains(ladder[2]),
+                "lab hint {ch} 2 {name}:\n{}",
+                two.stdout
+            );
+        }
+    }
+    for (args, message) in [
+        (vec!["hint", "ch03", "0"], "not a rung number"),
+        (vec!["hint", "ch03", "1", "nope"], "has no body 'nope'"),
+        (vec!["hint", "ch99", "1"], "no lab for ch99"),
+    ] {
+        let out = lab(&args)?;
+        ensure!(
+            out.code == 2 && out.stderr.contains(message),
+            "{args:?}: {out:?}"
+        );
+    }
+    Ok(())
+}
+
+/// A made-up student copy for `lab reset`: `.lab/chapter`, a rootfs with an
+/// empty `.oldroot-*` (a failed pivot_root's) and a full one (not ours to
+/// judge), a program of its own still running, and a tmpfs mounted in it.
+struct FakeCopy {
+    dir: PathBuf,
+    running: cfs_tests::run::Background,
+    mount: PathBuf,
+}
+
+fn fake_copy(name: &str) -> Result<FakeCopy> {
+    let dir = work()?.join(name);
+    fs::create_dir_all(dir.join(".lab"))?;
+    fs::write(dir.join(".lab/chapter"), "ch03\n")?;
+    fs::create_dir_all(dir.join("build/rootfs/.oldroot-AbC123"))?;
+    fs::create_dir_all(dir.join("build/rootfs/.oldroot-full"))?;
+    fs::write(dir.join("build/rootfs/.oldroot-full/file"), "keep")?;
+    fs::create_dir_all(dir.join("target/debug"))?;
+    let program = dir.join("target/debug/ch03-mount-chroot");
+    fs::copy("/bin/sleep", &program)?;
+    let running = cfs_tests::run::Background::start({
+        let mut cmd = Command::new(&program);
+        cmd.arg("1000");
+        cmd
+    })?;
+    let mount = dir.join("build/rootfs/mnt");
+    fs::create_dir_all(&mount)?;
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "cfs-lab-reset-test"])
+        .arg(&mount)
+        .status()?;
+    ensure!(
+        status.success(),
+        "failed to mount a tmpfs on {}",
+        mount.display()
+    );
+    Ok(FakeCopy {
+        dir,
+        running,
+        mount,
+    })
+}
+
+fn is_mounted(point: &Path) -> Result<bool> {
+    let text = fs::read_to_string("/proc/self/mountinfo")?;
+    let point = point.to_string_lossy();
+    Ok(text.lines().any(|l| l.split(' ').nth(4) == Some(&*point)))
+}
+
+/// `scripts/lab reset DIR` cleans that student copy (its processes, its
+/// mounts, the empty `.oldroot-*` of its rootfs) and nothing else: another
+/// copy's are left alone; it refuses a directory that is not a copy.
+fn lab_reset_cleans_one_copy_and_nothing_else() -> Result<()> {
+    let a = fake_copy("reset-a")?;
+    let b = fake_copy("reset-b")?;
+    let outcome = (|| -> Result<()> {
+        let out = lab(&["reset", &a.dir.to_string_lossy()])?;
+        out.expect_code(0)?;
+        for line in [
+            format!("lab reset: killed pid {} (", a.running.pid()),
+            format!("lab reset: unmounted {}", a.mount.display()),
+            format!(
+                "lab reset: removed {}/build/rootfs/.oldroot-AbC123 (a put_old directory left by pivot_root)",
+                a.dir.display()
+            ),
+            format!("lab reset: {}: cleaned 3 item(s)", a.dir.display()),
+        ] {
+            ensure!(out.stdout.contains(&line), "no {line:?} in\n{}", out.stdout);
+        }
+        ensure!(
+            out.stderr.contains(".oldroot-full: it is not empty"),
+            "{}",
+            out.stderr
+        );
+        ensure!(
+            !is_mounted(&a.mount)?,
+            "{} is still mounted",
+            a.mount.display()
+        );
+        ensure!(
+            !a.dir.join("build/rootfs/.oldroot-AbC123").exists()
+                && a.dir.join("build/rootfs/.oldroot-full/file").exists(),
+            "reset removed the wrong .oldroot-*"
+        );
+        wait_for_exit(a.running.pid())?;
+        // The other copy is untouched.
+        ensure!(
+            is_mounted(&b.mount)?,
+            "reset unmounted another copy's mount"
+        );
+        ensure!(
+            b.dir.join("build/rootfs/.oldroot-AbC123").exists(),
+            "reset cleaned another copy's rootfs"
+        );
+        ensure!(
+            Path::new(&format!("/proc/{}", b.running.pid())).exists(),
+            "reset killed another copy's program"
+        );
+        let again = lab(&["reset", &a.dir.to_string_lossy()])?;
+        ensure!(
+            again.stdout.contains(": nothing to clean"),
+            "{}",
+            again.stdout
+        );
+        let out = lab(&["reset", &workspace().to_string_lossy()])?;
+        ensure!(
+            out.code == 2 && out.stderr.contains("is not a student workspace"),
+            "{out:?}"
+        );
+        Ok(())
+    })();
+    for copy in [&a, &b] {
+        if is_mounted(&copy.mount).unwrap_or(false) {
+            let _ = Command::new("umount").arg("-l").arg(&copy.mount).status();
+        }
+    }
+    outcome
+}
+
+fn wait_for_exit(pid: nix::unistd::Pid) -> Result<()> {
+    cfs_tests::run::wait_for(Duration::from_secs(5), || {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+        stat.map_or(true, |s| s.contains(") Z ")).then_some(())
+    })
+    .with_context(|| format!("pid {pid} is still running"))
+}
+
 fn main() -> ExitCode {
     let mut trials: Vec<Trial> = vec![
+        plain(
+            "hints_are_ladders_and_todos_give_no_flags",
+            hints_are_ladders_and_todos_give_no_flags,
+        ),
         plain(
             "every_lab_is_registered_and_marked",
             every_lab_is_registered_and_marked,
@@ -712,7 +921,7 @@ fn main() -> ExitCode {
     match labs() {
         Ok(labs) => {
             for ch in labs {
-                let (a, b, c) = (ch.clone(), ch.clone(), ch.clone());
+                let (a, b, c, d) = (ch.clone(), ch.clone(), ch.clone(), ch.clone());
                 trials.push(plain(
                     &format!("{ch}::start_gives_a_skeleton_without_solution_text"),
                     move || start_gives_a_skeleton_without_solution_text(&a),
@@ -725,10 +934,17 @@ fn main() -> ExitCode {
                     &format!("{ch}::check_passes_on_the_reference"),
                     move || check_passes_on_the_reference(&c),
                 ));
+                trials.push(root(&format!("{ch}::every_mutant_is_caught"), move || {
+                    every_mutant_is_caught(&d)
+                }));
             }
         }
         Err(err) => trials.push(plain("labs_are_listed", move || bail!("{err:#}"))),
     }
+    trials.push(root(
+        "lab_reset_cleans_one_copy_and_nothing_else",
+        lab_reset_cleans_one_copy_and_nothing_else,
+    ));
     trials.push(root(
         "check_and_grade_refuse_bad_input",
         check_and_grade_refuse_bad_input,
@@ -746,4 +962,347 @@ fn main() -> ExitCode {
         work.take();
     }
     code
+}
+
+/// `text` of a reference file with mutant `m` applied inside the body of its
+/// function (between that body's LAB markers); each replaced text must be
+/// there exactly once.
+fn mutate(text: &str, m: &Mutant) -> Result<String> {
+    let begin = format!("// LAB:BEGIN {}:", m.function);
+    let start = text
+        .find(&begin)
+        .with_context(|| format!("{}: no marked body {}", m.name, m.function))?;
+    let end = start
+        + text[start..]
+            .find("// LAB:END")
+            .with_context(|| format!("{}: no LAB:END", m.name))?;
+    let mut body = text[start..end].to_string();
+    for (from, to) in &m.edits {
+        ensure!(
+            body.matches(from.as_str()).count() == 1,
+            "{}: the text to replace is not found exactly once in the body of {}:\n{from}",
+            m.name,
+            m.function
+        );
+        body = body.replacen(from.as_str(), to, 1);
+    }
+    Ok(format!("{}{}{}", &text[..start], body, &text[end..]))
+}
+
+/// The file of the reference that holds the body mutant `m` changes.
+fn file_of_mutant(ch: &str, m: &Mutant) -> Result<PathBuf> {
+    if m.file.is_empty() {
+        file_of(ch, &m.function)
+    } else {
+        Ok(workspace().join(&m.file))
+    }
+}
+
+/// The file of the reference that holds the marked body of `function` of lab `ch`.
+fn file_of(ch: &str, function: &str) -> Result<PathBuf> {
+    let needle = format!("// LAB:BEGIN {function}:");
+    for body in bodies(ch)? {
+        if fs::read_to_string(&body.file)?.contains(&needle) {
+            return Ok(body.file);
+        }
+    }
+    bail!("lab {ch} marks no body {function}")
+}
+
+/// The failed checks of a scoreboard: each check's name and what it got and
+/// the hints it gave, as lines `got: ...`, `hint: ...`, `also: ...` (a field
+/// wrapped over several lines joined into one; `checked:` left out).
+fn failed_entries(board: &str) -> Vec<(String, String)> {
+    let mut entries = Vec::new();
+    let mut current: Option<(String, Vec<String>)> = None;
+    let mut keep = false;
+    for line in board.lines() {
+        if let Some(name) = line.strip_prefix("✘ ") {
+            entries.extend(current.take());
+            current = Some((name.trim().to_string(), Vec::new()));
+            keep = false;
+        } else if line.starts_with("✔ ") || !line.starts_with(' ') {
+            entries.extend(current.take());
+        } else if let Some((_, fields)) = current.as_mut() {
+            let text = line.trim();
+            let label = ["checked:", "got:", "hint:", "also:"]
+                .into_iter()
+                .find(|l| text.starts_with(l));
+            match label {
+                Some(label) => {
+                    keep = label != "checked:";
+                    if keep {
+                        let rest = text[label.len()..].trim();
+                        fields.push(format!("{label} {rest}"));
+                    }
+                }
+                None if keep => {
+                    if let Some(last) = fields.last_mut() {
+                        last.push(' ');
+                        last.push_str(text);
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+    entries.extend(current);
+    entries
+        .into_iter()
+        .map(|(name, fields)| (name, fields.join("\n")))
+        .collect()
+}
+
+/// What became of a mutant: the checks that failed and whether the
+/// scoreboard named the mistake.
+struct Verdict {
+    failed: Vec<String>,
+    named: bool,
+    wanted_failed: bool,
+    hint_line: String,
+}
+
+/// The workspace where lab `ch`'s mutants run: a `lab start` copy whose marked
+/// bodies, of every lab, are the reference's again (a student who wrote the
+/// answers), built, lab `ch`'s checks passing, or an error. One copy serves
+/// every lab (it is told no lab: no `.lab/chapter`), so that the project is
+/// compiled once, not once per lab.
+fn mutant_workspace(ch: &str) -> Result<(PathBuf, PathBuf)> {
+    let dir = work()?.join("mutants");
+    if !dir.join(".lab/tests.sha256").exists() {
+        lab(&["start", "ch01", &dir.to_string_lossy()])?.expect_code(0)?;
+        for lab in labs()? {
+            for body in bodies(&lab)? {
+                let rel = body.file.strip_prefix(workspace())?;
+                fs::copy(&body.file, dir.join(rel))?;
+            }
+        }
+        fs::remove_file(dir.join(".lab/chapter"))?;
+    }
+    ensure!(
+        !dir.join("labs/mutants").exists(),
+        "lab start copied labs/mutants, which holds answers, into the student's copy"
+    );
+    // The first build (and the chapter's extra build step): as lab check does it.
+    let out = lab(&["check", ch, &dir.to_string_lossy()])?;
+    ensure!(
+        out.code == 0,
+        "the checks fail on a copy holding the reference's bodies:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let built = Command::new("cargo")
+        .args([
+            "build",
+            "--workspace",
+            "--bins",
+            "--test",
+            ch,
+            "--message-format=json",
+        ])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .output()?;
+    let exe = test_executable(&String::from_utf8_lossy(&built.stdout), ch)?
+        .context("no test binary in cargo's output")?;
+    Ok((dir, exe))
+}
+
+/// The test binary of `tests/chNN.rs` in cargo's JSON messages, if any.
+fn test_executable(json: &str, ch: &str) -> Result<Option<PathBuf>> {
+    Ok(regex::Regex::new(r#""executable":"([^"]*)""#)?
+        .captures_iter(json)
+        .map(|c| c[1].to_string())
+        .filter(|e| {
+            e.contains("/deps/")
+                && Path::new(e)
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{ch}-")))
+        })
+        .last()
+        .map(PathBuf::from))
+}
+
+/// Applies each of lab `ch`'s mutants to a copy of the reference, rebuilds
+/// what it needs, runs the checks, and fails on a mutant that survives (no
+/// check fails) or whose scoreboard does not name the mistake.
+fn every_mutant_is_caught(ch: &str) -> Result<()> {
+    let (rebuild, all) = mutants(ch)?;
+    // At least three per marked body.
+    for body in bodies(ch)? {
+        let text = fs::read_to_string(&body.file)?;
+        let line = text.lines().nth(body.begin - 1).unwrap_or_default();
+        let name = line
+            .trim()
+            .trim_start_matches("// LAB:BEGIN ")
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let mut n = 0;
+        for m in all.iter().filter(|m| m.function == name) {
+            if file_of_mutant(ch, m)? == body.file {
+                n += 1;
+            }
+        }
+        ensure!(n >= 3, "lab {ch}: {name} has {n} mutants, fewer than 3");
+    }
+    let checks = reference_check_names(ch)?;
+    for m in &all {
+        ensure!(
+            checks.contains(&m.fails),
+            "mutant {}: fails: {} is not a check of lab {ch}",
+            m.name,
+            m.fails
+        );
+    }
+    // Every mutant applies to the reference, before anything is built.
+    for m in &all {
+        mutate(&fs::read_to_string(file_of_mutant(ch, m)?)?, m)?;
+    }
+    let (dir, exe) = mutant_workspace(ch)?;
+    let krate = file_of(ch, &all[0].function)?
+        .strip_prefix(workspace().join("chapters"))?
+        .components()
+        .next()
+        .context("no crate")?
+        .as_os_str()
+        .to_string_lossy()
+        .into_owned();
+    let mut build = vec!["build", "-p", &krate, "--bin", &krate];
+    if rebuild.iter().any(|r| r == "test") {
+        build.extend(["-p", "cfs-tests", "--test", ch]);
+    }
+    let mut report = Vec::new();
+    let mut wrong = Vec::new();
+    let started = std::time::Instant::now();
+    for m in &all {
+        let file = file_of_mutant(ch, m)?;
+        let rel = file.strip_prefix(workspace())?.to_path_buf();
+        let reference = fs::read_to_string(&file)?;
+        fs::write(dir.join(&rel), mutate(&reference, m)?)?;
+        let verdict = (|| -> Result<Verdict> {
+            let built = Command::new("cargo")
+                .args(&build)
+                .arg("--message-format=json")
+                .current_dir(&dir)
+                .env("CARGO_TARGET_DIR", dir.join("target"))
+                .output()?;
+            ensure!(
+                built.status.success(),
+                "mutant {} does not build:\n{}",
+                m.name,
+                String::from_utf8_lossy(&built.stderr)
+            );
+            // A build of some packages may unify features differently from
+            // the workspace's, and so put the test binary elsewhere: run the
+            // one this build made, if it made one.
+            let exe = test_executable(&String::from_utf8_lossy(&built.stdout), ch)?
+                .unwrap_or_else(|| exe.clone());
+            let mut run = Command::new(&exe);
+            run.current_dir(dir.join("tests")).env("CFS_LAB", "1");
+            let out = output_within(run, TIMEOUT)?;
+            let mut failed = failed_entries(&out.stdout);
+            if !out.stdout.contains(" checks pass\n") {
+                // The student's code can kill the checker itself (a check that
+                // calls the library in-process: an add of the wrong pid, then
+                // a remove that kills what the group holds). That is a kill
+                // too, if the checker died and had failed a check.
+                ensure!(
+                    out.code != 0 && !failed.is_empty(),
+                    "mutant {}: the checks printed no scoreboard:\n{}{}",
+                    m.name,
+                    out.stdout,
+                    out.stderr
+                );
+                failed.push((
+                    "(the checker died)".to_string(),
+                    format!("got: exit code {}", out.code),
+                ));
+            }
+            let wanted = failed.iter().find(|(name, _)| *name == m.fails).cloned();
+            let named = failed.iter().any(|(_, text)| text.contains(&m.hint));
+            let hint_line = wanted
+                .as_ref()
+                .or(failed.first())
+                .map(|(name, text)| {
+                    let hint = text
+                        .lines()
+                        .find(|l| l.contains(&m.hint))
+                        .or_else(|| text.lines().find(|l| l.starts_with("hint:")))
+                        .unwrap_or_default();
+                    format!("{name}: {hint}")
+                })
+                .unwrap_or_default();
+            Ok(Verdict {
+                failed: failed.into_iter().map(|(n, _)| n).collect(),
+                named,
+                wanted_failed: wanted.is_some(),
+                hint_line,
+            })
+        })();
+        fs::write(dir.join(&rel), &reference)?;
+        // What a mutant left in the copy's rootfs (put_old directories) must
+        // not count against the next one.
+        if let Ok(entries) = fs::read_dir(dir.join("build/rootfs")) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(".oldroot") {
+                    let _ = fs::remove_dir(entry.path());
+                }
+            }
+        }
+        let verdict = verdict?;
+        let status = if verdict.failed.is_empty() {
+            wrong.push(format!("{}: survived, every check passes", m.name));
+            "SURVIVED"
+        } else if !verdict.wanted_failed || !verdict.named {
+            wrong.push(format!(
+                "{}: killed by {:?}, but {} (expected to fail: {}; scoreboard shows {:?}: {})",
+                m.name,
+                verdict.failed,
+                if verdict.named {
+                    "not by the check named in fails:"
+                } else {
+                    "the scoreboard does not say"
+                },
+                m.fails,
+                m.hint,
+                verdict.hint_line
+            ));
+            "killed, badly named"
+        } else {
+            "killed"
+        };
+        let line = format!(
+            "{ch} {}: {status} by {:?}; {}",
+            m.name, verdict.failed, verdict.hint_line
+        );
+        // As each mutant ends: a long run shows its progress.
+        eprintln!("{line}");
+        report.push(line);
+    }
+    report.push(format!(
+        "{ch}: {} mutants in {:.0?} (build and checks, after the copy's first build)",
+        all.len(),
+        started.elapsed()
+    ));
+    if let Some(last) = report.last() {
+        eprintln!("{last}");
+    }
+    no_leftovers(&dir)?;
+    ensure!(
+        wrong.is_empty(),
+        "lab {ch}: mutants not caught as they should be:\n{}",
+        wrong.join("\n")
+    );
+    Ok(())
+}
+
+/// The names of lab `ch`'s checks, from tests/chNN.rs.
+fn reference_check_names(ch: &str) -> Result<Vec<String>> {
+    let text = fs::read_to_string(workspace().join(format!("tests/{ch}.rs")))?;
+    Ok(regex::Regex::new(r#"(?m)^\s*check\(\s*"([^"]+)""#)?
+        .captures_iter(&text)
+        .map(|c| c[1].to_string())
+        .collect())
 }

@@ -556,7 +556,22 @@ fn reset_dry_run_changes_nothing() -> Result<()> {
     let own = own_cgroups()?;
     let cg = make_cgroups(&own, &format!("{}x", mess.prefix))?;
     let busy = start_in(&cg, &["sleep", "1000"])?;
+    // A program of a student's lab copy (made by scripts/lab start: it has
+    // .lab/chapter), here sleep under a chapter binary's name, in a cgroup.
+    let copy = mess.base.path().join("lab-ch04");
+    fs::create_dir_all(copy.join(".lab"))?;
+    fs::create_dir_all(copy.join("target/debug"))?;
+    fs::write(copy.join(".lab/chapter"), "ch04\n")?;
+    let student = copy.join("target/debug/ch04-cgroups");
+    fs::copy("/bin/sleep", &student)?;
+    let cg2 = make_cgroups(&own, &format!("{}y", mess.prefix))?;
+    let from_copy = start_in(&cg2, &[path_str(&student)?, "1000"])?;
     let merged = mess.overlay()?;
+    wait_for(Duration::from_secs(5), || {
+        fs::read_link(format!("/proc/{}/exe", from_copy.pid()))
+            .is_ok_and(|exe| exe == student)
+            .then_some(())
+    })?;
 
     let out = mess.reset(&["--dry-run"], None)?;
     out.expect_code(0)?;
@@ -572,6 +587,48 @@ fn reset_dry_run_changes_nothing() -> Result<()> {
     ] {
         ensure!(out.stdout.contains(&line), "no {line:?} in\n{}", out.stdout);
     }
+    // Each item says who made it and how long ago.
+    let line_of = |needle: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let age = regex::Regex::new(r"\d+ (s|min|h|days) ago\]$")?;
+    for (needle, who) in [
+        (
+            format!("would kill pid {} (", busy.pid()),
+            "[runs /usr/bin/sleep, started ".to_string(),
+        ),
+        (
+            format!("would kill pid {} (", from_copy.pid()),
+            format!(
+                "[ch04 of the lab copy {} (lab ch04), started ",
+                copy.display()
+            ),
+        ),
+        (
+            format!("would remove cgroup {}", cg[0].display()),
+            ", made ".to_string(),
+        ),
+        (
+            format!("would unmount {}", merged.display()),
+            "mounted at an unknown time".to_string(),
+        ),
+        (
+            format!("would remove {}", mess.state.display()),
+            "[a state directory of a test, last changed ".to_string(),
+        ),
+    ] {
+        let line = line_of(&needle);
+        ensure!(
+            line.contains(&who) && (age.is_match(&line) || who.contains("unknown time")),
+            "the dry run does not say who made it and when ({who:?}): {line:?} in\n{}",
+            out.stdout
+        );
+    }
+    drop(from_copy);
     ensure!(alive(busy.pid()), "the dry run killed pid {}", busy.pid());
     ensure!(
         is_mounted(&merged)?,
@@ -620,13 +677,16 @@ fn reset_dry_run_changes_nothing() -> Result<()> {
         ensure!(
             all.stdout.lines().any(|l| {
                 l.starts_with(&format!("reset: would kill pid {runtime_pid} ("))
-                    && l.ends_with(&format!("; runs {})", ch02.display()))
+                    && l.contains(&format!(
+                        "; runs {}) [ch02 of this checkout, started ",
+                        ch02.display()
+                    ))
             }),
             "no line killing {runtime_pid}, which runs {}, in\n{}",
             ch02.display(),
             all.stdout
         );
-        let line = format!("reset: would kill pid {pid1} (sleep 1000; child of {runtime_pid})");
+        let line = format!("reset: would kill pid {pid1} (sleep 1000; child of {runtime_pid}) [");
         ensure!(all.stdout.contains(&line), "no {line:?} in\n{}", all.stdout);
         ensure!(alive(runtime_pid), "the dry run killed pid {runtime_pid}");
         Ok(pid1)

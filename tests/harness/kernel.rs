@@ -63,8 +63,19 @@ pub fn mounts() -> Result<BTreeSet<String>> {
 /// Each mount's point, filesystem type and source, from `/proc/self/mountinfo`.
 fn mount_entries() -> Result<Vec<[String; 3]>> {
     let text = fs::read_to_string("/proc/self/mountinfo").context("failed to read mountinfo")?;
-    Ok(text
-        .lines()
+    Ok(entries_of(&text))
+}
+
+/// The mounts of a mountinfo text, as [`mounts`] lists them.
+pub fn parse_mounts(text: &str) -> BTreeSet<String> {
+    entries_of(text)
+        .into_iter()
+        .map(|[point, fstype, source]| format!("{point} {fstype} {source}"))
+        .collect()
+}
+
+fn entries_of(text: &str) -> Vec<[String; 3]> {
+    text.lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();
             let dash = fields.iter().position(|f| *f == "-")?;
@@ -73,7 +84,7 @@ fn mount_entries() -> Result<Vec<[String; 3]>> {
                     .map(|f| f.to_string()),
             )
         })
-        .collect())
+        .collect()
 }
 
 /// Fails if the mount table differs from `before`, naming the differences.

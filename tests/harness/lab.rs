@@ -64,6 +64,11 @@ pub(crate) fn set_sequential(on: bool) {
     SEQUENTIAL.store(on, Ordering::Relaxed);
 }
 
+/// Hints chosen by what failed: a pattern over a check's failure message (its
+/// first line, the runtime's output) and the hint to give when it matches, in
+/// the order the test file gave them (see [`hints`]).
+static RULES: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
 /// The checks declared so far, in the order the test file lists them.
 static CHECKS: Mutex<Vec<Info>> = Mutex::new(Vec::new());
 /// The outcome of each check that ran.
@@ -73,6 +78,22 @@ static OUTCOMES: Mutex<BTreeMap<String, Outcome>> = Mutex::new(BTreeMap::new());
 /// checks' names (`CFS_LAB=list`).
 pub fn enabled() -> bool {
     matches!(std::env::var("CFS_LAB").as_deref(), Ok("1") | Ok("list"))
+}
+
+/// Registers hints that follow the failure: when a check fails and its
+/// message (the first line, what the runtime printed) matches the regular
+/// expression `pattern`, the scoreboard shows `hint` first, and the check's
+/// own hint after it. The first matching rule wins; a `todo!()` reached
+/// comes before any rule ("finish NAME first"). A test file calls this in its
+/// `main`, before [`crate::main`]:
+///
+/// ```text
+/// cfs_tests::lab::hints(&[(r"pivot_root.*EINVAL", "pivot_root(2) says EINVAL when ...")]);
+/// ```
+pub fn hints(rules: &[(&str, &str)]) {
+    if let Ok(mut all) = RULES.lock() {
+        all.extend(rules.iter().map(|(p, h)| (p.to_string(), h.to_string())));
+    }
 }
 
 pub(crate) fn register(name: &str, checked: &str, hint: &str) {
@@ -147,12 +168,16 @@ pub(crate) fn run(mut args: Arguments, mut trials: Vec<Trial>) -> ExitCode {
         if status == "pass" {
             passed += 1;
         }
+        let hint = match &outcome {
+            Outcome::Failed(message) => chosen_hints(check, message).join(" "),
+            _ => check.hint.clone(),
+        };
         tsv.push_str(
             &[
                 check.name.as_str(),
                 status,
                 &check.checked,
-                &check.hint,
+                &hint,
                 &got.join(" | "),
             ]
             .map(tsv_field)
@@ -178,10 +203,10 @@ pub(crate) fn run(mut args: Arguments, mut trials: Vec<Trial>) -> ExitCode {
 /// The scoreboard entry of a check: a ✔ or ✘ line with its name, what it
 /// checked, and for a failure what it got and the hint.
 fn entry(check: &Info, outcome: &Outcome) -> String {
-    let (mark, got) = match outcome {
-        Outcome::Passed => ("✔", None),
-        Outcome::Failed(message) => ("✘", Some(condense(message))),
-        Outcome::Skipped(reason) => ("✘", Some(vec![reason.clone()])),
+    let (mark, got, hints) = match outcome {
+        Outcome::Passed => ("✔", None, Vec::new()),
+        Outcome::Failed(message) => ("✘", Some(condense(message)), chosen_hints(check, message)),
+        Outcome::Skipped(reason) => ("✘", Some(vec![reason.clone()]), vec![check.hint.clone()]),
     };
     let mut board = format!("{mark} {}\n", check.name);
     field(&mut board, "checked:", &check.checked);
@@ -189,9 +214,77 @@ fn entry(check: &Info, outcome: &Outcome) -> String {
         for (i, line) in got.iter().enumerate() {
             field(&mut board, if i == 0 { "got:" } else { "" }, line);
         }
-        field(&mut board, "hint:", &check.hint);
+        for (i, hint) in hints.iter().enumerate() {
+            field(&mut board, if i == 0 { "hint:" } else { "also:" }, hint);
+        }
     }
     board
+}
+
+/// The hints for a failed check, most specific first: "finish NAME first"
+/// when a `todo!()` was reached (naming the marked function it is in), else
+/// the first rule of [`hints`] that matches the message; then the check's own
+/// hint.
+fn chosen_hints(check: &Info, message: &str) -> Vec<String> {
+    let mut chosen = Vec::new();
+    if let Some(place) = todo_place(message) {
+        let name = marked_function(&place).unwrap_or_else(|| "the function".to_string());
+        chosen.push(format!(
+            "finish {name} first: its todo!() at {place} was reached before anything this \
+             check looks at"
+        ));
+    } else {
+        let rules = RULES.lock().map(|r| r.clone()).unwrap_or_default();
+        for (pattern, hint) in rules {
+            if regex::Regex::new(&pattern).is_ok_and(|re| re.is_match(message)) {
+                chosen.push(hint);
+                break;
+            }
+        }
+    }
+    if !chosen.contains(&check.hint) {
+        chosen.push(check.hint.clone());
+    }
+    chosen
+}
+
+/// Where a `todo!()` was reached (`file:line:column`), from a failure message.
+fn todo_place(message: &str) -> Option<String> {
+    let lines: Vec<&str> = message.lines().map(str::trim).collect();
+    lines.windows(2).find_map(|pair| {
+        pair[1].starts_with("not yet implemented").then(|| {
+            pair[0]
+                .rsplit_once("panicked at ")
+                .map(|(_, p)| p.trim_end_matches(':').to_string())
+                .unwrap_or_else(|| "?".to_string())
+        })
+    })
+}
+
+/// The name of the marked body (`// LAB:BEGIN name: ...`) that holds
+/// `file:line[:column]`, a path relative to the workspace, or else the
+/// nearest `fn` above it.
+fn marked_function(place: &str) -> Option<String> {
+    let mut parts = place.split(':');
+    let (file, line) = (parts.next()?, parts.next()?.parse::<usize>().ok()?);
+    let text = fs::read_to_string(crate::paths::workspace().join(file)).ok()?;
+    let above: Vec<&str> = text.lines().take(line).collect();
+    for l in above.iter().rev() {
+        let t = l.trim();
+        if let Some(rest) = t.strip_prefix("// LAB:BEGIN ") {
+            return rest.split(':').next().map(str::to_string);
+        }
+        if let Some(at) = t.find("fn ") {
+            let name: String = t[at + 3..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                return Some(name);
+            }
+        }
+    }
+    None
 }
 
 const INDENT: usize = 6;
@@ -225,7 +318,9 @@ fn field(board: &mut String, label: &str, text: &str) {
 }
 
 /// The gist of a failure message, in at most two lines: its first line, and
-/// where a `todo!()` was reached if that is what happened.
+/// where a `todo!()` was reached if that is what happened, or else, when a
+/// program's exit code was not the one expected, the last line it wrote to
+/// stderr (a runtime's one-line error: what failed, with the errno).
 fn condense(message: &str) -> Vec<String> {
     let lines: Vec<&str> = message
         .lines()
@@ -233,17 +328,30 @@ fn condense(message: &str) -> Vec<String> {
         .filter(|l| !l.is_empty())
         .collect();
     let mut got: Vec<String> = lines.first().map(|l| shorten(l)).into_iter().collect();
-    for pair in lines.windows(2) {
-        if pair[1].starts_with("not yet implemented") {
-            let place = pair[0]
-                .rsplit_once("panicked at ")
-                .map(|(_, p)| p.trim_end_matches(':'))
-                .unwrap_or("?");
-            got.push(format!("reached a todo!() at {place}"));
-            break;
+    if let Some(place) = todo_place(message) {
+        got.push(format!("reached a todo!() at {place}"));
+    } else if let Some(line) = last_stderr_line(message) {
+        if !got.iter().any(|g| g.contains(&line)) {
+            got.push(format!("stderr:  {}", shorten(&line)));
         }
     }
     got
+}
+
+/// The last line a program wrote to stderr, when the message says its exit
+/// code was unexpected (`expected exit code ..., got ...` or `ended (exit
+/// code ...)`) and holds its stderr (`stderr: ...`, up to the end).
+fn last_stderr_line(message: &str) -> Option<String> {
+    let first = message.lines().next().unwrap_or_default();
+    if !(first.contains("expected exit code") || first.contains("(exit code")) {
+        return None;
+    }
+    let (_, stderr) = message.rsplit_once("stderr: ")?;
+    stderr
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .map(str::to_string)
 }
 
 fn shorten(line: &str) -> String {
@@ -398,6 +506,68 @@ mod tests {
         PANICKED_AT.with(|p| *p.borrow_mut() = Some("src/y.rs:1:2".into()));
         assert_eq!(describe_panic("boom"), "panicked at src/y.rs:1:2: boom");
         assert_eq!(describe_panic("boom"), "the test panicked: boom");
+    }
+
+    #[test]
+    fn an_unexpected_exit_code_shows_the_runtimes_last_stderr_line() {
+        let message = "expected exit code 0, got 1\nstdout: \nstderr: [child] pivot_root(...)\nch03-mount-chroot: failed to pivot_root to /r: EINVAL: Invalid argument\n";
+        assert_eq!(
+            condense(message),
+            vec![
+                "expected exit code 0, got 1".to_string(),
+                "stderr:  ch03-mount-chroot: failed to pivot_root to /r: EINVAL: Invalid argument"
+                    .to_string()
+            ]
+        );
+        // Not for a failure that is not about an exit code.
+        assert_eq!(
+            condense("the host's hostname changed\nstderr: x"),
+            vec!["the host's hostname changed".to_string()]
+        );
+    }
+
+    #[test]
+    fn hints_follow_the_failure() {
+        let check = Info {
+            name: "c".into(),
+            checked: "what".into(),
+            hint: "the check's own hint".into(),
+        };
+        hints(&[(r"pivot_root.*EINVAL", "propagation")]);
+        assert_eq!(
+            chosen_hints(
+                &check,
+                "expected exit code 0, got 1\nstderr: failed to pivot_root to /r: EINVAL"
+            ),
+            vec![
+                "propagation".to_string(),
+                "the check's own hint".to_string()
+            ]
+        );
+        assert_eq!(
+            chosen_hints(&check, "something else"),
+            vec!["the check's own hint".to_string()]
+        );
+        // A todo!() reached names the marked body it is in (here a file of this
+        // workspace with a LAB marker above the line).
+        let text =
+            std::fs::read_to_string(crate::paths::workspace().join("chapters/ch01-uts/src/uts.rs"))
+                .unwrap_or_default();
+        let line = text
+            .lines()
+            .position(|l| l.contains("// LAB:BEGIN set_hostname:"))
+            .map(|i| i + 2)
+            .unwrap_or(1);
+        let message = format!(
+            "expected exit code 0, got 101\nstderr: thread 'main' panicked at chapters/ch01-uts/src/uts.rs:{line}:5:\nnot yet implemented: lab ch01: x"
+        );
+        let chosen = chosen_hints(&check, &message);
+        assert!(
+            chosen[0].starts_with(
+                "finish set_hostname first: its todo!() at chapters/ch01-uts/src/uts.rs:"
+            ),
+            "{chosen:?}"
+        );
     }
 
     #[test]

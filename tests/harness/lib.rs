@@ -25,12 +25,14 @@ pub use ch07_node::cri;
 pub mod engines;
 pub mod kernel;
 pub mod lab;
+pub mod mutants;
 pub mod paths;
 pub mod registry;
 pub mod run;
 pub mod sandbox;
 pub mod scripts;
 pub mod session;
+pub mod shared_host;
 
 pub use anyhow::{anyhow, bail, ensure, Context, Result};
 
@@ -118,6 +120,25 @@ where
     })
 }
 
+/// With `CFS_BUILD_BINS=1`, builds the workspace's binaries first (`cargo
+/// build --workspace --bins`). The tests run the chapter binaries, which
+/// `cargo test -p cfs-tests` does not build: a tool that changes a chapter's
+/// code and runs only the tests, such as cargo-mutants (`CFS_BUILD_BINS=1
+/// cargo mutants ... -- --package cfs-tests --test ch03`), needs them rebuilt.
+fn build_bins() -> Result<()> {
+    if std::env::var("CFS_BUILD_BINS").as_deref() != Ok("1") {
+        return Ok(());
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--workspace", "--bins"])
+        .current_dir(paths::workspace())
+        .status()
+        .context("failed to run cargo build --workspace --bins")?;
+    anyhow::ensure!(status.success(), "cargo build --workspace --bins failed");
+    Ok(())
+}
+
 /// A test that runs as any user.
 pub fn plain<F>(name: &str, test: F) -> Trial
 where
@@ -133,6 +154,10 @@ where
 /// (see [`lab`]).
 pub fn main(trials: Vec<Trial>) -> ExitCode {
     let mut args = Arguments::from_args();
+    if let Err(err) = build_bins() {
+        eprintln!("{err:#}");
+        return ExitCode::FAILURE;
+    }
     if lab::enabled() {
         return lab::run(args, trials);
     }

@@ -83,7 +83,7 @@ pub fn spawn<F>(flags: CloneFlags, child_main: F) -> Result<Child>
 where
     F: FnOnce() -> Result<Infallible>,
 {
-    // LAB:BEGIN spawn: sync pipe (pipe2), clone(2) with `flags` running child_entry, say! it
+    // LAB:BEGIN spawn: start a child in the namespaces of `flags` that runs child_main once released; see clone(2), pipe(2)
     // Close-on-exec: the command must not inherit the pipe.
     let (go_read, go_write) = pipe2(OFlag::O_CLOEXEC).context("failed to create the sync pipe")?;
     let (read_fd, write_fd) = (go_read.as_raw_fd(), go_write.as_raw_fd());
@@ -238,7 +238,7 @@ pub fn signal_name(signal: Signal) -> &'static str {
 // ANCHOR: wait
 /// Waits for `pid` to end and returns its exit code (see [`exit_code`]).
 pub fn wait(pid: Pid) -> Result<i32> {
-    // LAB:BEGIN wait: waitpid(2) until the child ended (retry on EINTR), say! it, exit_code()
+    // LAB:BEGIN wait: wait until the child has ended and return its exit code; see waitpid(2)
     loop {
         match waitpid(pid, None) {
             Ok(status) => {

@@ -37,7 +37,7 @@ pub fn validate_hostname(name: &str) -> Result<()> {
 /// private. Called on the host, it would rename the host, which is why the
 /// chapter never does that.
 pub fn set_hostname(name: &str) -> Result<()> {
-    // LAB:BEGIN set_hostname: say! it, then sethostname(2) (nix::unistd), with context naming it
+    // LAB:BEGIN set_hostname: name the UTS namespace of the calling process, narrated; see sethostname(2)
     say!("sethostname({name:?})");
     nix::unistd::sethostname(name).with_context(|| format!("failed to set hostname to {name:?}"))
     // LAB:END

@@ -83,7 +83,7 @@ pub enum Reap {
 /// [`Reap::MainOnly`] only `main` is waited for.
 /// Expects the signals to be blocked already (see [`block_signals`]).
 pub fn supervise(main: Pid, reap: Reap) -> Result<i32> {
-    // LAB:BEGIN supervise: reap with waitpid(WNOHANG) until StillAlive, sigwait, forward by kill(2)
+    // LAB:BEGIN supervise: wait for main to end while forwarding the signals it is sent, and as init reap orphans; see waitpid(2), sigwait(3), kill(2)
     let signals = handled();
     let target = match reap {
         Reap::Orphans => Pid::from_raw(-1),
@@ -131,7 +131,7 @@ pub fn supervise(main: Pid, reap: Reap) -> Result<i32> {
 /// Becomes the namespace's init: forks the command as PID 2, supervises it as
 /// PID 1, and exits with its exit code. Never returns on success.
 pub fn run(argv: &[String]) -> Result<Infallible> {
-    // LAB:BEGIN run: fork(2); the child execs argv, the parent supervises it and exits with its code
+    // LAB:BEGIN run: run argv as a child of the init, supervise it, end with its exit code; see fork(2)
     narrate::set_role("init");
     // Said before forking, so this line always comes before the command's own.
     say!("fork() a child for the command");

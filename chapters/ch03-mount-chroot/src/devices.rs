@@ -48,7 +48,7 @@ fn mount_fs(fstype: &str, target: &str, flags: MsFlags, data: &str) -> Result<()
 /// Mounts a tmpfs on `/dev` and creates the devices, `/dev/pts`, `/dev/shm`
 /// and the symlinks. Called after the root was changed.
 pub fn mount_dev() -> Result<()> {
-    // LAB:BEGIN mount_dev: mount_fs a tmpfs on /dev, mknod(2) each of DEVICES and chmod it 0666, devpts (newinstance) on /dev/pts, tmpfs on /dev/shm, then SYMLINKS
+    // LAB:BEGIN mount_dev: a small /dev of the container's own: DEVICES usable by all, its own terminals, /dev/shm, SYMLINKS; see mknod(2), pts(4)
     mount_fs(
         "tmpfs",
         "/dev",

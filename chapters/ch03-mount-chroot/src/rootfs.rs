@@ -102,7 +102,7 @@ pub fn setup(rootfs: &Path, root: Root) -> Result<()> {
 /// appear on the host, and `pivot_root(2)` fails with `EINVAL` because the
 /// new root's parent mount is shared.
 pub fn make_private() -> Result<()> {
-    // LAB:BEGIN make_private: say! it, then mount(2) with no source, target "/", no type, flags MS_REC|MS_PRIVATE
+    // LAB:BEGIN make_private: stop mounts propagating between this namespace and the host, narrated; see mount_namespaces(7), mount(2)
     say!("mount(NULL, \"/\", NULL, MS_REC|MS_PRIVATE)");
     mount(
         None::<&str>,
@@ -138,13 +138,17 @@ pub fn bind_to_itself(dir: &Path) -> Result<()> {
 /// unmounted (lazily: processes may still hold files open on it) nothing of
 /// the host's file tree is reachable any more, not even for root.
 pub fn pivot_root(new_root: &Path) -> Result<()> {
-    // LAB:BEGIN pivot_root: mkdtemp a put_old dir under new_root, pivot_root(2), chdir("/"), umount2 the old root (MNT_DETACH), rmdir it; say! each
+    // LAB:BEGIN pivot_root: make new_root the root mount and leave nothing of the host reachable or behind, narrated; see pivot_root(2), umount2(2)
     // A unique name, so containers sharing one rootfs do not collide.
     let put_old = mkdtemp(&new_root.join(".oldroot-XXXXXX"))
         .with_context(|| format!("failed to create put_old under {}", new_root.display()))?;
     say!("pivot_root({new_root:?}, {put_old:?})");
-    nix::unistd::pivot_root(new_root, &put_old)
-        .with_context(|| format!("failed to pivot_root to {}", new_root.display()))?;
+    if let Err(errno) = nix::unistd::pivot_root(new_root, &put_old) {
+        // Leave no put_old behind in the rootfs when pivoting fails.
+        let _ = std::fs::remove_dir(&put_old);
+        return Err(errno)
+            .with_context(|| format!("failed to pivot_root to {}", new_root.display()));
+    }
     say!("chdir(\"/\")");
     chdir("/").context("failed to chdir to the new root")?;
     let old_root = PathBuf::from("/").join(put_old.file_name().context("put_old has no name")?);
@@ -176,7 +180,7 @@ pub fn chroot(dir: &Path) -> Result<()> {
 /// PID namespace of the process that mounts it, so from now on `ps` inside
 /// lists only the container's processes.
 pub fn mount_proc() -> Result<()> {
-    // LAB:BEGIN mount_proc: say! it, create /proc, mount(2) a proc filesystem on it with MS_NOSUID|MS_NODEV|MS_NOEXEC
+    // LAB:BEGIN mount_proc: a /proc that shows the container's own processes, narrated; see proc(5), mount(2)
     say!("mount(\"proc\", \"/proc\", \"proc\", MS_NOSUID|MS_NODEV|MS_NOEXEC)");
     std::fs::create_dir_all("/proc").context("failed to create /proc")?;
     mount(

@@ -126,7 +126,7 @@ fn digest_of(hash: Sha256) -> String {
 /// converting OCI whiteouts to overlayfs whiteouts, and writes the
 /// uncompressed tar to `copy`. Ownership, permissions and times are kept.
 pub fn unpack(tar: impl Read, dir: &Path, copy: impl Write) -> Result<Summary> {
-    // LAB:BEGIN unpack: read the tar through a HashReader; per entry (path via relative): OPAQUE_MARKER makes its directory opaque, other .wh..wh. names are skipped, .wh.NAME replaces NAME by a whiteout, the rest goes to unpack_entry; count in a Summary; drain the tar, digest_of the hash
+    // LAB:BEGIN unpack: unpack a layer tar, turning OCI whiteouts into overlayfs ones, and sum it up with its digest; see the OCI image spec's layers, overlayfs docs, tar(5)
     let mut tee = HashReader {
         inner: tar,
         hash: Sha256::new(),

@@ -142,7 +142,7 @@ impl<W: Write> Verifier<W> {
 
     /// Fails unless exactly `desc.size` bytes with `desc.digest` went through.
     pub fn check(self, desc: &Descriptor) -> Result<W> {
-        // LAB:BEGIN check: compare the bytes counted with the descriptor's size, then hex_of the hash with its digest; refuse either mismatch, else hand back the inner writer
+        // LAB:BEGIN check: accept a blob only if it is what its descriptor promised; see the OCI image spec's descriptors, sha256sum(1)
         let got = format!("sha256:{}", hex_of(self.hash));
         if self.written != desc.size() {
             bail!(
@@ -246,7 +246,7 @@ pub fn unpack_image(
     blobs: &mut dyn Blobs,
     source: Option<String>,
 ) -> Result<(Image, Vec<LayerIn>)> {
-    // LAB:BEGIN unpack_image: fetch_json the config, match its diff_ids to the layers; under the lock, check_new_image, then per layer the store lacks fetch_verified and add_layer expecting the diff_id; on error remove_unused_layers; write_image last
+    // LAB:BEGIN unpack_image: add an image's verified layers to the store, and the image last, leaving nothing on failure; see the OCI image spec's manifest and config, flock(2)
     let config_bytes = fetch_json(blobs, manifest.config())?;
     let config = ImageConfiguration::from_reader(&config_bytes[..])
         .context("the image config is not valid")?;

@@ -59,7 +59,7 @@ pub struct Overlay {
 impl Overlay {
     /// The option string of `mount(2)`: `lowerdir=top:...:bottom,upperdir=...,workdir=...`.
     pub fn options(&self) -> Result<String> {
-        // LAB:BEGIN options: at least one lower layer; every path absolute UTF-8 without : , or \; lowerdir=TOP:...:BOTTOM,upperdir=U,workdir=W, refused above MAX_OPTIONS bytes
+        // LAB:BEGIN options: the option string of an overlay mount, from its layers, refusing what the kernel would misread; see mount(2), the overlayfs docs
         if self.lower.is_empty() {
             bail!("an overlay needs at least one lower layer");
         }
@@ -98,7 +98,7 @@ impl Overlay {
     /// guard unmounts it when dropped, so an error after this point leaves
     /// nothing mounted.
     pub fn mount(&self, target: &Path) -> Result<Mounted> {
-        // LAB:BEGIN mount: say! it, then mount(2) with source and type "overlay", no flags, the options string as data; return the Mounted guard
+        // LAB:BEGIN mount: mount the overlay at target, narrated, and hand back what unmounts it; see mount(2)
         let options = self.options()?;
         say!("mount(\"overlay\", {target:?}, \"overlay\", \"{options}\")");
         mount(
@@ -195,7 +195,7 @@ fn unescape_mount_point(field: &str) -> String {
 /// Makes a whiteout at `path`: a character device 0/0, which hides `path`
 /// in every layer below this one.
 pub fn make_whiteout(path: &Path) -> Result<()> {
-    // LAB:BEGIN make_whiteout: say! it, then mknod(2) a character device (S_IFCHR) with no permission bits and device number 0
+    // LAB:BEGIN make_whiteout: make what overlayfs reads as a deleted file, narrated; see mknod(2), the overlayfs docs
     say!("mknod({path:?}, S_IFCHR, makedev(0, 0)) (a whiteout)");
     mknod(path, SFlag::S_IFCHR, Mode::empty(), 0)
         .with_context(|| format!("failed to make a whiteout at {}", path.display()))
@@ -209,7 +209,7 @@ pub fn is_whiteout(meta: &fs::Metadata) -> bool {
 
 /// Marks `dir` opaque: nothing in lower layers shows through it.
 pub fn set_opaque(dir: &Path) -> Result<()> {
-    // LAB:BEGIN set_opaque: say! it, then setxattr(2) OPAQUE_XATTR to "y" on dir (the xattr crate)
+    // LAB:BEGIN set_opaque: mark a directory so that nothing below shows through it, narrated; see setxattr(2), the overlayfs docs
     say!("setxattr({dir:?}, \"{OPAQUE_XATTR}\", \"y\")");
     xattr::set(dir, OPAQUE_XATTR, b"y")
         .with_context(|| format!("failed to mark {} opaque", dir.display()))

@@ -70,7 +70,7 @@ pub fn drop_bounding(config: Option<&LinuxCapabilities>) -> Result<()> {
 // ANCHOR: apply
 /// Sets the effective, inheritable, permitted and ambient sets, in that order.
 pub fn apply(config: Option<&LinuxCapabilities>) -> Result<()> {
-    // LAB:BEGIN apply: nothing without a config; convert the four sets; caps::set effective, inheritable, then permitted; clear ambient, then raise each ambient cap that is also permitted and inheritable; say! each
+    // LAB:BEGIN apply: give the process exactly the capability sets of the config, narrated; see capabilities(7)
     let Some(config) = config else { return Ok(()) };
     let effective = convert(config.effective().as_ref())?;
     let inheritable = convert(config.inheritable().as_ref())?;

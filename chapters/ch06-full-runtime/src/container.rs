@@ -340,7 +340,7 @@ fn write_pid_file(path: &Path, pid: Pid) -> Result<()> {
 /// `start`: opens `exec.fifo` for reading, which lets the blocked process
 /// go on to exec the command; then removes the fifo (now `running`).
 pub fn start(store: &Store, id: &str) -> Result<()> {
-    // LAB:BEGIN start: load; only a created container; open exec.fifo O_RDONLY|O_NONBLOCK and poll(2) until a byte is read (fail once the process died or after 10 s); remove the fifo; run the poststart hooks (run_logged)
+    // LAB:BEGIN start: release a created container's init through exec.fifo and wait until it goes, then run the poststart hooks; see fifo(7), poll(2)
     let container = store.load(id)?;
     match container.status() {
         Status::Created => {}

@@ -221,7 +221,7 @@ fn open_path(path: &Path) -> Result<OwnedFd> {
 /// it that still works after `pivot_root`. Returns the open fifo: `start`
 /// reads on until `execve` closes it.
 fn wait_for_start(fifo: OwnedFd) -> Result<File> {
-    // LAB:BEGIN wait_for_start: open /proc/self/fd/N of the O_PATH descriptor with O_WRONLY|O_CLOEXEC, which blocks until start opens exec.fifo for reading; then write one byte; say! it
+    // LAB:BEGIN wait_for_start: block until start releases the init through exec.fifo, then tell it so, narrated; see fifo(7), open(2)
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
     let fd = open(
         path.as_str(),

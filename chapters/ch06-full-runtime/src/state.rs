@@ -206,7 +206,7 @@ impl Container {
     // ANCHOR: status
     /// The status, derived from the kernel's view of the process.
     pub fn status(&self) -> Status {
-        // LAB:BEGIN status: a stored creating stays creating; no live process (alive) is stopped; a process and exec.fifo is created; else paused when its cgroup is frozen (cgroups::is_frozen), running otherwise
+        // LAB:BEGIN status: the container's status as the OCI runtime spec defines it, from its saved state, its process, exec.fifo and its cgroup; see the spec's lifecycle, proc(5)
         if self.status == Status::Creating {
             return Status::Creating;
         }

@@ -48,7 +48,7 @@ pub fn validate(spec: &Spec, new_user_ns: bool) -> Result<()> {
 // ANCHOR: write_maps
 /// Writes the child's `uid_map` and `gid_map` (from the parent, before release).
 pub fn write_maps(pid: Pid, spec: &Spec) -> Result<()> {
-    // LAB:BEGIN write_maps: for uid_map then gid_map: the config's mappings as lines(...) written in one write(2) to /proc/<pid>/<file>; say! each
+    // LAB:BEGIN write_maps: map the child's user namespace ids to the host's as the config says, narrated; see user_namespaces(7)
     let linux = spec.linux().as_ref();
     for (file, maps) in [
         ("uid_map", linux.and_then(|l| l.uid_mappings().as_ref())),

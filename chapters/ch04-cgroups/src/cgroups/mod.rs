@@ -140,7 +140,7 @@ pub(crate) fn remove_dir(
     dir: &Path,
     kill: &dyn Fn(&[Pid]) -> Result<()>,
 ) -> Result<()> {
-    // LAB:BEGIN remove_dir: done if cgroup.procs is gone; kill what it lists (once) and poll until it is empty, up to EMPTY_TIMEOUT; then rmdir, retrying while EBUSY
+    // LAB:BEGIN remove_dir: remove a cgroup, first ending and waiting out what is still in it; see cgroups(7), rmdir(2)
     if !files.exists(&dir.join("cgroup.procs")) {
         // Removed already (by an earlier, interrupted run, or by hand).
         return Ok(());

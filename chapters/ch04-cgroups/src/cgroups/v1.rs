@@ -114,7 +114,7 @@ impl Cgroup {
 
     // ANCHOR: build
     fn build(&mut self, hierarchies: &[V1Hierarchy], name: &str, limits: &Limits) -> Result<()> {
-        // LAB:BEGIN build: mkdir name beneath own in each hierarchy carrying a joined controller (remember it in dirs); write cpu.cfs_period_us before cpu.cfs_quota_us, cpu.shares, memory.limit_in_bytes (and memsw when it exists), pids.max, then each device rule to its file
+        // LAB:BEGIN build: make the group in each v1 hierarchy the limits need and write each limit to its files; see cgroups(7)
         let joined = joined(limits);
         for hierarchy in hierarchies {
             if !hierarchy
@@ -195,7 +195,7 @@ impl Cgroup {
 
     /// Writes `pid` to `cgroup.procs` in every hierarchy.
     pub fn add(&self, pid: Pid) -> Result<()> {
-        // LAB:BEGIN add: write the pid to cgroup.procs in every directory
+        // LAB:BEGIN add: move the process into the group, in every hierarchy it has; see cgroups(7)
         for (dir, _) in &self.dirs {
             write(self.files, &dir.join("cgroup.procs"), &pid.to_string())?;
         }

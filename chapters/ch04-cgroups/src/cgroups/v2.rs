@@ -86,7 +86,7 @@ impl Cgroup {
 
     // ANCHOR: limit
     fn limit(&self, limits: &Limits) -> Result<()> {
-        // LAB:BEGIN limit: write cpu.max as "quota period", cpu.weight from weight(shares), memory.max, memory.swap.max (swap beyond memory) when it exists, pids.max; device rules through files.limit_devices
+        // LAB:BEGIN limit: write each limit to the group's cgroup v2 files, in v2's units; see cgroups(7)
         let dir = self.dir()?;
         let files = self.files;
         if let Some(cpus) = limits.cpus {
@@ -124,7 +124,7 @@ impl Cgroup {
 
     /// Writes `pid` to `cgroup.procs`.
     pub fn add(&self, pid: Pid) -> Result<()> {
-        // LAB:BEGIN add: write the pid to the directory's cgroup.procs
+        // LAB:BEGIN add: move the process into the group; see cgroups(7)
         write(
             self.files,
             &self.dir()?.join("cgroup.procs"),
