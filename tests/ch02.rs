@@ -52,7 +52,7 @@ const HINTS: &[(&str, &str)] = &[
     (
         r"zombie\(s\) under --init",
         "under --init PID 1 must reap every child that ends, not only the command: supervise \
-         with reap_orphans waits on pid -1",
+         with Reap::Orphans waits on pid -1",
     ),
     (
         r"expected exit 42|timed out after",
@@ -142,7 +142,7 @@ fn main() -> ExitCode {
             "the_init_reaps_orphans",
             "under --init no process of the container's PID namespace is left in state Z: PID \
              1 reaped the orphan with waitpid(2)",
-            "with reap_orphans, supervise waits on pid -1 with WNOHANG until StillAlive, \
+            "with Reap::Orphans, supervise waits on pid -1 with WNOHANG until StillAlive, \
              reaping every child, not only main",
             || {
                 let zombies = zombies_after_orphan(&["--init", "--", "sh", "-c", ORPHAN_MAKER])?;
