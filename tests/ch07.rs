@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use cfs_tests::cri::Cri;
 use cfs_tests::engines::{
-    cgroup_file, cgroup_of, cri_containerd, nothing_left, runtime_calls, runtime_errors, wrapper,
-    Runtime, Steps, POD_SUBNET,
+    cgroup_file, cgroup_of, cri_containerd, no_pods_left, nothing_left, runtime_calls,
+    runtime_errors, wrapper, Runtime, Steps, POD_SUBNET,
 };
 use cfs_tests::run::{output_within, wait_for, Output};
 use cfs_tests::sandbox::Sandbox;
@@ -387,18 +387,7 @@ fn node_lifecycle() -> Result<()> {
             fs::remove_file(e?.path())?;
         }
         node.once()?;
-        ensure!(cri.pod_sandboxes()?.is_empty(), "pods left");
-        ensure!(cri.containers()?.is_empty(), "containers left");
-        let mut cmd = sandbox.command("ip");
-        cmd.args(["-o", "link"]);
-        let links = cfs_tests::run::output(cmd)?;
-        ensure!(
-            !links.stdout.contains("veth"),
-            "links left: {}",
-            links.stdout
-        );
-        let netns = fs::read_dir(format!("/proc/{}/root/run/netns", sandbox.init))?.count();
-        ensure!(netns == 0, "{netns} network namespaces left in /run/netns");
+        no_pods_left(&sandbox, &mut cri)?;
         let pods = node.root.join("pods");
         ensure!(
             fs::read_dir(&pods)?.count() == 0,

@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cfs_tests::engines::{
-    cgroup_of, check_limits, cri_containerd, frozen, id, import_busybox, nothing_left,
-    runtime_calls, runtime_errors, term_then_kill, wrapper, Containerd, Runtime, Steps, BUSYBOX,
-    PAUSE,
+    cgroup_of, check_limits, cri_containerd, frozen, id, import_busybox, no_pods_left,
+    nothing_left, runtime_calls, runtime_errors, term_then_kill, wrapper, Containerd, Runtime,
+    Steps, BUSYBOX, PAUSE,
 };
 use cfs_tests::run::wait_for;
 use cfs_tests::sandbox::Sandbox;
@@ -377,18 +377,7 @@ fn cri(runtime: Runtime) -> Result<()> {
         });
     }
     steps.step("nothing left", || {
-        ensure!(cri.pod_sandboxes()?.is_empty(), "pods left");
-        ensure!(cri.containers()?.is_empty(), "containers left");
-        let mut cmd = sandbox.command("ip");
-        cmd.args(["-o", "link"]);
-        let links = cfs_tests::run::output(cmd)?;
-        ensure!(
-            !links.stdout.contains("veth"),
-            "links left: {}",
-            links.stdout
-        );
-        let netns = fs::read_dir(format!("/proc/{}/root/run/netns", sandbox.init))?.count();
-        ensure!(netns == 0, "{netns} network namespaces left in /run/netns");
+        no_pods_left(&sandbox, &mut cri)?;
         nothing_left(&sandbox, &ids)
     });
     let result = steps.finish().with_context(|| runtime_errors(&sandbox));

@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use anyhow::ensure;
 use nix::unistd::Pid;
 
+use crate::cri::Cri;
 use crate::paths;
 use crate::run::{output_within, wait_for, Background, Output};
 use crate::sandbox::{Sandbox, Tree};
@@ -735,6 +736,25 @@ pub fn check_limits(sandbox: &Sandbox, path: &str, pids: bool) -> Result<()> {
         let max = cgroup_file(sandbox, "pids", path, "pids.max")?;
         ensure!(max == "20", "pids.max {max}, not 20");
     }
+    Ok(())
+}
+
+/// Nothing of the CRI's pods left: no pod sandbox or container listed, no
+/// veth in the sandbox's network namespace, no network namespace in its
+/// `/run/netns` (seen through `/proc/<init>/root`).
+pub fn no_pods_left(sandbox: &Sandbox, cri: &mut Cri) -> Result<()> {
+    ensure!(cri.pod_sandboxes()?.is_empty(), "pods left");
+    ensure!(cri.containers()?.is_empty(), "containers left");
+    let mut cmd = sandbox.command("ip");
+    cmd.args(["-o", "link"]);
+    let links = crate::run::output(cmd)?;
+    ensure!(
+        !links.stdout.contains("veth"),
+        "links left: {}",
+        links.stdout
+    );
+    let netns = fs::read_dir(format!("/proc/{}/root/run/netns", sandbox.init))?.count();
+    ensure!(netns == 0, "{netns} network namespaces left in /run/netns");
     Ok(())
 }
 
