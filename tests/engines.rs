@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use cfs_tests::engines::{
     cgroup_of, check_limits, cri_containerd, frozen, id, import_busybox, no_pods_left,
-    nothing_left, runtime_calls, runtime_errors, term_then_kill, wrapper, Containerd, Runtime,
-    Steps, BUSYBOX, PAUSE,
+    nothing_left, pid1_is_sleep, runtime_calls, runtime_errors, term_then_kill, wrapper,
+    Containerd, Runtime, Steps, BUSYBOX, PAUSE,
 };
 use cfs_tests::run::wait_for;
 use cfs_tests::sandbox::Sandbox;
@@ -111,13 +111,7 @@ fn ctr(runtime: Runtime) -> Result<()> {
                 "cat",
                 "/proc/1/cmdline",
             ])?;
-            out.expect_code(0)?;
-            ensure!(
-                out.stdout.starts_with("sleep\u{0}1000"),
-                "PID 1 is {:?}",
-                out.stdout
-            );
-            Ok(())
+            pid1_is_sleep(&out)
         });
         steps.step("ps", || {
             let out = c(&["task", "ps", &main])?;

@@ -5,8 +5,8 @@
 //! see there why.
 
 use cfs_tests::engines::{
-    cgroup_of, check_limits, frozen, id, nothing_left, runtime_calls, runtime_errors,
-    term_then_kill, wrapper, Cli, Runtime, Steps,
+    cgroup_of, check_limits, frozen, id, nothing_left, pid1_is_sleep, runtime_calls,
+    runtime_errors, term_then_kill, wrapper, Cli, Runtime, Steps,
 };
 use cfs_tests::sandbox::Sandbox;
 use cfs_tests::{ensure, root, Context, Result};
@@ -95,13 +95,7 @@ fn cli(engine: &str, runtime: Runtime) -> Result<()> {
         );
         steps.step("exec", || {
             let out = e(&["exec", &main, "cat", "/proc/1/cmdline"])?;
-            out.expect_code(0)?;
-            ensure!(
-                out.stdout.starts_with("sleep\u{0}1000"),
-                "PID 1 is {:?}",
-                out.stdout
-            );
-            Ok(())
+            pid1_is_sleep(&out)
         });
         steps.step("top", || {
             let out = e(&["top", &main])?;

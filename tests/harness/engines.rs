@@ -739,6 +739,19 @@ pub fn check_limits(sandbox: &Sandbox, path: &str, pids: bool) -> Result<()> {
     Ok(())
 }
 
+/// Checks the output of `cat /proc/1/cmdline` exec'd in a container whose
+/// command is `sleep 1000`: the exec joined the container's PID namespace,
+/// where PID 1 is that command.
+pub fn pid1_is_sleep(out: &Output) -> Result<()> {
+    out.expect_code(0)?;
+    ensure!(
+        out.stdout.starts_with("sleep\u{0}1000"),
+        "PID 1 is {:?}",
+        out.stdout
+    );
+    Ok(())
+}
+
 /// Nothing of the CRI's pods left: no pod sandbox or container listed, no
 /// veth in the sandbox's network namespace, no network namespace in its
 /// `/run/netns` (seen through `/proc/<init>/root`).
