@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use cfs_tests::cri::Cri;
 use cfs_tests::engines::{
-    cgroup_file, cgroup_of, cri_containerd, no_pods_left, nothing_left, runtime_calls,
-    runtime_errors, wrapper, Runtime, Steps, POD_SUBNET,
+    cgroup_file, cgroup_of, cri_containerd, no_pods_left, nothing_left, runtime_calls, wrapper,
+    Runtime, Steps, POD_SUBNET,
 };
 use cfs_tests::run::{output_within, wait_for, Output};
 use cfs_tests::sandbox::Sandbox;
@@ -404,11 +404,8 @@ fn node_lifecycle() -> Result<()> {
         );
         nothing_left(&sandbox, &ids)
     });
-    let result = steps.finish().with_context(|| runtime_errors(&sandbox));
     drop(cri);
-    let log = containerd.stop()?;
-    sandbox.stop()?;
-    result.with_context(|| format!("containerd's log:\n{log}"))
+    steps.stop_containerd(containerd, sandbox)
 }
 
 fn main() -> std::process::ExitCode {

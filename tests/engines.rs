@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use cfs_tests::engines::{
     cgroup_of, check_limits, cri_containerd, frozen, id, import_busybox, no_pods_left,
-    nothing_left, pid1_is_sleep, runtime_calls, runtime_errors, term_then_kill, wrapper,
-    Containerd, Runtime, Steps, BUSYBOX, PAUSE,
+    nothing_left, pid1_is_sleep, runtime_calls, term_then_kill, wrapper, Containerd, Runtime,
+    Steps, BUSYBOX, PAUSE,
 };
 use cfs_tests::run::wait_for;
 use cfs_tests::sandbox::Sandbox;
@@ -218,10 +218,7 @@ fn ctr(runtime: Runtime) -> Result<()> {
         );
         nothing_left(&sandbox, &ids)
     });
-    let result = steps.finish().with_context(|| runtime_errors(&sandbox));
-    let log = containerd.stop()?;
-    sandbox.stop()?;
-    result.with_context(|| format!("containerd's log:\n{log}"))
+    steps.stop_containerd(containerd, sandbox)
 }
 
 // ------------------------------------------------------ containerd's CRI plugin
@@ -374,11 +371,8 @@ fn cri(runtime: Runtime) -> Result<()> {
         no_pods_left(&sandbox, &mut cri)?;
         nothing_left(&sandbox, &ids)
     });
-    let result = steps.finish().with_context(|| runtime_errors(&sandbox));
     drop(cri);
-    let log = containerd.stop()?;
-    sandbox.stop()?;
-    result.with_context(|| format!("containerd's log:\n{log}"))
+    steps.stop_containerd(containerd, sandbox)
 }
 
 /// The sandbox itself: an engine-free check that its cgroup namespace is

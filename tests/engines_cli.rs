@@ -6,7 +6,7 @@
 
 use cfs_tests::engines::{
     cgroup_of, check_limits, frozen, id, nothing_left, pid1_is_sleep, runtime_calls,
-    runtime_errors, term_then_kill, wrapper, Cli, Runtime, Steps,
+    term_then_kill, wrapper, Cli, Runtime, Steps,
 };
 use cfs_tests::sandbox::Sandbox;
 use cfs_tests::{ensure, root, Context, Result};
@@ -183,7 +183,7 @@ fn cli(engine: &str, runtime: Runtime) -> Result<()> {
         );
         nothing_left(&sandbox, &ids)
     });
-    let result = steps.finish().with_context(|| runtime_errors(&sandbox));
+    let result = steps.finish(&sandbox);
     let _ = cli.stop_daemon();
     sandbox.stop()?;
     result

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use anyhow::ensure;
 use nix::unistd::Pid;
@@ -623,15 +623,27 @@ impl Steps {
         }
     }
 
-    pub fn finish(self) -> Result<()> {
-        if !self.failures.is_empty() {
-            bail!(
-                "{} step(s) failed:\n{}",
-                self.failures.len(),
-                self.failures.join("\n")
-            );
+    /// The verdict: every failed step, with the runtime's stderr in the
+    /// sandbox ([`runtime_errors`]).
+    pub fn finish(self, sandbox: &Sandbox) -> Result<()> {
+        if self.failures.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        Err(anyhow!(
+            "{} step(s) failed:\n{}",
+            self.failures.len(),
+            self.failures.join("\n")
+        ))
+        .with_context(|| runtime_errors(sandbox))
+    }
+
+    /// Ends a test of containerd: the verdict ([`Steps::finish`]), then
+    /// containerd stopped (its log added to a failure) and the sandbox.
+    pub fn stop_containerd(self, containerd: Containerd, sandbox: Sandbox) -> Result<()> {
+        let result = self.finish(&sandbox);
+        let log = containerd.stop()?;
+        sandbox.stop()?;
+        result.with_context(|| format!("containerd's log:\n{log}"))
     }
 }
 
