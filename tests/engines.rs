@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cfs_tests::engines::{
-    cgroup_of, check_limits, cri_containerd, frozen, id, import_busybox, no_pods_left,
+    cgroup_of, check_limits, cri_containerd, frozen, id, import_busybox, no_pods_left, none_listed,
     nothing_left, pid1_is_sleep, runtime_calls, term_then_kill, wrapper, Containerd, Runtime,
     Steps, BUSYBOX, PAUSE,
 };
@@ -208,14 +208,8 @@ fn ctr(runtime: Runtime) -> Result<()> {
         },
     );
     steps.step("nothing left", || {
-        let out = c(&["task", "ls", "-q"])?;
-        ensure!(out.stdout.trim().is_empty(), "tasks left: {}", out.stdout);
-        let out = c(&["container", "ls", "-q"])?;
-        ensure!(
-            out.stdout.trim().is_empty(),
-            "containers left: {}",
-            out.stdout
-        );
+        none_listed(&c(&["task", "ls", "-q"])?, "tasks")?;
+        none_listed(&c(&["container", "ls", "-q"])?, "containers")?;
         nothing_left(&sandbox, &ids)
     });
     steps.stop_containerd(containerd, sandbox)

@@ -5,7 +5,7 @@
 //! see there why.
 
 use cfs_tests::engines::{
-    cgroup_of, check_limits, frozen, id, nothing_left, pid1_is_sleep, runtime_calls,
+    cgroup_of, check_limits, frozen, id, none_listed, nothing_left, pid1_is_sleep, runtime_calls,
     term_then_kill, wrapper, Cli, Runtime, Steps,
 };
 use cfs_tests::sandbox::Sandbox;
@@ -175,12 +175,7 @@ fn cli(engine: &str, runtime: Runtime) -> Result<()> {
         result
     });
     steps.step("nothing left", || {
-        let out = e(&["ps", "--all", "--quiet"])?;
-        ensure!(
-            out.stdout.trim().is_empty(),
-            "containers left: {}",
-            out.stdout
-        );
+        none_listed(&e(&["ps", "--all", "--quiet"])?, "containers")?;
         nothing_left(&sandbox, &ids)
     });
     let result = steps.finish(&sandbox);

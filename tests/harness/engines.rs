@@ -647,6 +647,17 @@ impl Steps {
     }
 }
 
+/// Checks that an engine's listing (`ctr task ls -q`, `docker ps --all
+/// --quiet`) is empty: no `what` left.
+pub fn none_listed(listing: &Output, what: &str) -> Result<()> {
+    ensure!(
+        listing.stdout.trim().is_empty(),
+        "{what} left: {}",
+        listing.stdout
+    );
+    Ok(())
+}
+
 /// The container's cgroup, as a path in the sandbox (`/docker/<id>`), read
 /// on the host from `/proc/<pid>/cgroup`; fails unless it lies beneath the
 /// sandbox's root in every tree.
