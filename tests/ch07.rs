@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use cfs_tests::cri::Cri;
 use cfs_tests::engines::{
-    cgroup_file, cgroup_of, cri_containerd, nothing_left, runtime_calls, runtime_errors, wrapper,
+    cgroup_file, cgroup_of, cri_containerd, no_pods_left, nothing_left, runtime_calls, wrapper,
     Runtime, Steps, POD_SUBNET,
 };
 use cfs_tests::run::{output_within, wait_for, Output};
@@ -387,18 +387,7 @@ fn node_lifecycle() -> Result<()> {
             fs::remove_file(e?.path())?;
         }
         node.once()?;
-        ensure!(cri.pod_sandboxes()?.is_empty(), "pods left");
-        ensure!(cri.containers()?.is_empty(), "containers left");
-        let mut cmd = sandbox.command("ip");
-        cmd.args(["-o", "link"]);
-        let links = cfs_tests::run::output(cmd)?;
-        ensure!(
-            !links.stdout.contains("veth"),
-            "links left: {}",
-            links.stdout
-        );
-        let netns = fs::read_dir(format!("/proc/{}/root/run/netns", sandbox.init))?.count();
-        ensure!(netns == 0, "{netns} network namespaces left in /run/netns");
+        no_pods_left(&sandbox, &mut cri)?;
         let pods = node.root.join("pods");
         ensure!(
             fs::read_dir(&pods)?.count() == 0,
@@ -415,11 +404,8 @@ fn node_lifecycle() -> Result<()> {
         );
         nothing_left(&sandbox, &ids)
     });
-    let result = steps.finish().with_context(|| runtime_errors(&sandbox));
     drop(cri);
-    let log = containerd.stop()?;
-    sandbox.stop()?;
-    result.with_context(|| format!("containerd's log:\n{log}"))
+    steps.stop_containerd(containerd, sandbox)
 }
 
 fn main() -> std::process::ExitCode {

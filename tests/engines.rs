@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cfs_tests::engines::{
-    cgroup_of, check_limits, cri_containerd, frozen, id, import_busybox, nothing_left,
-    runtime_calls, runtime_errors, term_then_kill, wrapper, Containerd, Runtime, Steps, BUSYBOX,
-    PAUSE,
+    cgroup_of, check_limits, cri_containerd, frozen, id, import_busybox, no_pods_left, none_listed,
+    nothing_left, pid1_is_sleep, runtime_calls, term_then_kill, wrapper, Containerd, Runtime,
+    Steps, BUSYBOX, PAUSE,
 };
 use cfs_tests::run::wait_for;
 use cfs_tests::sandbox::Sandbox;
@@ -111,13 +111,7 @@ fn ctr(runtime: Runtime) -> Result<()> {
                 "cat",
                 "/proc/1/cmdline",
             ])?;
-            out.expect_code(0)?;
-            ensure!(
-                out.stdout.starts_with("sleep\u{0}1000"),
-                "PID 1 is {:?}",
-                out.stdout
-            );
-            Ok(())
+            pid1_is_sleep(&out)
         });
         steps.step("ps", || {
             let out = c(&["task", "ps", &main])?;
@@ -214,20 +208,11 @@ fn ctr(runtime: Runtime) -> Result<()> {
         },
     );
     steps.step("nothing left", || {
-        let out = c(&["task", "ls", "-q"])?;
-        ensure!(out.stdout.trim().is_empty(), "tasks left: {}", out.stdout);
-        let out = c(&["container", "ls", "-q"])?;
-        ensure!(
-            out.stdout.trim().is_empty(),
-            "containers left: {}",
-            out.stdout
-        );
+        none_listed(&c(&["task", "ls", "-q"])?, "tasks")?;
+        none_listed(&c(&["container", "ls", "-q"])?, "containers")?;
         nothing_left(&sandbox, &ids)
     });
-    let result = steps.finish().with_context(|| runtime_errors(&sandbox));
-    let log = containerd.stop()?;
-    sandbox.stop()?;
-    result.with_context(|| format!("containerd's log:\n{log}"))
+    steps.stop_containerd(containerd, sandbox)
 }
 
 // ------------------------------------------------------ containerd's CRI plugin
@@ -377,25 +362,11 @@ fn cri(runtime: Runtime) -> Result<()> {
         });
     }
     steps.step("nothing left", || {
-        ensure!(cri.pod_sandboxes()?.is_empty(), "pods left");
-        ensure!(cri.containers()?.is_empty(), "containers left");
-        let mut cmd = sandbox.command("ip");
-        cmd.args(["-o", "link"]);
-        let links = cfs_tests::run::output(cmd)?;
-        ensure!(
-            !links.stdout.contains("veth"),
-            "links left: {}",
-            links.stdout
-        );
-        let netns = fs::read_dir(format!("/proc/{}/root/run/netns", sandbox.init))?.count();
-        ensure!(netns == 0, "{netns} network namespaces left in /run/netns");
+        no_pods_left(&sandbox, &mut cri)?;
         nothing_left(&sandbox, &ids)
     });
-    let result = steps.finish().with_context(|| runtime_errors(&sandbox));
     drop(cri);
-    let log = containerd.stop()?;
-    sandbox.stop()?;
-    result.with_context(|| format!("containerd's log:\n{log}"))
+    steps.stop_containerd(containerd, sandbox)
 }
 
 /// The sandbox itself: an engine-free check that its cgroup namespace is

@@ -5,7 +5,7 @@
 //! see there why.
 
 use cfs_tests::engines::{
-    cgroup_of, check_limits, frozen, id, nothing_left, runtime_calls, runtime_errors,
+    cgroup_of, check_limits, frozen, id, none_listed, nothing_left, pid1_is_sleep, runtime_calls,
     term_then_kill, wrapper, Cli, Runtime, Steps,
 };
 use cfs_tests::sandbox::Sandbox;
@@ -95,13 +95,7 @@ fn cli(engine: &str, runtime: Runtime) -> Result<()> {
         );
         steps.step("exec", || {
             let out = e(&["exec", &main, "cat", "/proc/1/cmdline"])?;
-            out.expect_code(0)?;
-            ensure!(
-                out.stdout.starts_with("sleep\u{0}1000"),
-                "PID 1 is {:?}",
-                out.stdout
-            );
-            Ok(())
+            pid1_is_sleep(&out)
         });
         steps.step("top", || {
             let out = e(&["top", &main])?;
@@ -181,15 +175,10 @@ fn cli(engine: &str, runtime: Runtime) -> Result<()> {
         result
     });
     steps.step("nothing left", || {
-        let out = e(&["ps", "--all", "--quiet"])?;
-        ensure!(
-            out.stdout.trim().is_empty(),
-            "containers left: {}",
-            out.stdout
-        );
+        none_listed(&e(&["ps", "--all", "--quiet"])?, "containers")?;
         nothing_left(&sandbox, &ids)
     });
-    let result = steps.finish().with_context(|| runtime_errors(&sandbox));
+    let result = steps.finish(&sandbox);
     let _ = cli.stop_daemon();
     sandbox.stop()?;
     result

@@ -14,11 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use anyhow::ensure;
 use nix::unistd::Pid;
 
+use crate::cri::Cri;
 use crate::paths;
 use crate::run::{output_within, wait_for, Background, Output};
 use crate::sandbox::{Sandbox, Tree};
@@ -622,16 +623,39 @@ impl Steps {
         }
     }
 
-    pub fn finish(self) -> Result<()> {
-        if !self.failures.is_empty() {
-            bail!(
-                "{} step(s) failed:\n{}",
-                self.failures.len(),
-                self.failures.join("\n")
-            );
+    /// The verdict: every failed step, with the runtime's stderr in the
+    /// sandbox ([`runtime_errors`]).
+    pub fn finish(self, sandbox: &Sandbox) -> Result<()> {
+        if self.failures.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        Err(anyhow!(
+            "{} step(s) failed:\n{}",
+            self.failures.len(),
+            self.failures.join("\n")
+        ))
+        .with_context(|| runtime_errors(sandbox))
     }
+
+    /// Ends a test of containerd: the verdict ([`Steps::finish`]), then
+    /// containerd stopped (its log added to a failure) and the sandbox.
+    pub fn stop_containerd(self, containerd: Containerd, sandbox: Sandbox) -> Result<()> {
+        let result = self.finish(&sandbox);
+        let log = containerd.stop()?;
+        sandbox.stop()?;
+        result.with_context(|| format!("containerd's log:\n{log}"))
+    }
+}
+
+/// Checks that an engine's listing (`ctr task ls -q`, `docker ps --all
+/// --quiet`) is empty: no `what` left.
+pub fn none_listed(listing: &Output, what: &str) -> Result<()> {
+    ensure!(
+        listing.stdout.trim().is_empty(),
+        "{what} left: {}",
+        listing.stdout
+    );
+    Ok(())
 }
 
 /// The container's cgroup, as a path in the sandbox (`/docker/<id>`), read
@@ -735,6 +759,38 @@ pub fn check_limits(sandbox: &Sandbox, path: &str, pids: bool) -> Result<()> {
         let max = cgroup_file(sandbox, "pids", path, "pids.max")?;
         ensure!(max == "20", "pids.max {max}, not 20");
     }
+    Ok(())
+}
+
+/// Checks the output of `cat /proc/1/cmdline` exec'd in a container whose
+/// command is `sleep 1000`: the exec joined the container's PID namespace,
+/// where PID 1 is that command.
+pub fn pid1_is_sleep(out: &Output) -> Result<()> {
+    out.expect_code(0)?;
+    ensure!(
+        out.stdout.starts_with("sleep\u{0}1000"),
+        "PID 1 is {:?}",
+        out.stdout
+    );
+    Ok(())
+}
+
+/// Nothing of the CRI's pods left: no pod sandbox or container listed, no
+/// veth in the sandbox's network namespace, no network namespace in its
+/// `/run/netns` (seen through `/proc/<init>/root`).
+pub fn no_pods_left(sandbox: &Sandbox, cri: &mut Cri) -> Result<()> {
+    ensure!(cri.pod_sandboxes()?.is_empty(), "pods left");
+    ensure!(cri.containers()?.is_empty(), "containers left");
+    let mut cmd = sandbox.command("ip");
+    cmd.args(["-o", "link"]);
+    let links = crate::run::output(cmd)?;
+    ensure!(
+        !links.stdout.contains("veth"),
+        "links left: {}",
+        links.stdout
+    );
+    let netns = fs::read_dir(format!("/proc/{}/root/run/netns", sandbox.init))?.count();
+    ensure!(netns == 0, "{netns} network namespaces left in /run/netns");
     Ok(())
 }
 

@@ -24,9 +24,7 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Spec};
 
 /// Whether the config mounts something on `/dev` itself.
 pub fn config_mounts_dev(spec: &Spec) -> bool {
-    spec.mounts()
-        .as_deref()
-        .unwrap_or_default()
+    crate::mounts::mounts_of(spec)
         .iter()
         .any(|m| m.destination() == Path::new("/dev"))
 }

@@ -148,6 +148,12 @@ pub fn inside(rootfs: &Path, destination: &Path) -> Result<PathBuf> {
     Ok(rootfs.join(destination.strip_prefix("/").unwrap_or(destination)))
 }
 
+/// The config's `mounts`, in order (none when it has no `mounts`): entry
+/// `i` here is the `i` that [`send_sources`] and [`receive_sources`] pass.
+pub fn mounts_of(spec: &Spec) -> &[Mount] {
+    spec.mounts().as_deref().unwrap_or_default()
+}
+
 /// Performs the config's mounts beneath `rootfs`, in order. A `cgroup`
 /// mount shows the container's own cgroup (`cgroup`, see [`crate::cgroups`]).
 pub fn mount_all(
@@ -156,13 +162,7 @@ pub fn mount_all(
     cgroup: Option<&Placement>,
     sources: &[Option<OwnedFd>],
 ) -> Result<()> {
-    for (i, m) in spec
-        .mounts()
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
+    for (i, m) in mounts_of(spec).iter().enumerate() {
         let opened = sources.get(i).and_then(Option::as_ref);
         mount_one(m, rootfs, cgroup, opened).with_context(|| {
             format!(
@@ -260,13 +260,7 @@ fn bind_source(m: &Mount, bundle: &Path) -> Option<PathBuf> {
 /// child's mount namespace, where it may be mounted) and sends it, with the
 /// mount's index, over `socket`.
 pub fn send_sources(socket: &OwnedFd, child: Pid, spec: &Spec, bundle: &Path) -> Result<()> {
-    for (i, m) in spec
-        .mounts()
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
+    for (i, m) in mounts_of(spec).iter().enumerate() {
         let Some(source) = bind_source(m, bundle) else {
             continue;
         };
@@ -296,7 +290,7 @@ pub fn send_sources(socket: &OwnedFd, child: Pid, spec: &Spec, bundle: &Path) ->
 /// bind mount; entry `i` is mount `i`'s source. (Counted, not read to the
 /// end: the child holds a copy of the runtime's end of the socket too.)
 pub fn receive_sources(socket: &OwnedFd, spec: &Spec) -> Result<Vec<Option<OwnedFd>>> {
-    let mounts = spec.mounts().as_deref().unwrap_or_default();
+    let mounts = mounts_of(spec);
     let expected = mounts
         .iter()
         .filter(|m| bind_source(m, Path::new("/")).is_some())

@@ -374,7 +374,8 @@ pub(crate) mod tests {
         }
     }
 
-    fn all_limits() -> Result<Limits> {
+    /// The limits of chapter 4's file plan: a CPU quota, memory and pids.
+    pub(crate) fn all_limits() -> Result<Limits> {
         Ok(Limits {
             cpus: Some(Cpus::from_cpus(0.2)?),
             memory: Some(64 << 20),

@@ -2,7 +2,7 @@
 //! top of memory, device rules, a freezer, a group reopened by a later run),
 //! on the unit tests' fake file system.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
@@ -38,33 +38,33 @@ fn file_plan_of_a_runtime_v1() -> Result<()> {
     later.thaw()?;
     later.freeze()?;
     later.remove()?;
-    assert_eq!(
-        files.log(),
-        [
-            "mkdir /cg/cpu/cfs-1",
-            "mkdir /cg/cpuacct/cfs-1",
-            "mkdir /cg/memory/app/cfs-1",
-            "mkdir /cg/pids/cfs-1",
-            "mkdir /cg/devices/cfs-1",
-            "mkdir /cg/freezer/cfs-1",
-            r#"write /cg/cpu/cfs-1/cpu.shares "512""#,
-            r#"write /cg/memory/app/cfs-1/memory.limit_in_bytes "33554432""#,
-            r#"write /cg/memory/app/cfs-1/memory.memsw.limit_in_bytes "50331648""#,
-            r#"write /cg/devices/cfs-1/devices.deny "a *:* rwm""#,
-            r#"write /cg/devices/cfs-1/devices.allow "c 1:3 rwm""#,
-            r#"write /cg/freezer/cfs-1/freezer.state "FROZEN""#,
-            r#"write /cg/freezer/cfs-1/freezer.state "THAWED""#,
-            r#"write /cg/freezer/cfs-1/freezer.state "FROZEN""#,
-            // remove: kill what is inside (nothing here), thaw, rmdir.
-            r#"write /cg/freezer/cfs-1/freezer.state "THAWED""#,
-            "rmdir /cg/freezer/cfs-1",
-            "rmdir /cg/devices/cfs-1",
-            "rmdir /cg/pids/cfs-1",
-            "rmdir /cg/memory/app/cfs-1",
-            "rmdir /cg/cpuacct/cfs-1",
-            "rmdir /cg/cpu/cfs-1",
-        ]
-    );
+    // Chapter 4's groups (its file plan spells them out), made and removed
+    // as it does; the runtime's devices and freezer groups come after them
+    // and go before them.
+    let chapter4 = v1t::fake();
+    v1::Cgroup::create(chapter4, &v1t::hierarchies(), "cfs-1", &Limits::default())?.remove()?;
+    let (made, removed): (Vec<String>, Vec<String>) = chapter4
+        .log()
+        .into_iter()
+        .partition(|l| l.starts_with("mkdir "));
+    let runtime = [
+        "mkdir /cg/devices/cfs-1",
+        "mkdir /cg/freezer/cfs-1",
+        r#"write /cg/cpu/cfs-1/cpu.shares "512""#,
+        r#"write /cg/memory/app/cfs-1/memory.limit_in_bytes "33554432""#,
+        r#"write /cg/memory/app/cfs-1/memory.memsw.limit_in_bytes "50331648""#,
+        r#"write /cg/devices/cfs-1/devices.deny "a *:* rwm""#,
+        r#"write /cg/devices/cfs-1/devices.allow "c 1:3 rwm""#,
+        r#"write /cg/freezer/cfs-1/freezer.state "FROZEN""#,
+        r#"write /cg/freezer/cfs-1/freezer.state "THAWED""#,
+        r#"write /cg/freezer/cfs-1/freezer.state "FROZEN""#,
+        // remove: kill what is inside (nothing here), thaw, rmdir.
+        r#"write /cg/freezer/cfs-1/freezer.state "THAWED""#,
+        "rmdir /cg/freezer/cfs-1",
+        "rmdir /cg/devices/cfs-1",
+    ]
+    .map(String::from);
+    assert_eq!(files.log(), [made, runtime.to_vec(), removed].concat());
     Ok(())
 }
 
@@ -117,25 +117,29 @@ fn file_plan_of_a_runtime_v2() -> Result<()> {
     assert_eq!(later.freezer_state()?, FreezerState::Frozen);
     later.thaw()?;
     later.remove()?;
+    // The group goes where chapter 4's plan puts it (cpu down the tree,
+    // EBUSY, beside the scope: its file plan spells these writes out).
+    let chapter4 = v2t::systemd_machine().leak();
+    let needed = v2::needed(&v2t::all_limits()?);
     assert_eq!(
-        files.log(),
-        [
-            r#"write /cg/user.slice/cgroup.subtree_control "+cpu""#.to_string(),
-            format!(r#"write {slice}/cgroup.subtree_control "+cpu""#),
-            format!(r#"write {SCOPE}/cgroup.subtree_control "+cpu +memory +pids""#),
-            format!("mkdir {slice}/cfs-1"),
-            // 1024 shares, v1's default, is weight 39 (v2's default is 100).
-            format!(r#"write {slice}/cfs-1/cpu.weight "39""#),
-            format!(r#"write {slice}/cfs-1/memory.max "33554432""#),
-            // 48M of memory and swap together: 16M of swap.
-            format!(r#"write {slice}/cfs-1/memory.swap.max "16777216""#),
-            format!(r#"write {slice}/cfs-1/pids.max "16""#),
-            format!("bpf attach {slice}/cfs-1 BPF_CGROUP_DEVICE (2 rules)"),
-            format!(r#"write {slice}/cfs-1/cgroup.freeze "1""#),
-            format!(r#"write {slice}/cfs-1/cgroup.freeze "0""#),
-            format!("rmdir {slice}/cfs-1"),
-        ]
+        v2::place(chapter4, &v2t::tree(SCOPE), &needed)?,
+        Path::new(slice)
     );
+    let mut plan = chapter4.log();
+    plan.extend([
+        format!("mkdir {slice}/cfs-1"),
+        // 1024 shares, v1's default, is weight 39 (v2's default is 100).
+        format!(r#"write {slice}/cfs-1/cpu.weight "39""#),
+        format!(r#"write {slice}/cfs-1/memory.max "33554432""#),
+        // 48M of memory and swap together: 16M of swap.
+        format!(r#"write {slice}/cfs-1/memory.swap.max "16777216""#),
+        format!(r#"write {slice}/cfs-1/pids.max "16""#),
+        format!("bpf attach {slice}/cfs-1 BPF_CGROUP_DEVICE (2 rules)"),
+        format!(r#"write {slice}/cfs-1/cgroup.freeze "1""#),
+        format!(r#"write {slice}/cfs-1/cgroup.freeze "0""#),
+        format!("rmdir {slice}/cfs-1"),
+    ]);
+    assert_eq!(files.log(), plan);
     Ok(())
 }
 // ANCHOR_END: runtime_plan
