@@ -1363,6 +1363,11 @@ const HINTS: &[(&str, &str)] = &[
          MS_RDONLY, so that writes go to its upper directory",
     ),
     (
+        r"command \S+ not found in image",
+        "the container's root lacks the image's files: mount must mount an overlay (type \
+         \"overlay\") of all the layers on merged, not bind-mount one of them",
+    ),
+    (
         r"the change is not in c1's upper directory",
         "the container's writes did not land in its upper directory: mount an overlay \
          (type \"overlay\") whose options give upperdir= the container's upper directory \
