@@ -23,7 +23,7 @@ use cfs_tests::kernel::{
 };
 use cfs_tests::paths::workspace;
 use cfs_tests::run::{as_nobody, chapter, output, wait_for, Background, Output};
-use cfs_tests::{check, ensure, root, Context, Result};
+use cfs_tests::{bail, check, ensure, root, Context, Result};
 use ch05_overlay::overlay::{self, Overlay};
 use ch05_overlay::{diff, layer};
 use nix::sys::signal::Signal;
@@ -103,6 +103,55 @@ fn mount_fresh(dir: &Path, name: &str, lower: &[&Path]) -> Result<(Overlay, over
 fn is_whiteout(path: &Path) -> bool {
     path.symlink_metadata()
         .is_ok_and(|meta| overlay::is_whiteout(&meta))
+}
+
+/// What is at `path`, in the words of a failure message: "missing", "a
+/// regular file", "a block device 1/3", "a character device 0/0", ...
+fn file_kind(path: &Path) -> String {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(meta) = path.symlink_metadata() else {
+        return "missing".to_string();
+    };
+    let kind = meta.file_type();
+    let device = |what: &str| {
+        let rdev = meta.rdev();
+        format!(
+            "a {what} {}/{}",
+            nix::sys::stat::major(rdev),
+            nix::sys::stat::minor(rdev)
+        )
+    };
+    if kind.is_char_device() {
+        device("character device")
+    } else if kind.is_block_device() {
+        device("block device")
+    } else if kind.is_dir() {
+        "a directory".to_string()
+    } else if kind.is_symlink() {
+        "a symlink".to_string()
+    } else if kind.is_file() {
+        "a regular file".to_string()
+    } else {
+        "a fifo or a socket".to_string()
+    }
+}
+
+/// The overlay attributes of `dir` with their values, for a failure message:
+/// `trusted.overlay.opaque="y"`, or "no overlay attribute".
+fn overlay_attributes(dir: &Path) -> Result<String> {
+    let mut found = Vec::new();
+    for name in xattr::list(dir)? {
+        let name = name.to_string_lossy().into_owned();
+        if name.contains("overlay.") {
+            let value = xattr::get(dir, &name)?.unwrap_or_default();
+            found.push(format!("{name}={:?}", String::from_utf8_lossy(&value)));
+        }
+    }
+    Ok(if found.is_empty() {
+        "no overlay attribute".to_string()
+    } else {
+        found.join(", ")
+    })
 }
 
 fn sorted_names(dir: &Path) -> Result<Vec<String>> {
@@ -291,10 +340,16 @@ fn import_converts_whiteouts() -> Result<()> {
     ])?;
     let (base, _) = unpack_into(tmp.path(), "base", &base)?;
     let (top, summary) = unpack_into(tmp.path(), "top", &top)?;
-    ensure!(summary.whiteouts == 1 && summary.opaque == 1, "{summary:?}");
+    ensure!(
+        summary.whiteouts == 1 && summary.opaque == 1,
+        "unpack counted {} whiteouts and {} opaque directories, not 1 and 1: {summary:?}",
+        summary.whiteouts,
+        summary.opaque
+    );
     ensure!(
         is_whiteout(&top.join("etc/passwd")),
-        "no 0/0 device for passwd"
+        "etc/passwd in the unpacked layer is {}, not a whiteout (a character device 0/0)",
+        file_kind(&top.join("etc/passwd"))
     );
     ensure!(
         !top.join("etc/.wh.passwd").exists(),
@@ -304,7 +359,11 @@ fn import_converts_whiteouts() -> Result<()> {
         !top.join("opt/.wh..wh..opq").exists(),
         "the opq marker was kept"
     );
-    ensure!(overlay::is_opaque(&top.join("opt"))?, "opt is not opaque");
+    ensure!(
+        overlay::is_opaque(&top.join("opt"))?,
+        "opt in the unpacked layer is not opaque (trusted.overlay.opaque=\"y\"): it has {}",
+        overlay_attributes(&top.join("opt"))?
+    );
     ensure!(!overlay::is_opaque(&top.join("etc"))?, "etc is opaque");
 
     let (_, mounted) = mount_fresh(tmp.path(), "c", &[&top, &base])?;
@@ -625,9 +684,44 @@ fn store_paths(store: &Store) -> Result<BTreeSet<PathBuf>> {
     Ok(paths)
 }
 
+/// Writes `value` as a blob of the layout `dir` and returns its descriptor's
+/// digest and size.
+fn put_blob(dir: &Path, value: &serde_json::Value) -> Result<(String, usize)> {
+    let bytes = serde_json::to_vec(value)?;
+    let digest = ch05_overlay::oci::sha256(&bytes);
+    fs::write(blob(dir, &digest), &bytes)?;
+    Ok((digest, bytes.len()))
+}
+
+/// Makes the layout `dir` name `manifest` (with `config` as its config, when
+/// given) instead of its own: every blob is what its descriptor says, so only
+/// what the manifest and the config say can refuse it. `index` is the
+/// layout's own index.json.
+fn forge_layout(
+    dir: &Path,
+    index: &[u8],
+    mut manifest: serde_json::Value,
+    config: Option<serde_json::Value>,
+) -> Result<()> {
+    if let Some(config) = config {
+        let (digest, size) = put_blob(dir, &config)?;
+        manifest["config"]["digest"] = digest.into();
+        manifest["config"]["size"] = size.into();
+    }
+    let (digest, size) = put_blob(dir, &manifest)?;
+    let mut index: serde_json::Value = serde_json::from_slice(index)?;
+    index["manifests"][0]["digest"] = digest.into();
+    index["manifests"][0]["size"] = size.into();
+    fs::write(dir.join("index.json"), serde_json::to_vec(&index)?)?;
+    Ok(())
+}
+
 /// `save` then `load` through an OCI image layout: the loaded image runs; a
 /// layout whose layer blob was changed by one byte, or cut short, is refused
-/// in one line and the store is left exactly as it was.
+/// in one line (the short one for its size) and the store is left exactly as
+/// it was; so is one whose blobs are sound but whose second layer unpacks to
+/// another diff_id than the config names, or whose config names fewer layers
+/// than its manifest.
 fn layouts_are_verified() -> Result<()> {
     let source = Store::with_images()?;
     let dir = source.dir.path().join("app-oci");
@@ -653,7 +747,11 @@ fn layouts_are_verified() -> Result<()> {
     changed[last] ^= 1;
     for (what, bytes, says) in [
         ("one byte changed", changed, "refused (corrupt or forged)"),
-        ("cut short", good[..good.len() / 2].to_vec(), "refused"),
+        (
+            "cut short",
+            good[..good.len() / 2].to_vec(),
+            "bytes, not the",
+        ),
     ] {
         fs::write(&top, &bytes)?;
         let out = store.run(&["load", &dir_arg])?;
@@ -670,6 +768,50 @@ fn layouts_are_verified() -> Result<()> {
         );
     }
     fs::write(&top, &good)?;
+
+    // Layouts whose blobs are all what their descriptors say, but whose
+    // manifest and config disagree: the second layer is the first one's blob
+    // (it unpacks to another diff_id than the config's), or the config names
+    // one layer of the manifest's two.
+    let index_bytes = fs::read(dir.join("index.json"))?;
+    let mut same_twice = manifest.clone();
+    same_twice["layers"][1] = manifest["layers"][0].clone();
+    let config_digest = manifest["config"]["digest"].as_str().context("no config")?;
+    let mut one_layer = blob_json(&dir, config_digest)?;
+    let diff_ids = one_layer["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .context("no diff_ids")?;
+    diff_ids.truncate(1);
+    for (what, manifest, config, says) in [
+        (
+            "the second layer unpacks to another diff_id than the config's",
+            same_twice,
+            None,
+            "unpacks to",
+        ),
+        (
+            "a config naming 1 of the manifest's 2 layers",
+            manifest.clone(),
+            Some(one_layer),
+            "the manifest has 2 layers but the config names 1",
+        ),
+    ] {
+        forge_layout(&dir, &index_bytes, manifest, config)?;
+        let out = store.run(&["load", &dir_arg])?;
+        ensure!(out.code == 1, "{what}: exit {}: {}", out.code, out.stderr);
+        ensure!(
+            out.stderr.lines().count() == 1 && out.stderr.contains(says),
+            "{what}: expected one line with {says:?}: {}",
+            out.stderr
+        );
+        ensure!(
+            store_paths(&store)? == before,
+            "{what}: the store changed: {:?}",
+            store_paths(&store)?
+        );
+    }
+    fs::write(dir.join("index.json"), &index_bytes)?;
+
     let out = store.ok(&["load", &dir_arg])?;
     contains(&out, "image app: 2 layers")?;
     let out = store.ok(&["run", "--name", "cfs-h5-loaded", "app", "--", "hello"])?;
@@ -712,7 +854,26 @@ fn commit_refuses_device_nodes() -> Result<()> {
     Ok(())
 }
 
+/// A container writes a file of its image: the change lands in its own upper
+/// directory only; its overlay is unmounted when it ends. Before that, in the
+/// test's process: `Overlay::options` refuses an overlay with no lower layer,
+/// which the kernel would only answer with EINVAL.
 fn copy_on_write_in_containers() -> Result<()> {
+    let bare = Overlay {
+        lower: Vec::new(),
+        upper: PathBuf::from("/cfs-h11/upper"),
+        work: PathBuf::from("/cfs-h11/work"),
+    };
+    match bare.options() {
+        Ok(options) => {
+            bail!("an Overlay with no lower layer was not refused: options() gave {options:?}")
+        }
+        Err(err) => ensure!(
+            err.to_string().contains("lower"),
+            "an Overlay with no lower layer was refused, but the error does not say \
+             lower layer: {err:#}"
+        ),
+    }
     let store = Store::with_images()?;
     let base = store.layer("base", 0)?.join("diff/etc/motd");
     let original = fs::read_to_string(&base)?;
@@ -726,9 +887,17 @@ fn copy_on_write_in_containers() -> Result<()> {
         "-c",
         "echo changed > /etc/motd",
     ])?;
+    let upper = store.path("containers/c1/upper/etc/motd");
     ensure!(
-        fs::read_to_string(store.path("containers/c1/upper/etc/motd"))? == "changed\n",
-        "the change is not in c1's upper layer"
+        fs::read_to_string(&upper).ok().as_deref() == Some("changed\n"),
+        "the change is not in c1's upper directory: its etc/motd is {}",
+        file_kind(&upper)
+    );
+    let merged = store.path("containers/c1/merged");
+    ensure!(
+        !overlay::is_mounted(&merged)?,
+        "c1's overlay is still mounted at {} after c1 ended",
+        merged.display()
     );
     ensure!(
         fs::read_to_string(&base)? == original,
@@ -1117,7 +1286,107 @@ fn not_root_is_a_one_line_error() -> Result<()> {
     Ok(())
 }
 
+/// Hints that follow the failure (see `cfs_tests::lab::hints`).
+const HINTS: &[(&str, &str)] = &[
+    (
+        r"unpack counted 0 whiteouts",
+        "unpack made no whiteout: a .wh.NAME entry must become a whiteout at NAME \
+         (make_whiteout), not the regular file it is in the tar",
+    ),
+    (
+        r"and 0 opaque directories",
+        "unpack made no directory opaque: the .wh..wh..opq entry must make its directory \
+         opaque (set_opaque), not be skipped with aufs's other .wh..wh. names",
+    ),
+    (
+        r"is a regular file, not a whiteout",
+        "make_whiteout makes a regular file: overlayfs reads as deleted only a character \
+         device 0/0, made with mknod(2) S_IFCHR and device number 0",
+    ),
+    (
+        r"is a block device \d+/\d+, not a whiteout",
+        "make_whiteout makes a block device: a whiteout is a character device (S_IFCHR) 0/0",
+    ),
+    (
+        r"is a character device \d+/\d+, not a whiteout",
+        "make_whiteout makes a character device with another number: overlayfs reads only \
+         device 0/0 (mknod(2) with dev 0) as a whiteout",
+    ),
+    (
+        r"is missing, not a whiteout",
+        "unpack made no whiteout at NAME: remove what an earlier entry put there, then \
+         make_whiteout, every time",
+    ),
+    (
+        r"not opaque .*user\.overlay\.opaque",
+        "set_opaque sets user.overlay.opaque, which only an overlay mounted with userxattr \
+         reads: a rootful overlay reads trusted.overlay.opaque",
+    ),
+    (
+        r"not opaque .*: it has trusted\.overlay\.opaque=",
+        "set_opaque sets trusted.overlay.opaque to another value: overlayfs reads only \"y\" \
+         as opaque",
+    ),
+    (
+        r"not opaque .*: it has no overlay attribute",
+        "set_opaque sets no attribute: it must setxattr(2) trusted.overlay.opaque=\"y\" on \
+         the directory",
+    ),
+    (
+        r"cut short: (exit 0|expected one line)",
+        "a blob cut short must be refused for its size, first: Verifier::check compares the \
+         bytes written with desc.size() (\"is N bytes, not the M its descriptor says\")",
+    ),
+    (
+        r"one byte changed: (exit 0|expected one line)",
+        "a blob with one byte changed must be refused: Verifier::check compares the digest of \
+         the bytes written with desc.digest(), the descriptor's",
+    ),
+    (
+        r"another diff_id than the config's: (exit 0|expected one line)",
+        "unpack_image must give add_layer the config's diff_id (Some(diff_id)): it refuses a \
+         layer that unpacks to other bytes than the config names",
+    ),
+    (
+        r"of the manifest's 2 layers: (exit 0|expected one line)",
+        "unpack_image must refuse a config whose diff_ids are not as many as the manifest's \
+         layers: zip stops at the shorter of the two",
+    ),
+    (
+        r"the store changed",
+        "a refused load left layers in the store: on an error unpack_image must call \
+         store.remove_unused_layers() before it returns",
+    ),
+    (
+        r"Read-only file system|EROFS",
+        "the container's root is read-only: mount(2) the overlay with no flags, not \
+         MS_RDONLY, so that writes go to its upper directory",
+    ),
+    (
+        r"command \S+ not found in image",
+        "the container's root lacks the image's files: mount must mount an overlay (type \
+         \"overlay\") of all the layers on merged, not bind-mount one of them",
+    ),
+    (
+        r"the change is not in c1's upper directory",
+        "the container's writes did not land in its upper directory: mount an overlay \
+         (type \"overlay\") whose options give upperdir= the container's upper directory \
+         and workdir= its work directory",
+    ),
+    (
+        r"still mounted at .* after c1 ended",
+        "the overlay stays mounted when the container ends: mount must return a Mounted \
+         guard holding the target, which it unmounts (umount2(2)) when run is done",
+    ),
+    (
+        r"no lower layer was not refused",
+        "options must refuse an Overlay with no lower layer: the kernel would say only \
+         EINVAL",
+    ),
+];
+
 fn main() -> ExitCode {
+    cfs_tests::lab::hints(HINTS);
     cfs_tests::main(vec![
         root("not_root_is_a_one_line_error", not_root_is_a_one_line_error),
         root(
@@ -1155,8 +1424,10 @@ fn main() -> ExitCode {
         check(
             "layouts_are_verified",
             "an image saved as an OCI layout loads into an empty store and runs; with one byte of \
-             its top layer's blob changed, or the blob cut to half, load exits 1 with one line and \
-             the store's directory tree is exactly as before",
+             its top layer's blob changed, or the blob cut to half (an error naming its size), \
+             with a manifest whose second layer is the first one's blob (another diff_id than the \
+             config's), or with a config naming 1 of the manifest's 2 layers, load exits 1 with \
+             one line and the store's directory tree is exactly as before",
             "Verifier::check compares the count and the hash with the descriptor; unpack_image \
              fetches through fetch_json and fetch_verified, gives add_layer the diff_id, and on an \
              error removes the unused layers before it returns",
@@ -1165,8 +1436,9 @@ fn main() -> ExitCode {
         check(
             "copy_on_write_in_containers",
             "a container of the base image writes /etc/motd: the change is in its upper directory \
-             only, the image's layer is unchanged, a second container reads the original, and \
-             diff c1 prints C /etc and C /etc/motd",
+             only, the image's layer is unchanged, its overlay is unmounted when it ends, a second \
+             container reads the original, and diff c1 prints C /etc and C /etc/motd; \
+             Overlay::options refuses an overlay with no lower layer",
             "import needs unpack; run mounts an Overlay of the init layer and the image's layers \
              (top first) with the container's upper and work directories on merged",
             copy_on_write_in_containers,

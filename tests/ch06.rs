@@ -26,7 +26,7 @@ use cfs_tests::kernel::{
     assert_mounts_unchanged, cgroup_procs, cgroups_named, children, cpu_ticks, last_cgroup_dir,
     mounts, ns_inode, remove_cgroups_named, state,
 };
-use cfs_tests::run::{chapter, dd_argv, output, wait_for, Background, Output};
+use cfs_tests::run::{chapter, dd_argv, output, output_within, wait_for, Background, Output};
 use cfs_tests::{bail, check, ensure, paths, plain, root, Context, Result};
 use ch04_cgroups::cgroups::{Hierarchies, Version};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
@@ -107,7 +107,17 @@ fn lifecycle() -> Result<()> {
         );
     }
 
-    b.rt(&["start", "life"])?.expect_code(0)?;
+    let started = b.rt(&["start", "life"])?;
+    if started.code != 0 {
+        // What the container's process said before it died (its stderr is
+        // a file of the bundle) is what names the mistake.
+        let said = fs::read_to_string(b.path().join("life.err")).unwrap_or_default();
+        bail!(
+            "start: expected exit code 0, got {}\nstderr: {}\nthe container's stderr: {said}",
+            started.code,
+            started.stderr
+        );
+    }
     ensure!(b.status("life")? == "running", "after start");
     wait_for(Duration::from_secs(5), || {
         b.container_stdout("life").ok().filter(|s| s == "started\n")
@@ -123,6 +133,25 @@ fn lifecycle() -> Result<()> {
         (b.status("life").ok()? == "stopped").then_some(())
     })?;
     b.rt(&["delete", "life"])?.expect_code(0)?;
+
+    // A created container whose process never answers on exec.fifo (stopped
+    // here by SIGSTOP): start gives up after its 10 s, in one line, and
+    // leaves it created.
+    b.create("stalled")?.expect_code(0)?;
+    let stalled = Pid::from_raw(b.pid("stalled")?.parse()?);
+    nix::sys::signal::kill(stalled, nix::sys::signal::Signal::SIGSTOP)?;
+    let out = output_within(b.cmd(&["start", "stalled"]), Duration::from_secs(30));
+    nix::sys::signal::kill(stalled, nix::sys::signal::Signal::SIGCONT)?;
+    let out = out.context(
+        "start of a created container whose process is stopped did not return within 30 s",
+    )?;
+    fails_with(&out, "did not answer on exec.fifo")?;
+    ensure!(
+        b.status("stalled")? == "created",
+        "after a start that gave up: {}",
+        b.status("stalled")?
+    );
+    b.rt(&["delete", "--force", "stalled"])?.expect_code(0)?;
     ensure!(
         b.leftovers()?.is_empty(),
         "state left: {:?}",
@@ -2230,7 +2259,24 @@ fn unified_and_systemd_paths() -> Result<()> {
 }
 // End of helper h1's block.
 
+/// Hints that follow the failure (see `cfs_tests::lab::hints`).
+const HINTS: &[(&str, &str)] = &[
+    (
+        r"exec\.fifo.*(EBADF|Bad file descriptor)",
+        "the byte went to a descriptor that cannot be written (EBADF): the O_PATH descriptor \
+         of exec.fifo only names it; wait_for_start must reopen it O_WRONLY through \
+         /proc/self/fd/N and write on what that open(2) returned",
+    ),
+    (
+        r"process is stopped did not return within",
+        "start waited for ever on a container that never answers: it must poll(2) exec.fifo \
+         for the container's byte, checking alive() and its 10 s deadline between polls, \
+         before it removes the fifo",
+    ),
+];
+
 fn main() -> ExitCode {
+    cfs_tests::lab::hints(HINTS);
     cfs_tests::main(vec![
         plain("cli_version_and_global_flags", cli_flags),
         check(
@@ -2238,7 +2284,9 @@ fn main() -> ExitCode {
             "after create the process is set up but still runs the runtime's binary \
              (/proc/<pid>/exe), sits in its cgroup, has printed nothing, and state says created \
              with exec.fifo present; after start, state says running, the fifo is gone and the \
-             command prints; kill TERM makes it stopped; delete leaves no state, cgroup or mount",
+             command prints; kill TERM makes it stopped; start of a container whose process is \
+             stopped (SIGSTOP) gives up after 10 s and leaves it created; delete leaves no state, \
+             cgroup or mount",
             "the child blocks in wait_for_start, opening exec.fifo for writing through \
              /proc/self/fd, until start opens it for reading and reads its byte; start then \
              removes the fifo, and status tells created from running by it",
