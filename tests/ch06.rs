@@ -933,17 +933,20 @@ fn mounts_in_order_with_options() -> Result<()> {
     fs::write(data.path().join("marker"), "from the host\n")?;
     let host = data.path().to_string_lossy().into_owned();
     let out = run_script(
-        "cat /mnt/a/data/marker; touch /mnt/a/data/x || echo ro-bind; \
-         grep ' /mnt/a ' /proc/self/mountinfo | grep -o nosuid",
+        "cat /mnt/data/marker; touch /mnt/data/x || echo ro-bind; \
+         grep ' /mnt ' /proc/self/mountinfo | grep -o nosuid",
         move |c| {
             let mounts = c["mounts"].as_array_mut().expect("mounts");
             // The bind comes second: it lands inside the tmpfs of the first.
+            // /mnt is in the shared rootfs already: the runtime creates a
+            // missing destination in the rootfs (as runc does), which would
+            // change it for every later test and session.
             mounts.push(
-                json!({"destination": "/mnt/a", "type": "tmpfs", "source": "tmpfs",
+                json!({"destination": "/mnt", "type": "tmpfs", "source": "tmpfs",
                                "options": ["nosuid", "size=64k"]}),
             );
             mounts.push(
-                json!({"destination": "/mnt/a/data", "type": "bind", "source": host,
+                json!({"destination": "/mnt/data", "type": "bind", "source": host,
                                "options": ["rbind", "ro"]}),
             );
         },
@@ -1142,14 +1145,17 @@ fn hooks_get_the_state() -> Result<()> {
         "prestart": [hook(&host, "prestart")],
         "createRuntime": [hook(&host, "createRuntime")],
         "createContainer": [hook(&host, "createContainer")],
-        // Runs inside the container, after pivot_root: the bind mount below.
-        "startContainer": [hook("/hooks", "startContainer")],
+        // Runs inside the container, after pivot_root: the bind mount below
+        // (on /mnt, which the shared rootfs has: a missing destination would
+        // be created in it).
+        "startContainer": [hook("/mnt", "startContainer")],
         "poststart": [hook(&host, "poststart")],
         "poststop": [hook(&host, "poststop")],
     });
-    b.config["mounts"].as_array_mut().context("mounts")?.push(
-        json!({"destination": "/hooks", "type": "bind", "source": host, "options": ["rbind"]}),
-    );
+    b.config["mounts"]
+        .as_array_mut()
+        .context("mounts")?
+        .push(json!({"destination": "/mnt", "type": "bind", "source": host, "options": ["rbind"]}));
     b.save()?;
     b.run("hooked")?.expect_code(0)?;
     for (name, status) in [
