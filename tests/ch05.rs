@@ -21,6 +21,7 @@ use std::time::Duration;
 use cfs_tests::kernel::{
     assert_mounts_unchanged, cgroup_dirs_holding, cgroups_named, children, mounts,
 };
+use cfs_tests::overlay::mount_fresh;
 use cfs_tests::paths::workspace;
 use cfs_tests::run::{as_nobody, chapter, output, wait_for, Background, Output};
 use cfs_tests::{bail, check, ensure, root, Context, Result};
@@ -81,23 +82,6 @@ fn unpack_into(dir: &Path, name: &str, tar: &[u8]) -> Result<(PathBuf, layer::Su
     fs::create_dir(&path)?;
     let summary = layer::unpack(tar, &path, std::io::sink())?;
     Ok((path, summary))
-}
-
-/// A fresh overlay with `lower` (top first) and new upper and work
-/// directories under `dir/name`, mounted at `dir/name/merged`.
-fn mount_fresh(dir: &Path, name: &str, lower: &[&Path]) -> Result<(Overlay, overlay::Mounted)> {
-    let base = dir.join(name);
-    let ov = Overlay {
-        lower: lower.iter().map(|p| p.to_path_buf()).collect(),
-        upper: base.join("upper"),
-        work: base.join("work"),
-    };
-    let merged = base.join("merged");
-    for d in [&ov.upper, &ov.work, &merged] {
-        fs::create_dir_all(d)?;
-    }
-    let mounted = ov.mount(&merged)?;
-    Ok((ov, mounted))
 }
 
 fn is_whiteout(path: &Path) -> bool {

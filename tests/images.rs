@@ -15,11 +15,11 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+use cfs_tests::overlay::mount_fresh;
 use cfs_tests::paths::{rootfs, workspace};
 use cfs_tests::registry::{free_port, ok, Fake, Fault, Registry, Tools};
 use cfs_tests::run::{chapter, output, Output};
 use cfs_tests::{ensure, root, Context, Result};
-use ch05_overlay::overlay::Overlay;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
@@ -170,8 +170,7 @@ fn tree(dir: &Path) -> Result<BTreeMap<String, String>> {
 /// The files of `image` as a container sees them: its layers as an overlay
 /// (through chapter 5's own Overlay), read into a `tree`.
 fn merged_tree(store: &Store, image: &str) -> Result<BTreeMap<String, String>> {
-    let base = store.dir.path().join(format!("view-{image}"));
-    let lower = store
+    let lower: Vec<PathBuf> = store
         .layers(image)?
         .iter()
         .rev()
@@ -182,17 +181,9 @@ fn merged_tree(store: &Store, image: &str) -> Result<BTreeMap<String, String>> {
                 .join("diff")
         })
         .collect();
-    let ov = Overlay {
-        lower,
-        upper: base.join("upper"),
-        work: base.join("work"),
-    };
-    let merged = base.join("merged");
-    for d in [&ov.upper, &ov.work, &merged] {
-        fs::create_dir_all(d)?;
-    }
-    let mounted = ov.mount(&merged)?;
-    let tree = tree(&merged);
+    let lower: Vec<&Path> = lower.iter().map(PathBuf::as_path).collect();
+    let (_, mounted) = mount_fresh(store.dir.path(), &format!("view-{image}"), &lower)?;
+    let tree = tree(&store.dir.path().join(format!("view-{image}/merged")));
     mounted.unmount()?;
     tree
 }

@@ -26,6 +26,7 @@ pub mod engines;
 pub mod kernel;
 pub mod lab;
 pub mod mutants;
+pub mod overlay;
 pub mod paths;
 pub mod registry;
 pub mod run;
