@@ -15,7 +15,6 @@
 //! has exited. `start`, another process, releases it.
 
 use std::convert::Infallible;
-use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -265,11 +264,7 @@ pub fn find_command(args: &[String]) -> Result<()> {
         rootfs::candidates(Path::new("/"), &path_var, program)
     };
     for path in candidates {
-        let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
-            continue;
-        };
-        // SAFETY: access(2) only reads the NUL-terminated path.
-        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 && path.is_file() {
+        if nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).is_ok() && path.is_file() {
             return Ok(());
         }
     }
