@@ -334,7 +334,10 @@ pub fn mount_in_container(
         }
         Version::V1 => {
             let tmpfs_flags = bind_flags & !MsFlags::MS_RDONLY;
-            say!("mount(\"tmpfs\", {target:?}, \"tmpfs\", {tmpfs_flags:?}, \"mode=755\")");
+            say!(
+                "mount(\"tmpfs\", {target:?}, \"tmpfs\", {}, \"mode=755\")",
+                crate::mounts::c_flags(tmpfs_flags)
+            );
             mount(
                 Some("tmpfs"),
                 target,
