@@ -624,12 +624,7 @@ fn crafted_layers_stay_inside() -> Result<()> {
             "{what}: the host directory changed: {:?}",
             host_view(host.path())?
         );
-        ensure!(out.code == 1, "{what}: exit {}: {}", out.code, out.stderr);
-        ensure!(
-            out.stderr.lines().count() == 1 && out.stderr.contains(says),
-            "{what}: expected one line with {says:?}: {}",
-            out.stderr
-        );
+        refused(what, &out, says)?;
         ensure!(
             fs::read_to_string(host.path().join("victim"))? == "still here\n",
             "{what}: victim changed"
@@ -700,6 +695,18 @@ fn forge_layout(
     Ok(())
 }
 
+/// A command that failed as a refusal should: exit code 1, one line of
+/// stderr that says `says`.
+fn refused(what: &str, out: &Output, says: &str) -> Result<()> {
+    ensure!(out.code == 1, "{what}: exit {}: {}", out.code, out.stderr);
+    ensure!(
+        out.stderr.lines().count() == 1 && out.stderr.contains(says),
+        "{what}: expected one line with {says:?}: {}",
+        out.stderr
+    );
+    Ok(())
+}
+
 /// `save` then `load` through an OCI image layout: the loaded image runs; a
 /// layout whose layer blob was changed by one byte, or cut short, is refused
 /// in one line (the short one for its size) and the store is left exactly as
@@ -726,6 +733,17 @@ fn layouts_are_verified() -> Result<()> {
     let store = Store::new()?;
     store.ok(&["images"])?;
     let before = store_paths(&store)?;
+    // `load` refused with one line saying `says`, and the store as it was.
+    let load_refused = |what: &str, says: &str| -> Result<()> {
+        let out = store.run(&["load", &dir_arg])?;
+        refused(what, &out, says)?;
+        ensure!(
+            store_paths(&store)? == before,
+            "{what}: the store changed: {:?}",
+            store_paths(&store)?
+        );
+        Ok(())
+    };
     let mut changed = good.clone();
     let last = changed.len() - 1;
     changed[last] ^= 1;
@@ -738,18 +756,7 @@ fn layouts_are_verified() -> Result<()> {
         ),
     ] {
         fs::write(&top, &bytes)?;
-        let out = store.run(&["load", &dir_arg])?;
-        ensure!(out.code == 1, "{what}: exit {}: {}", out.code, out.stderr);
-        ensure!(
-            out.stderr.lines().count() == 1 && out.stderr.contains(says),
-            "{what}: expected one line with {says:?}: {}",
-            out.stderr
-        );
-        ensure!(
-            store_paths(&store)? == before,
-            "{what}: the store changed: {:?}",
-            store_paths(&store)?
-        );
+        load_refused(what, says)?;
     }
     fs::write(&top, &good)?;
 
@@ -781,18 +788,7 @@ fn layouts_are_verified() -> Result<()> {
         ),
     ] {
         forge_layout(&dir, &index_bytes, manifest, config)?;
-        let out = store.run(&["load", &dir_arg])?;
-        ensure!(out.code == 1, "{what}: exit {}: {}", out.code, out.stderr);
-        ensure!(
-            out.stderr.lines().count() == 1 && out.stderr.contains(says),
-            "{what}: expected one line with {says:?}: {}",
-            out.stderr
-        );
-        ensure!(
-            store_paths(&store)? == before,
-            "{what}: the store changed: {:?}",
-            store_paths(&store)?
-        );
+        load_refused(what, says)?;
     }
     fs::write(dir.join("index.json"), &index_bytes)?;
 
