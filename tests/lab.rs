@@ -918,6 +918,12 @@ fn main() -> ExitCode {
             start_turns_markers_into_todos_and_refuses_bad_ones,
         ),
     ];
+    let every = every_mutant();
+    let mutants_trial = if every {
+        "every_mutant_is_caught"
+    } else {
+        "a_mutant_per_body_is_caught"
+    };
     match labs() {
         Ok(labs) => {
             for ch in labs {
@@ -934,13 +940,7 @@ fn main() -> ExitCode {
                     &format!("{ch}::check_passes_on_the_reference"),
                     move || check_passes_on_the_reference(&c),
                 ));
-                let every = every_mutant();
-                let name = if every {
-                    "every_mutant_is_caught"
-                } else {
-                    "a_mutant_per_body_is_caught"
-                };
-                trials.push(root(&format!("{ch}::{name}"), move || {
+                trials.push(root(&format!("{ch}::{mutants_trial}"), move || {
                     mutants_are_caught(&d, every)
                 }));
             }
