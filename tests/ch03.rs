@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use cfs_tests::kernel::{children, ns_inode};
+use cfs_tests::kernel::{children, ns_inode, runs_command};
 use cfs_tests::paths::{rootfs, static_dir};
 use cfs_tests::run::{chapter, output, run, wait_for, Background};
 use cfs_tests::shared_host::SharedHost;
@@ -461,9 +461,17 @@ fn main() -> ExitCode {
                 BIN,
                 &["--rootfs", &rootfs.to_string_lossy(), "--", "sleep", "30"],
             )))?;
+            let old_before = old_roots(&rootfs);
             let child = wait_for(Duration::from_secs(5), || {
                 children(bg.pid()).first().copied()
             })?;
+            // Killed once `sleep` runs, after the set-up: a kill between
+            // mkdtemp and rmdir would leave the put_old directory (reset
+            // removes such an empty one), which is not what this test is about.
+            wait_for(Duration::from_secs(20), || {
+                runs_command(child, "sleep").then_some(())
+            })
+            .context("the container's command never ran")?;
             bg.signal(Signal::SIGKILL)?;
             let out = bg.finish(Duration::from_secs(10))?;
             ensure!(out.code == 137, "runtime exit {}", out.code);
@@ -473,7 +481,13 @@ fn main() -> ExitCode {
                 (!Path::new(&format!("/proc/{child}")).exists()).then_some(())
             })
             .context("the container outlived its runtime")?;
-            host.assert_mounts_unchanged(&before)
+            host.assert_mounts_unchanged(&before)?;
+            let left: Vec<String> = old_roots(&rootfs)
+                .difference(&old_before)
+                .cloned()
+                .collect();
+            ensure!(left.is_empty(), "the run left {left:?} in the rootfs");
+            Ok(())
         }),
         root("chroot_can_be_escaped", || {
             let (code, stdout, _) = escape_attempt(&["--chroot"])?;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use cfs_tests::kernel::{
     cgroup_dirs_holding, cgroup_procs, cgroups_named, cpu_ticks, last_cgroup_dir,
-    remove_cgroups_named,
+    remove_cgroups_named, runs_command,
 };
 use cfs_tests::paths::rootfs;
 use cfs_tests::run::{chapter, dd_argv, output, wait_for, Background, Output};
@@ -877,6 +877,12 @@ fn cgroup_holds_the_child_while_running_and_goes_after() -> Result<()> {
 
 fn sigkill_of_the_child_still_removes_the_cgroup() -> Result<()> {
     let running = Running::start(&["--pids", "8"], &["sleep", "30"])?;
+    // Killed once `sleep` runs: a kill during pivot_root's set-up would
+    // leave its put_old directory in the shared rootfs.
+    wait_for(Duration::from_secs(20), || {
+        runs_command(running.child, "sleep").then_some(())
+    })
+    .context("the container's command never ran")?;
     let (out, name) = running.kill_child()?;
     out.expect_code(137)?;
     ensure_removed(&name)

@@ -30,6 +30,16 @@ pub fn children(pid: Pid) -> Vec<Pid> {
         .collect()
 }
 
+/// Whether `pid` or a process below it runs `command` (its `comm`): once
+/// the container's command runs, the runtime's set-up (pivot_root and the
+/// removal of its put_old directory) is over. A test that kills a container
+/// waits for this first, or its kill lands mid-set-up and leaves what a
+/// finished set-up would have removed.
+pub fn runs_command(pid: Pid, command: &str) -> bool {
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    comm.trim_end() == command || children(pid).into_iter().any(|c| runs_command(c, command))
+}
+
 /// The state letter of a process (`R`, `S`, `Z`, ...) from `/proc/<pid>/stat`.
 pub fn state(pid: &str) -> Option<char> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
