@@ -3,6 +3,10 @@
 //! console (no error, no warning, no message at all), show every ```` ```bob ````
 //! diagram of its source as an SVG, and show every quiz answer of its source
 //! as a `<details>` element; the search box must find `pivot_root`.
+//! Every translation (`book/po/LANG.po`, built by `scripts/i18n build` into
+//! `LANG/`) is loaded the same way, page by page: it must be in its language
+//! (`<html lang>`, its first heading translated), and the language switcher
+//! of every page, in both builds, must lead to that page in the other one.
 //! Screenshots of three pages go to `target/book-screenshots/` for a person
 //! to look at. A fixture book whose diagram is not rendered must fail.
 
@@ -75,20 +79,127 @@ fn count(text: &str, re: &str) -> Result<usize> {
     Ok(Regex::new(re)?.find_iter(text).count())
 }
 
-/// Loads every page of the book in `dir`; `Err` lists every problem found.
+/// The translations of the book in `dir`: the languages of its `po/*.po`.
+fn languages(dir: &Path) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir.join("po")) {
+        for entry in entries {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "po") {
+                found.push(
+                    path.file_stem()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Builds the book in `dir` in English into a temporary directory, and each
+/// translation into `LANG/` beneath it, as `scripts/i18n build` does.
+fn build_all(dir: &Path) -> Result<tempfile::TempDir> {
+    let out = build(dir)?;
+    for lang in languages(dir)? {
+        let mut cmd = Command::new("mdbook");
+        cmd.arg("build")
+            .arg(dir)
+            .arg("--dest-dir")
+            .arg(out.path().join(&lang))
+            .env("MDBOOK_BOOK__LANGUAGE", &lang);
+        let o =
+            run::output_within(cmd, Duration::from_secs(120)).context("failed to run mdbook")?;
+        ensure!(
+            o.code == 0,
+            "mdbook build {} in {lang} failed:\n{}",
+            dir.display(),
+            o.stderr
+        );
+    }
+    Ok(out)
+}
+
+/// Loads every page of the book in `dir`, in English and in each of its
+/// translations; `Err` lists every problem found.
 fn check_book(dir: &Path) -> Result<()> {
-    let html = build(dir)?;
+    let html = build_all(dir)?;
     let mut problems = Vec::new();
+    check_pages(dir, html.path(), "en", &mut problems)?;
+    for lang in languages(dir)? {
+        check_pages(dir, &html.path().join(&lang), &lang, &mut problems)?;
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n"));
+    Ok(())
+}
+
+/// The checks of every page of one build (`html`, in language `lang`) of the
+/// book in `dir`; what fails goes to `problems`.
+fn check_pages(dir: &Path, html: &Path, lang: &str, problems: &mut Vec<String>) -> Result<()> {
     let console = Regex::new(r"CONSOLE[^\]]*\] (.*)")?;
-    for (md, page) in pages(dir, html.path())? {
+    let switcher = Regex::new(r#"<span id="cfs-languages">(.*?)</span>"#)?;
+    let link = Regex::new(r##"hreflang="([^"]+)" href="file://([^"#]+)"##)?;
+    let heading = Regex::new(r#"(?s)<main>.*?<h1[^>]*>(.*?)</h1>"#)?;
+    let with_languages = !languages(dir)?.is_empty();
+    for (md, page) in pages(dir, html)? {
         let source = fs::read_to_string(&md)?;
         let url = format!("file://{}", page.display());
         let (dom, log) = chromium(&["--dump-dom"], &url)?;
-        let name = md.file_name().unwrap_or_default().to_string_lossy();
+        let name = format!(
+            "{}{}",
+            if lang == "en" {
+                String::new()
+            } else {
+                format!("{lang}/")
+            },
+            md.file_name().unwrap_or_default().to_string_lossy()
+        );
         for c in console.captures_iter(&log) {
             problems.push(format!("{name}: the console says {}", &c[1]));
         }
         ensure!(dom.contains("</html>"), "{name}: Chromium returned no page");
+        if !dom.contains(&format!("<html lang=\"{lang}\"")) {
+            problems.push(format!("{name}: the page is not marked as {lang}"));
+        }
+        if lang != "en" {
+            // A translated page shows its first heading in the language's script.
+            let first = heading
+                .captures(&dom)
+                .map(|c| c[1].to_string())
+                .unwrap_or_default();
+            if !first
+                .chars()
+                .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+            {
+                problems.push(format!(
+                    "{name}: the first heading is not translated: {first:?}"
+                ));
+            }
+        }
+        if with_languages {
+            match switcher.captures(&dom) {
+                None => problems.push(format!("{name}: no language switcher")),
+                Some(links) => {
+                    let targets: Vec<(String, String)> = link
+                        .captures_iter(&links[1])
+                        .map(|c| (c[1].to_string(), c[2].to_string()))
+                        .collect();
+                    if targets.len() < 2 {
+                        problems.push(format!("{name}: the switcher offers {targets:?}"));
+                    }
+                    for (to, file) in targets {
+                        let same_page = Path::new(&file).file_name() == page.file_name();
+                        if !Path::new(&file).is_file() || !same_page {
+                            problems.push(format!(
+                                "{name}: the switcher's {to} link leads to {file}, not to this page in {to}"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
         let diagrams = count(&source, r"(?m)^```bob\s*$")?;
         let svgs = count(&dom, r#"<svg [^>]*class="svgbob""#)?;
         if svgs != diagrams {
@@ -104,7 +215,7 @@ fn check_book(dir: &Path) -> Result<()> {
             ));
         }
     }
-    let index = html.path().join("index.html");
+    let index = html.join("index.html");
     let (dom, _) = chromium(
         &["--dump-dom"],
         &format!("file://{}?search=pivot_root", index.display()),
@@ -116,9 +227,8 @@ fn check_book(dir: &Path) -> Result<()> {
         .transpose()?
         .unwrap_or(0);
     if found == 0 {
-        problems.push("search: pivot_root finds nothing".to_string());
+        problems.push(format!("search ({lang}): pivot_root finds nothing"));
     }
-    ensure!(problems.is_empty(), "{}", problems.join("\n"));
     Ok(())
 }
 
