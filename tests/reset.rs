@@ -352,6 +352,14 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
     fs::create_dir_all(&scratch)?;
     fs::create_dir_all(&stacked)?;
     write(mess.build.join("keep.txt"), "a build product\n")?;
+    // 3b. In a rootfs of the build directory, the empty put_old directory a
+    //     runtime killed during pivot_root leaves, and one with a file in it
+    //     (not a put_old of the project's: kept).
+    let put_old = mess.build.join("rootfs/.oldroot-AbC123");
+    let full = mess.build.join("rootfs/.oldroot-full");
+    fs::create_dir_all(&put_old)?;
+    fs::create_dir_all(&full)?;
+    write(full.join("file"), "keep\n")?;
     sh(&format!(
         "mount -t tmpfs cfs-test '{0}' && mount -t tmpfs cfs-test '{1}' && mount -t tmpfs cfs-test '{1}'",
         scratch.display(),
@@ -519,6 +527,24 @@ fn reset_cleans_a_mess_and_nothing_else() -> Result<()> {
     ensure!(
         exists(mess.build.join("keep.txt")),
         "reset deleted a build product"
+    );
+    ensure!(
+        !exists(&put_old)
+            && out
+                .stdout
+                .contains(&format!("reset: remove {}\n", put_old.display())),
+        "reset did not remove the empty put_old directory {}:\n{}",
+        put_old.display(),
+        out.stdout
+    );
+    ensure!(
+        exists(full.join("file"))
+            && out.stderr.contains(&format!(
+                "reset: leaving {}: it is not empty",
+                full.display()
+            )),
+        "reset removed, or did not name, the .oldroot-* with a file in it:\n{}",
+        out.stderr
     );
     ensure!(
         alive(innocent.pid()),
