@@ -142,6 +142,7 @@ fn check_pages(dir: &Path, html: &Path, lang: &str, problems: &mut Vec<String>) 
     let switcher = Regex::new(r#"<span id="cfs-languages">(.*?)</span>"#)?;
     let link = Regex::new(r##"hreflang="([^"]+)" href="file://([^"#]+)"##)?;
     let heading = Regex::new(r#"(?s)<main>.*?<h1[^>]*>(.*?)</h1>"#)?;
+    let summary = Regex::new(r"(?s)<summary>(.*?)</summary>")?;
     let with_languages = !languages(dir)?.is_empty();
     for (md, page) in pages(dir, html)? {
         let source = fs::read_to_string(&md)?;
@@ -164,6 +165,18 @@ fn check_pages(dir: &Path, html: &Path, lang: &str, problems: &mut Vec<String>) 
             problems.push(format!("{name}: the page is not marked as {lang}"));
         }
         if lang != "en" {
+            // Every folded answer, hint and listing is labelled in the language.
+            for label in summary.captures_iter(&dom) {
+                if !label[1]
+                    .chars()
+                    .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+                {
+                    problems.push(format!(
+                        "{name}: an untranslated label <summary>{}</summary>",
+                        &label[1]
+                    ));
+                }
+            }
             // A translated page shows its first heading in the language's script.
             let first = heading
                 .captures(&dom)

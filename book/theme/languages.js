@@ -29,4 +29,28 @@
         nav.appendChild(link);
     });
     bar.insertBefore(nav, bar.firstChild);
+
+    // The labels the pages write in HTML (<summary> of a folded answer, hint
+    // or listing), which the gettext catalogues cannot reach: translated here.
+    var labels = {
+        "zh-CN": {
+            "Answer": "答案",
+            "Hint": "提示",
+            "Solution": "参考答案",
+            "The same on cgroup v1 (or the hybrid layout)": "cgroup v1（或混合布局）上的同一过程",
+            "The same run on cgroup v1 (or the hybrid layout)": "cgroup v1（或混合布局）上的同一次运行",
+            "The same on a hybrid machine (cgroup2 at /sys/fs/cgroup/unified)":
+                "混合布局的机器上的同一过程（cgroup2 挂载在 /sys/fs/cgroup/unified）",
+            "On a machine with cgroup v1 (or the v1/v2 hybrid of older distributions)":
+                "在使用 cgroup v1（或较旧发行版的 v1/v2 混合布局）的机器上"
+        }
+    }[here];
+    if (labels) {
+        document.querySelectorAll("summary").forEach(function (summary) {
+            var text = summary.textContent.trim();
+            if (Object.prototype.hasOwnProperty.call(labels, text)) {
+                summary.textContent = labels[text];
+            }
+        });
+    }
 })();
