@@ -118,9 +118,9 @@ fn parse(page: &str, text: &str) -> Result<Vec<Segment>> {
             });
         } else if line.starts_with("## ") {
             if !seen_section
-                && lines
+                && !lines
                     .get(i + 1)
-                    .is_none_or(|l| !l.starts_with("<!-- course:"))
+                    .is_some_and(|l| l.starts_with("<!-- course:"))
             {
                 problems.push(format!(
                     "{page}.md:{}: the first section ({line}) has no timing marker under it",
