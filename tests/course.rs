@@ -3,12 +3,12 @@
 //! of each segment, right under a `## ` heading:
 //! `<!-- course: KIND MINUTES[, workshop MINUTES] -->`, where KIND is `talk`,
 //! `demo`, `lab`, `quiz` (in class) or `self` (homework, not in class), and
-//! `workshop` puts the segment in the 1-day workshop with its own minutes. A
-//! segment runs to the next marker. The schedules on the course page are
+//! `workshop` puts the segment in the 1-day workshop with its own minutes.
+//! Every `## ` section has one (a segment), but for the recap and the quiz,
+//! which belong to the segment before them. The schedules on the course page are
 //! tables made from the markers: this test fails when a table differs from
 //! the pages (`CFS_BLESS=1` rewrites it), when a day's minutes exceed what its
-//! schedule says, when a page of the course has a section before its first
-//! marker, when a lab's minutes differ from the instructors' page, when a
+//! schedule says, when a section of a page of the course has no marker, when a lab's minutes differ from the instructors' page, when a
 //! taught segment has no speaker note naming a demo that exists and a
 //! question, and when the course page's answer key misses an exercise.
 //! What it leaves out: whether the minutes are right in a real class; a
@@ -71,7 +71,8 @@ fn title(page: &str) -> Result<String> {
 }
 
 /// The segments of a page; `Err` when a marker is malformed or misplaced,
-/// or when a section comes before the first marker.
+/// or when a section has none (but for `## What you learned` and `## Quiz`,
+/// which go with the segment before them).
 fn segments(page: &str) -> Result<Vec<Segment>> {
     parse(page, &fs::read_to_string(src().join(format!("{page}.md")))?)
 }
@@ -117,13 +118,14 @@ fn parse(page: &str, text: &str) -> Result<Vec<Segment>> {
                 text: String::new(),
             });
         } else if line.starts_with("## ") {
-            if !seen_section
-                && !lines
-                    .get(i + 1)
-                    .is_some_and(|l| l.starts_with("<!-- course:"))
-            {
+            let marked = lines
+                .get(i + 1)
+                .is_some_and(|l| l.starts_with("<!-- course:"));
+            // The recap and the quiz go with the segment before them.
+            let recap = *line == "## What you learned" || *line == "## Quiz";
+            if !(marked || (recap && seen_section)) {
                 problems.push(format!(
-                    "{page}.md:{}: the first section ({line}) has no timing marker under it",
+                    "{page}.md:{}: the section {line:?} has no timing marker under it",
                     i + 1
                 ));
             }
@@ -230,8 +232,10 @@ fn note_problems(s: &Segment) -> Result<(usize, Vec<String>)> {
     let note = Regex::new(
         r#"(?s)<details class="speaker-note"><summary>Speaker note</summary>\n\n- Demo: (.+?)\n- Ask: (.+?)\n\n</details>"#,
     )?;
-    let session = Regex::new(r"`sessions/([\w.-]+\.console)`")?;
-    let script = Regex::new(r"`(scripts/[\w-]+)")?;
+    // Named as the book names them: a session or a diff beside the pages,
+    // or a file of the repository.
+    let session = Regex::new(r"`((?:sessions|diffs)/[\w.-]+\.(?:console|diff))`")?;
+    let script = Regex::new(r"`((?:scripts|chapters|tests)/[\w./-]+)`")?;
     let mut problems = Vec::new();
     let mut notes = 0;
     let opened = s.text.matches(r#"<details class="speaker-note">"#).count();
@@ -261,9 +265,9 @@ fn note_problems(s: &Segment) -> Result<(usize, Vec<String>)> {
         let mut named = 0;
         for m in session.captures_iter(demo) {
             named += 1;
-            if !src().join("sessions").join(&m[1]).exists() {
+            if !src().join(&m[1]).exists() {
                 problems.push(format!(
-                    "{place}: the demo names sessions/{}, which is missing",
+                    "{place}: the demo names {}, which is missing",
                     &m[1]
                 ));
             }
@@ -279,7 +283,7 @@ fn note_problems(s: &Segment) -> Result<(usize, Vec<String>)> {
         }
         if named == 0 {
             problems.push(format!(
-                "{place}: the demo names neither a `sessions/NAME.console` nor a `scripts/NAME`"
+                "{place}: the demo names no `sessions/NAME.console`, `diffs/NAME.diff` or file of the repository"
             ));
         }
         if !ask.trim_end().ends_with('?') {
@@ -346,7 +350,9 @@ fn table(s: &Schedule, all: &[Segment]) -> Result<(String, u32)> {
             );
             if seg.kind == "self" {
                 homework += minutes;
-                out.push_str(&format!("| {link} | self (homework) | ({minutes}) |\n"));
+                out.push_str(&format!(
+                    "| {link} | self (outside class) | ({minutes}) |\n"
+                ));
             } else {
                 total += minutes;
                 *by_kind.entry(seg.kind.as_str()).or_default() += minutes;
@@ -361,7 +367,9 @@ fn table(s: &Schedule, all: &[Segment]) -> Result<(String, u32)> {
         s.budget
     ));
     if homework > 0 {
-        out.push_str(&format!("| homework (exercises) | | ({homework}) |\n"));
+        out.push_str(&format!(
+            "| outside class (exercises, reading) | | ({homework}) |\n"
+        ));
     }
     Ok((out, total))
 }
@@ -483,6 +491,14 @@ fn wrong_input_is_refused() -> Result<()> {
         "# T\n\n## A\n\ntext\n\n## B\n<!-- course: talk 5 -->\n",
         "has no timing marker under it",
     )?;
+    refused(
+        "# T\n\n## A\n<!-- course: talk 5 -->\n\n## B\n\ntext\n",
+        "\"## B\" has no timing marker under it",
+    )?;
+    refused(
+        "# T\n\n## Quiz\n\ntext\n",
+        "\"## Quiz\" has no timing marker",
+    )?;
     refused("# T\n\n## A\n<!-- course: nap 5 -->\n", "is none of")?;
     let good = "# T\n\n## A\n<!-- course: talk 5 -->\n\n<details class=\"speaker-note\"><summary>Speaker \
                 note</summary>\n\n- Demo: `sessions/ch01-hostname.console`.\n- Ask: Why?\n\n</details>\n";
@@ -501,7 +517,11 @@ fn wrong_input_is_refused() -> Result<()> {
         (good.replace("Why?", "Why."), "does not end with '?'"),
         (
             good.replace("`sessions/ch01-hostname.console`", "a demo"),
-            "names neither",
+            "names no",
+        ),
+        (
+            good.replace("sessions/ch01-hostname.console", "scripts/no-such"),
+            "which is missing",
         ),
         (
             "# T\n\n## A\n<!-- course: talk 5 -->\n".to_string(),
