@@ -10,7 +10,8 @@
 //! the pages (`CFS_BLESS=1` rewrites it), when a day's minutes exceed what its
 //! schedule says, when a section of a page of the course has no marker, when a lab's minutes differ from the instructors' page, when a
 //! taught segment has no speaker note naming a demo that exists and a
-//! question, and when the course page's answer key misses an exercise.
+//! question, when the course page's answer key misses an exercise, and when
+//! its lab guide (each body's likeliest mistake and hint ladder) is stale.
 //! What it leaves out: whether the minutes are right in a real class; a
 //! teacher's first run is the measure (the page says so).
 
@@ -401,6 +402,75 @@ fn answer_key(all: &[Segment]) -> Result<String> {
     Ok(out)
 }
 
+/// Per lab and body: the likeliest mistake (the first mutant of the body in
+/// `labs/mutants/chNN.txt`, which its README says to put first), how many
+/// mistakes the lab test proves caught, what the scoreboard shows for the
+/// likeliest, and how many rungs its hint ladder (`labs/hints/chNN.txt`) has.
+fn lab_guide() -> Result<String> {
+    let mut labs: Vec<String> = fs::read_dir(workspace().join("labs/mutants"))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".txt").map(str::to_string)
+        })
+        .collect();
+    labs.sort();
+    ensure!(!labs.is_empty(), "no labs/mutants/chNN.txt");
+    let rung = Regex::new(r"^\d+\. ")?;
+    let mut out = String::from(
+        "| lab | body | mistakes caught | the likeliest mistake | the scoreboard shows | hint rungs |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for ch in &labs {
+        let (_, all) = cfs_tests::mutants::mutants(ch)?;
+        let ladder = fs::read_to_string(workspace().join(format!("labs/hints/{ch}.txt")))
+            .with_context(|| format!("no hint ladder labs/hints/{ch}.txt"))?;
+        let mut rungs: BTreeMap<String, usize> = BTreeMap::new();
+        let mut body = String::new();
+        for line in ladder.lines() {
+            if let Some(name) = line.strip_prefix("## ") {
+                body = name.trim().to_string();
+            } else if rung.is_match(line) {
+                *rungs.entry(body.clone()).or_default() += 1;
+            }
+        }
+        // A body is its function and, where two files of a lab mark one of
+        // the same name (chapter 4's v1 and v2 `add`), its file.
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        for m in &all {
+            let key = (m.file.as_str(), m.function.as_str());
+            if seen.contains(&key) {
+                continue;
+            }
+            seen.push(key);
+            let n = all
+                .iter()
+                .filter(|x| (x.file.as_str(), x.function.as_str()) == key)
+                .count();
+            let file = m
+                .file
+                .rsplit('/')
+                .next()
+                .filter(|f| !f.is_empty())
+                .map(|f| format!("{f}: "))
+                .unwrap_or_default();
+            let r = rungs.get(&m.function).copied().unwrap_or(0);
+            ensure!(
+                r >= 3,
+                "labs/hints/{ch}.txt: {} has {r} rungs, not at least 3",
+                m.function
+            );
+            out.push_str(&format!(
+                "| [{ch}](instructors.md#the-mistakes-the-checks-catch) | {file}`{}` | {n} | {} | `{}` | {r} |\n",
+                m.function,
+                m.mistake.replace('|', "\\|"),
+                m.hint.replace('|', "\\|")
+            ));
+        }
+    }
+    Ok(out)
+}
+
 fn schedules_add_up() -> Result<()> {
     let page = src().join("course.md");
     let mut text = fs::read_to_string(&page)?;
@@ -442,15 +512,19 @@ fn schedules_add_up() -> Result<()> {
             text.replace_range(s.table.clone(), &table);
         }
     }
-    let (begin, end) = ("<!-- answer key -->\n", "<!-- end answer key -->");
-    let key = answer_key(&all)?;
-    let (Some(a), Some(b)) = (text.find(begin), text.find(end)) else {
-        bail!("course.md: no {begin:?} ... {end:?}; it should hold:\n{key}");
-    };
-    let a = a + begin.len();
-    if text[a..b] != key {
-        stale.push("answer key".to_string());
-        text.replace_range(a..b, &key);
+    for (what, generated) in [
+        ("answer key", answer_key(&all)?),
+        ("lab guide", lab_guide()?),
+    ] {
+        let (begin, end) = (format!("<!-- {what} -->\n"), format!("<!-- end {what} -->"));
+        let (Some(a), Some(b)) = (text.find(&begin), text.find(&end)) else {
+            bail!("course.md: no {begin:?} ... {end:?}; it should hold:\n{generated}");
+        };
+        let a = a + begin.len();
+        if text[a..b] != generated {
+            stale.push(what.to_string());
+            text.replace_range(a..b, &generated);
+        }
     }
     ensure!(problems.is_empty(), "{}", problems.join("\n"));
     if !stale.is_empty() {
