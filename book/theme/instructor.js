@@ -44,8 +44,19 @@
         button.id = "cfs-instructor-toggle";
         button.className = "icon-button";
         button.type = "button";
-        button.textContent = "\u{1F393}";
         button.setAttribute("aria-label", "Instructor view");
+        // A mortarboard, drawn as the menu bar's other icons are (an inline
+        // SVG in a span.fa-svg): Material Icons' "school" (Apache-2.0).
+        var svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+        svg.setAttribute("viewBox", "0 0 24 24");
+        var path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+        path.setAttribute("d", "M5 13.18v4L12 21l7-3.82v-4L12 17l-7-3.82zM12 3L1 9l11 6 9-4.91V17h2V9L12 3z");
+        path.setAttribute("fill", "currentColor");
+        svg.appendChild(path);
+        var icon = document.createElement("span");
+        icon.className = "fa-svg";
+        icon.appendChild(svg);
+        button.appendChild(icon);
         button.addEventListener("click", function () {
             var on = !document.documentElement.classList.contains("instructor");
             try {
