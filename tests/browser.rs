@@ -7,6 +7,7 @@
 //! `LANG/`) is loaded the same way, page by page: it must be in its language
 //! (`<html lang>`, its first heading translated), and the language switcher
 //! of every page, in both builds, must lead to that page in the other one.
+//! The speaker notes are hidden but for the instructor view (`?instructor`).
 //! Screenshots of three pages go to `target/book-screenshots/` for a person
 //! to look at. A fixture book whose diagram is not rendered must fail.
 
@@ -280,6 +281,41 @@ fn screenshots() -> Result<()> {
     Ok(())
 }
 
+/// The instructor view: a learner's page holds the speaker notes but hides
+/// them (no `instructor` class on `<html>`, no note open); `?instructor`
+/// switches the view on and opens every note, `?learner` off again.
+fn instructor_view_shows_the_speaker_notes() -> Result<()> {
+    let book = workspace().join("book");
+    let html = build(&book)?;
+    let source = fs::read_to_string(book.join("src/ch01-uts.md"))?;
+    let notes = count(&source, r#"<details class="speaker-note">"#)?;
+    ensure!(notes > 0, "ch01-uts.md has no speaker note to look for");
+    let page = html.path().join("ch01-uts.html");
+    let on = r#"<html[^>]*class="[^"]*\binstructor\b"#;
+    let open = r#"<details class="speaker-note" open"#;
+    let mut problems = Vec::new();
+    for (query, want_on) in [("learner", false), ("instructor", true), ("learner", false)] {
+        let (dom, _) = chromium(
+            &["--dump-dom"],
+            &format!("file://{}?{query}", page.display()),
+        )?;
+        let (is_on, opened) = (count(&dom, on)? > 0, count(&dom, open)?);
+        let shown = count(&dom, r#"<details class="speaker-note""#)?;
+        if shown != notes {
+            problems.push(format!(
+                "?{query}: {shown} speaker notes in the page, {notes} in the source"
+            ));
+        }
+        if is_on != want_on || opened != if want_on { notes } else { 0 } {
+            problems.push(format!(
+                "?{query}: instructor view {is_on}, {opened} of {notes} notes open; wanted {want_on}"
+            ));
+        }
+    }
+    ensure!(problems.is_empty(), "{}", problems.join("\n"));
+    Ok(())
+}
+
 /// The check must fail on a book whose diagram is not rendered.
 fn a_broken_diagram_fails() -> Result<()> {
     let fixture = workspace().join("tests/fixtures/broken-diagram-book");
@@ -300,6 +336,10 @@ fn main() -> ExitCode {
     cfs_tests::main(vec![
         plain("book_works_in_a_browser", book_works_in_a_browser),
         plain("screenshots_of_three_pages", screenshots),
+        plain(
+            "instructor_view_shows_the_speaker_notes",
+            instructor_view_shows_the_speaker_notes,
+        ),
         plain("a_broken_diagram_fails", a_broken_diagram_fails),
     ])
 }
