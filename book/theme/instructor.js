@@ -7,6 +7,18 @@
 (function () {
     "use strict";
     var key = "cfs-instructor-view";
+    // The button's words, in the page's language (scripts/i18n builds).
+    var words = {
+        "zh-CN": {
+            hide: "隐藏讲师备注（学习者视图）",
+            show: "显示讲师备注（讲师视图）",
+            label: "讲师视图"
+        }
+    }[document.documentElement.lang] || {
+        hide: "Hide the speaker notes (learner view)",
+        show: "Show the speaker notes (instructor view)",
+        label: "Instructor view"
+    };
     var params = new URLSearchParams(window.location.search);
     var stored = null;
     try {
@@ -31,7 +43,7 @@
         var button = document.getElementById("cfs-instructor-toggle");
         if (button) {
             button.setAttribute("aria-pressed", on ? "true" : "false");
-            button.title = on ? "Hide the speaker notes (learner view)" : "Show the speaker notes (instructor view)";
+            button.title = on ? words.hide : words.show;
         }
     }
 
@@ -44,7 +56,7 @@
         button.id = "cfs-instructor-toggle";
         button.className = "icon-button";
         button.type = "button";
-        button.setAttribute("aria-label", "Instructor view");
+        button.setAttribute("aria-label", words.label);
         // A mortarboard, drawn as the menu bar's other icons are (an inline
         // SVG in a span.fa-svg): Material Icons' "school" (Apache-2.0).
         var svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");

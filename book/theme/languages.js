@@ -35,6 +35,7 @@
     var labels = {
         "zh-CN": {
             "Answer": "答案",
+            "Speaker note": "讲师备注",
             "Hint": "提示",
             "Solution": "参考答案",
             "The same on cgroup v1 (or the hybrid layout)": "cgroup v1（或混合布局）上的同一过程",
