@@ -46,11 +46,19 @@
                 "在使用 cgroup v1（或较旧发行版的 v1/v2 混合布局）的机器上"
         }
     }[here];
+    // A folded listing: "The whole of <code>f</code> (N lines of <code>file</code>)".
+    var listing = {
+        "zh-CN": "$1 的全文（$3 中的 $2 行）"
+    }[here];
     if (labels) {
         document.querySelectorAll("summary").forEach(function (summary) {
             var text = summary.textContent.trim();
             if (Object.prototype.hasOwnProperty.call(labels, text)) {
                 summary.textContent = labels[text];
+            } else if (listing) {
+                summary.innerHTML = summary.innerHTML.replace(
+                    /^\s*The whole of (<code[^>]*>.*?<\/code>) \((\d+) lines of (<code[^>]*>.*?<\/code>)\)\s*$/,
+                    listing);
             }
         });
     }
