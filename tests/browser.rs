@@ -144,6 +144,10 @@ fn check_pages(dir: &Path, html: &Path, lang: &str, problems: &mut Vec<String>) 
     let link = Regex::new(r##"hreflang="([^"]+)" href="file://([^"#]+)"##)?;
     let heading = Regex::new(r#"(?s)<main>.*?<h1[^>]*>(.*?)</h1>"#)?;
     let summary = Regex::new(r"(?s)<summary>(.*?)</summary>")?;
+    let markup =
+        Regex::new(r"(?s)<(code|pre|svg|script|style)\b.*?</(code|pre|svg|script|style)>")?;
+    let tags = Regex::new(r"<[^>]*>")?;
+    let unrendered = Regex::new(r"[\p{Han}]_|_[\p{Han}]|\*\*[\p{Han}]|[\p{Han}]\*\*")?;
     let with_languages = !languages(dir)?.is_empty();
     for (md, page) in pages(dir, html)? {
         let source = fs::read_to_string(&md)?;
@@ -177,6 +181,16 @@ fn check_pages(dir: &Path, html: &Path, lang: &str, problems: &mut Vec<String>) 
                         &label[1]
                     ));
                 }
+            }
+            // Emphasis that did not render: markers left in the text, which
+            // happens when `_` or `**` touch CJK characters without a space.
+            let text = markup.replace_all(&dom, " ");
+            let text = tags.replace_all(&text, "");
+            for stray in unrendered.find_iter(&text).take(3) {
+                problems.push(format!(
+                    "{name}: an emphasis marker shown as text: {:?}",
+                    stray.as_str()
+                ));
             }
             // A translated page shows its first heading in the language's script.
             let first = heading
