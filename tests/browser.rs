@@ -8,7 +8,7 @@
 //! (`<html lang>`, its first heading translated), and the language switcher
 //! of every page, in both builds, must lead to that page in the other one.
 //! The speaker notes are hidden but for the instructor view (`?instructor`).
-//! Screenshots of three pages go to `target/book-screenshots/` for a person
+//! Screenshots of three pages, and one of the Chinese build, go to `target/book-screenshots/` for a person
 //! to look at. A fixture book whose diagram is not rendered must fail.
 
 use std::fs;
@@ -267,11 +267,16 @@ fn book_works_in_a_browser() -> Result<()> {
 /// Screenshots of three pages, for a person to look at.
 fn screenshots() -> Result<()> {
     let book = workspace().join("book");
-    let html = build(&book)?;
+    let html = build_all(&book)?;
     let shots = workspace().join("target/book-screenshots");
     fs::create_dir_all(&shots)?;
-    for page in ["introduction", "ch02-pid", "ch03-mount-chroot"] {
-        let file = shots.join(format!("{page}.png"));
+    for page in [
+        "introduction",
+        "ch02-pid",
+        "ch03-mount-chroot",
+        "zh-CN/ch03-mount-chroot",
+    ] {
+        let file = shots.join(format!("{}.png", page.replace('/', "-")));
         let _ = fs::remove_file(&file);
         let url = format!(
             "file://{}",
