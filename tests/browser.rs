@@ -101,25 +101,27 @@ fn languages(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Builds the book in `dir` in English into a temporary directory, and each
-/// translation into `LANG/` beneath it, as `scripts/i18n build` does.
+/// translation into `LANG/` beneath it: for the project's book with
+/// `scripts/i18n build`, which learners use (it also gives translated headings
+/// the English ids).
 fn build_all(dir: &Path) -> Result<tempfile::TempDir> {
-    let out = build(dir)?;
-    for lang in languages(dir)? {
-        let mut cmd = Command::new("mdbook");
-        cmd.arg("build")
-            .arg(dir)
-            .arg("--dest-dir")
-            .arg(out.path().join(&lang))
-            .env("MDBOOK_BOOK__LANGUAGE", &lang);
-        let o =
-            run::output_within(cmd, Duration::from_secs(120)).context("failed to run mdbook")?;
-        ensure!(
-            o.code == 0,
-            "mdbook build {} in {lang} failed:\n{}",
-            dir.display(),
-            o.stderr
-        );
+    if languages(dir)?.is_empty() {
+        return build(dir);
     }
+    ensure!(
+        dir == workspace().join("book"),
+        "only the project's book is built with its translations"
+    );
+    let out = tempfile::tempdir()?;
+    let mut cmd = Command::new(workspace().join("scripts/i18n"));
+    cmd.arg("build").arg(out.path());
+    let o = run::output_within(cmd, Duration::from_secs(300))
+        .context("failed to run scripts/i18n build")?;
+    ensure!(
+        o.code == 0 && !o.stderr.contains("ERROR") && !o.stderr.contains("WARN"),
+        "scripts/i18n build failed or warned:\n{}",
+        o.stderr
+    );
     Ok(out)
 }
 
@@ -147,6 +149,7 @@ fn check_pages(dir: &Path, html: &Path, lang: &str, problems: &mut Vec<String>) 
     let markup =
         Regex::new(r"(?s)<(code|pre|svg|script|style)\b.*?</(code|pre|svg|script|style)>")?;
     let tags = Regex::new(r"<[^>]*>")?;
+    let section_link = Regex::new(r#"<a href="([a-z0-9-]*\.html)?#([^"]+)""#)?;
     let unrendered = Regex::new(r"[\p{Han}]_|_[\p{Han}]|\*\*[\p{Han}]|[\p{Han}]\*\*")?;
     let with_languages = !languages(dir)?.is_empty();
     for (md, page) in pages(dir, html)? {
@@ -168,6 +171,24 @@ fn check_pages(dir: &Path, html: &Path, lang: &str, problems: &mut Vec<String>) 
         ensure!(dom.contains("</html>"), "{name}: Chromium returned no page");
         if !dom.contains(&format!("<html lang=\"{lang}\"")) {
             problems.push(format!("{name}: the page is not marked as {lang}"));
+        }
+        // Every link to a section of a page of the book lands on it: the id
+        // exists there (in a translation too, whose headings keep the English
+        // ids: scripts/i18n build).
+        let built = fs::read_to_string(&page)?;
+        for anchor in section_link.captures_iter(&built) {
+            let file = anchor.get(1).map_or("", |m| m.as_str());
+            let id = &anchor[2];
+            let target = if file.is_empty() {
+                built.clone()
+            } else {
+                fs::read_to_string(html.join(file)).unwrap_or_default()
+            };
+            if !target.contains(&format!("id=\"{id}\"")) {
+                problems.push(format!(
+                    "{name}: the link to {file}#{id} leads to no such section"
+                ));
+            }
         }
         if lang != "en" {
             // Every folded answer, hint and listing is labelled in the language.

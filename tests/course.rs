@@ -53,10 +53,22 @@ struct Segment {
 
 const KINDS: [&str; 5] = ["talk", "demo", "lab", "quiz", "self"];
 
-/// mdbook's id of a heading: lowercase, spaces to `-`, other punctuation dropped.
+/// mdbook's id of a heading: lowercase, spaces to `-`, other punctuation
+/// dropped; outside code spans `--` and `---` are first made dashes (mdbook's
+/// smart punctuation), which are dropped too.
 fn heading_id(heading: &str) -> String {
-    heading
-        .chars()
+    let text: String = heading
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                format!("`{part}`")
+            } else {
+                part.replace("---", "\u{2014}").replace("--", "\u{2013}")
+            }
+        })
+        .collect();
+    text.chars()
         .filter_map(|c| match c {
             c if c.is_alphanumeric() || c == '_' || c == '-' => Some(c.to_ascii_lowercase()),
             c if c.is_whitespace() => Some('-'),
