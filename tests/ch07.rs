@@ -469,7 +469,19 @@ fn resources() -> Result<()> {
     };
     steps.step("sized pod started", || {
         node.write("sized.yaml", SIZED)?;
-        node.once()?;
+        let out = node.once()?;
+        let pods = node.run(&["pods"])?;
+        let running = pods
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("sized\t") && l.contains("\trunning\t"))
+            .count();
+        ensure!(
+            running == 3,
+            "the sized pod's three containers are not all running:\n{}{}",
+            pods.stdout,
+            out.stderr
+        );
         Ok(())
     });
     steps.step(
