@@ -332,20 +332,24 @@ fn reconcile_loop() -> Result<()> {
         ensure!(containers.len() == 2 && log.code == 0, "{containers:?}");
         Ok(())
     });
-    steps.step("a sandbox without the kubelet's label is left alone", || {
-        node.once()?;
-        let left = cri
-            .list_pod_sandboxes(Default::default())?
-            .into_iter()
-            .find(|p| p.id == foreign);
-        ensure!(
-            left.as_ref().is_some_and(|p| p.state
-                == cfs_tests::cri::v1::PodSandboxState::SandboxReady as i32),
-            "the sandbox {foreign} without the label cfs.ch07/pod was removed or stopped \
+    steps.step(
+        "a sandbox without the kubelet's label is left alone",
+        || {
+            node.once()?;
+            let left = cri
+                .list_pod_sandboxes(Default::default())?
+                .into_iter()
+                .find(|p| p.id == foreign);
+            ensure!(
+                left.as_ref().is_some_and(
+                    |p| p.state == cfs_tests::cri::v1::PodSandboxState::SandboxReady as i32
+                ),
+                "the sandbox {foreign} without the label cfs.ch07/pod was removed or stopped \
              ({left:?}): a sandbox without it is not this kubelet's and must be left alone"
-        );
-        Ok(())
-    });
+            );
+            Ok(())
+        },
+    );
     steps.step("bad manifests: one line each naming file and field; others run", || {
         node.write("a-broken.yaml", "kind: Pod\nmetadata: {name: broken\nspec: [")?;
         node.write("b-class.yaml", &one_shot("badclass", "Never", "memory: 64Mi", "true").replace("runtimeClassName: cfs", "runtimeClassName: nope"))?;
@@ -463,7 +467,10 @@ fn resources() -> Result<()> {
     let v2 = node.sandbox.tree("memory")?.v2();
     // What the cgroup shows for CRI's cpu shares: v1's file, or v2's weight.
     let (shares_file, shares) = if v2 {
-        ("cpu.weight", ch04_cgroups::cgroups::v2::weight as fn(u64) -> u64)
+        (
+            "cpu.weight",
+            ch04_cgroups::cgroups::v2::weight as fn(u64) -> u64,
+        )
     } else {
         ("cpu.shares", (|s| s) as fn(u64) -> u64)
     };
@@ -487,7 +494,8 @@ fn resources() -> Result<()> {
     steps.step(
         "limits: memory 64Mi and cpu 500m in the container's cgroup",
         || {
-            let mut c = |f: &str, ctl: &str| cgroup_value(&node, &mut cri, "sized", "limited", ctl, f);
+            let mut c =
+                |f: &str, ctl: &str| cgroup_value(&node, &mut cri, "sized", "limited", ctl, f);
             let (memory, cpu) = if v2 {
                 (c("memory.max", "memory")?, c("cpu.max", "cpu")?)
             } else {
@@ -517,7 +525,11 @@ fn resources() -> Result<()> {
         "cpu shares: 512 from the limit, 256 from a request, 2 with neither",
         || {
             for (container, want, why) in [
-                ("limited", 512, "with no cpu request, the limit stands in for it"),
+                (
+                    "limited",
+                    512,
+                    "with no cpu request, the limit stands in for it",
+                ),
                 ("requested", 256, "a request of 250m is 1024 × 0.25"),
                 (
                     "besteffort",
@@ -535,7 +547,14 @@ fn resources() -> Result<()> {
             let quota = if v2 {
                 cgroup_value(&node, &mut cri, "sized", "requested", "cpu", "cpu.max")?
             } else {
-                cgroup_value(&node, &mut cri, "sized", "requested", "cpu", "cpu.cfs_quota_us")?
+                cgroup_value(
+                    &node,
+                    &mut cri,
+                    "sized",
+                    "requested",
+                    "cpu",
+                    "cpu.cfs_quota_us",
+                )?
             };
             ensure!(
                 quota.starts_with("max") || quota == "-1",
@@ -631,7 +650,8 @@ fn restarts() -> Result<()> {
             "onfailure (exit 1, restartPolicy OnFailure) was never started again: {tries:?}"
         );
         ensure!(
-            attempts == (0..attempts.len() as u32).collect::<Vec<_>>() && attempts.len() == tries.len(),
+            attempts == (0..attempts.len() as u32).collect::<Vec<_>>()
+                && attempts.len() == tries.len(),
             "onfailure was started {} times, with attempts {attempts:?}: each restart must be \
              the latest attempt + 1 (the pod's restart count)",
             tries.len()

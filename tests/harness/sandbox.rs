@@ -566,7 +566,10 @@ fn reap_adopted_zombies() {
         };
         let nested = field("NSpid:").split_whitespace().count() > 1;
         if field("PPid:") == me && field("State:").starts_with('Z') && nested {
-            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+            let _ = nix::sys::wait::waitpid(
+                Pid::from_raw(pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
         }
     }
 }
