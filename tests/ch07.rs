@@ -722,6 +722,49 @@ fn restarts() -> Result<()> {
 /// Hints that follow the failure (see `cfs_tests::lab::hints`).
 const HINTS: &[(&str, &str)] = &[
     (
+        r"without the label cfs\.ch07/pod was removed",
+        "a sandbox without the pod label is not this kubelet's (crictl's, another kubelet's): \
+         reconcile must skip it, never tear it down",
+    ),
+    (
+        r"stayed: a sandbox whose",
+        "a changed manifest is a different pod: compare each sandbox's hash label with its \
+         file's hash, and tear the pod down when they differ",
+    ),
+    (
+        r"pods still listed after their manifests were removed",
+        "a pod whose manifest is gone must be torn down: a sandbox with the pod label and no \
+         file wanting it goes, containers first",
+    ),
+    (
+        r"cpu quota and period \d+ \d+, not 50000 100000",
+        "the quota is in µs of each 100000 µs period: a limit's millicores times 100 (500m: \
+         50000), with the period 100000",
+    ),
+    (
+        r"memory limit \S+, not 67108864",
+        "limits.memory is the cgroup's memory limit, in bytes; a request limits nothing",
+    ),
+    (
+        r"of limited is \d+, not",
+        "with no cpu request, the limit stands in for it: shares from requests.cpu, or else \
+         limits.cpu",
+    ),
+    (
+        r"of besteffort is \d+, not",
+        "a container that asks for no cpu still gets the kubelet's minimum of 2 shares, not \
+         the cgroup's default",
+    ),
+    (
+        r"with attempts \[",
+        "each restart must be the latest attempt + 1: that number is the pod's restart count",
+    ),
+    (
+        r"was started again or is not exited|\(restartPolicy OnFailure, exit 0\) was started again",
+        "the restartPolicy decides whether an exited container restarts: Never never, OnFailure \
+         only after a non-zero exit code, Always always",
+    ),
+    (
         r"a pass with bad manifests in the directory failed",
         "one pod's error ended the whole pass: reconcile must report each pod's error (once, \
          naming the file) and go on with the next pod",
