@@ -199,9 +199,22 @@ impl Containerd {
         output(cmd)
     }
 
-    /// Stops containerd (SIGTERM) and returns what it logged.
+    /// Stops containerd (SIGTERM) and returns what it logged. The signal
+    /// goes to containerd itself, the child `nsenter` forked into the
+    /// sandbox, not to `nsenter`: an `nsenter` killed first would leave
+    /// containerd to the nearest subreaper outside the sandbox (a lab
+    /// check's test process), and the sandbox's PID 1 could not end until
+    /// that one reaped it.
     pub fn stop(self) -> Result<String> {
-        let _ = self.daemon.signal(nix::sys::signal::Signal::SIGTERM);
+        let term = nix::sys::signal::Signal::SIGTERM;
+        match crate::kernel::children(self.daemon.pid()).first() {
+            Some(containerd) => {
+                let _ = nix::sys::signal::kill(*containerd, term);
+            }
+            None => {
+                let _ = self.daemon.signal(term);
+            }
+        }
         self.daemon.finish(Duration::from_secs(30))?;
         Ok(fs::read_to_string(&self.log).unwrap_or_default())
     }
@@ -595,6 +608,8 @@ pub fn runtime_errors(sandbox: &Sandbox) -> String {
 pub struct Steps {
     label: String,
     failures: Vec<String>,
+    /// Whether a failure ends the run: the steps after it are not run.
+    first_failure_ends: bool,
 }
 
 impl Steps {
@@ -602,10 +617,27 @@ impl Steps {
         Steps {
             label: label.to_string(),
             failures: Vec::new(),
+            first_failure_ends: false,
         }
     }
 
+    /// Steps of a lab check: after a failure the others are not run (they
+    /// build on it, and a skeleton would only wait out their timeouts).
+    pub fn until_a_failure(mut self) -> Steps {
+        self.first_failure_ends = true;
+        self
+    }
+
+    /// The failed steps so far, each `name: message`.
+    pub fn failures(&self) -> &[String] {
+        &self.failures
+    }
+
     pub fn step(&mut self, name: &str, f: impl FnOnce() -> Result<()>) -> bool {
+        if self.first_failure_ends && !self.failures.is_empty() {
+            eprintln!("  {} {name}: not run", self.label);
+            return false;
+        }
         let start = std::time::Instant::now();
         let result = f();
         let took = start.elapsed().as_secs_f32();

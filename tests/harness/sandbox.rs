@@ -478,13 +478,21 @@ impl Sandbox {
             if self.init.as_raw() > 0 {
                 let _ = kill(self.init, Signal::SIGKILL);
             }
-            // unshare reaps PID 1 and ends.
+            // unshare reaps PID 1 and ends; PID 1 ends only once every
+            // process of its namespace is reaped, also those this process
+            // adopted as a subreaper (a lab check's: an nsenter that ended
+            // before its child in the sandbox). Reap those as they die.
             let deadline = Instant::now() + Duration::from_secs(10);
             while unshare.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                reap_adopted_zombies();
                 std::thread::sleep(Duration::from_millis(10));
             }
             let _ = unshare.kill();
-            let _ = unshare.wait();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while unshare.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                reap_adopted_zombies();
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut errors = Vec::new();
@@ -529,6 +537,39 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         if let Err(err) = self.teardown() {
             eprintln!("sandbox {}: {err:#}", self.name);
+        }
+    }
+}
+
+/// Reaps the zombies among this process's children that lived in a nested
+/// PID namespace (`NSpid` has more than one number): processes of a
+/// sandbox that this process adopted as a subreaper. Nothing else waits
+/// for them, and their namespace's PID 1 cannot end before they are gone.
+fn reap_adopted_zombies() {
+    let me = std::process::id().to_string();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        let nested = field("NSpid:").split_whitespace().count() > 1;
+        if field("PPid:") == me && field("State:").starts_with('Z') && nested {
+            let _ = nix::sys::wait::waitpid(
+                Pid::from_raw(pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
         }
     }
 }

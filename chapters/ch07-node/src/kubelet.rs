@@ -121,6 +121,7 @@ impl Node {
     /// One pass: tear down what no file wants (or wants differently),
     /// start what is missing, restart exited containers as their policy says.
     pub fn reconcile(&mut self) -> Result<()> {
+        // LAB:BEGIN reconcile: one pass making the pods CRI lists (this kubelet's only) look like the manifests, with every pod's error told and the pass going on; see containerd(8) and the CRI's ListPodSandbox, Kubernetes' static pods
         let desired = self.desired()?;
         let mut running = HashMap::new();
         for sandbox in self.cri.list_pod_sandboxes(HashMap::new())? {
@@ -153,6 +154,7 @@ impl Node {
             }
         }
         Ok(())
+        // LAB:END
     }
     // ANCHOR_END: reconcile
 
@@ -270,6 +272,7 @@ impl Node {
     /// A running pod: each container's latest attempt; an exited one is
     /// started again when the policy says so and its back-off has passed.
     fn sync(&mut self, pod_id: &str, d: &Desired) -> Result<()> {
+        // LAB:BEGIN sync: start each exited container of a running pod again when its restartPolicy says so and its doubling back-off has run out, as the next attempt; see wait(2) for exit codes, Kubernetes' "Container restart policy"
         let existing = self.cri.list_containers(pod_id, HashMap::new())?;
         let config = self.sandbox_config(d, &self.pod_dir(&d.pod.metadata.name));
         for c in &d.pod.spec.containers {
@@ -308,6 +311,7 @@ impl Node {
             self.start_container(pod_id, &config, d, c, attempt + 1)?;
         }
         Ok(())
+        // LAB:END
     }
     // ANCHOR_END: sync
 

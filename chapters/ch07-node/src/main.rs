@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! sudo ch07-node --manifests /etc/cfs/pods --endpoint /run/containerd/containerd.sock
-//! sudo ch07-node pods
+//! sudo ch07-node pods   # or CONTAINER_RUNTIME_ENDPOINT=unix:///path/to.sock, as crictl reads it
 //! sudo ch07-node logs web server
 //! sudo ch07-node exec web server -- cat /etc/hosts
 //! ```
@@ -10,7 +10,7 @@
 //! The runtime so far sits beneath: containerd's CRI plugin starts a shim,
 //! the shim runs chapter 6's runtime for each container.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -22,9 +22,14 @@ use clap::{Parser, Subcommand};
 /// A kubelet for static pods: Pod manifests in a directory, CRI calls to containerd (chapter 7)
 #[derive(Debug, Parser)]
 struct Args {
-    /// containerd's CRI socket
-    #[arg(long, global = true, default_value = "/run/containerd/containerd.sock")]
-    endpoint: PathBuf,
+    /// containerd's CRI socket (a path, or unix://PATH as crictl takes it)
+    #[arg(
+        long,
+        global = true,
+        env = "CONTAINER_RUNTIME_ENDPOINT",
+        default_value = "/run/containerd/containerd.sock"
+    )]
+    endpoint: String,
     /// Directory of the pods' logs, emptyDirs and /etc/hosts files
     #[arg(
         long,
@@ -73,7 +78,8 @@ enum Command {
 fn run(args: Args) -> Result<u8> {
     ch01_uts::narrate::set_verbose(args.verbose);
     ch01_uts::narrate::set_role("kubelet");
-    let cri = Cri::connect(&args.endpoint)?;
+    let endpoint = args.endpoint.trim_start_matches("unix://");
+    let cri = Cri::connect(Path::new(endpoint))?;
     let manifests = args.manifests.clone().unwrap_or_default();
     let mut node = Node::new(cri, manifests, args.root, args.cgroup_parent);
     node.backoff = Duration::from_secs_f64(args.backoff);

@@ -237,6 +237,7 @@ pub fn quantity(resource: &str, text: &str) -> Result<i64> {
 /// CFS quota per 100 ms period, a cpu request a share of 1024 per core, a
 /// memory limit the cgroup's limit in bytes.
 pub fn linux_resources(r: &Resources) -> Result<v1::LinuxContainerResources> {
+    // LAB:BEGIN linux_resources: the CRI resources of a container's limits and requests, as the kubelet computes them for the cgroup; see cgroups(7), the CRI's LinuxContainerResources
     let mut out = v1::LinuxContainerResources {
         cpu_shares: 2,
         ..Default::default()
@@ -252,6 +253,7 @@ pub fn linux_resources(r: &Resources) -> Result<v1::LinuxContainerResources> {
         out.memory_limit_in_bytes = quantity("memory", mem)?;
     }
     Ok(out)
+    // LAB:END
 }
 // ANCHOR_END: resources
 
