@@ -339,7 +339,7 @@ fn schedules(text: &str) -> Result<Vec<Schedule>> {
 /// takes only the segments marked `workshop`, with their workshop minutes.
 fn table(s: &Schedule, all: &[Segment]) -> Result<(String, u32)> {
     let workshop = s.name.starts_with("workshop");
-    let mut out = String::from("| segment | kind | minutes |\n|---|---|---|\n");
+    let mut out = String::from("| segment | type | minutes |\n|---|---|---|\n");
     let (mut total, mut homework) = (0, 0);
     let mut by_kind: BTreeMap<&str, u32> = BTreeMap::new();
     for page in &s.pages {
