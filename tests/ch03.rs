@@ -357,12 +357,14 @@ fn main() -> ExitCode {
                 Ok(())
             },
         ),
-        root("dev_pts_and_dev_shm_run_no_programs", || {
-            // Like /proc, the filesystems mount_dev adds under /dev hold no
-            // set-user-ID program and run none; /dev/shm holds no device.
-            let out = sh("grep -E ' /dev/(pts|shm) ' /proc/mounts")?;
+        root("dev_and_its_mounts_run_no_set_user_id_programs", || {
+            // Like /proc, the filesystems mount_dev mounts hold no
+            // set-user-ID program, and those under /dev run none; /dev/shm
+            // holds no device.
+            let out = sh("grep -E ' /dev(/pts|/shm)? ' /proc/mounts")?;
             out.expect_code(0)?;
             for (target, wanted) in [
+                ("/dev", &["nosuid"][..]),
                 ("/dev/pts", &["nosuid", "noexec"][..]),
                 ("/dev/shm", &["nosuid", "nodev", "noexec"][..]),
             ] {
