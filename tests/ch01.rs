@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use cfs_tests::kernel::ns_inode;
 use cfs_tests::run::{as_nobody, chapter, output, Background};
-use cfs_tests::{check, ensure, plain, root, Context};
+use cfs_tests::{bail, check, ensure, plain, root, Context};
+use nix::errno::Errno;
 use nix::sched::CloneFlags;
+use nix::sys::wait::{waitpid, WaitPidFlag};
 
 const BIN: &str = "ch01-uts";
 
@@ -212,6 +214,22 @@ fn main() -> ExitCode {
                 "the child ended with {code}, not 101 (a caught panic)"
             );
             Ok(())
+        }),
+        plain("an_unreleased_child_is_reaped_when_dropped", || {
+            // The runtime drops a child it never released when its set-up
+            // fails: the child must end and be reaped there, not be left a
+            // zombie of the process that goes on (a test, a daemon).
+            let child = ch01_uts::process::spawn(CloneFlags::empty(), || {
+                bail!("released, though the parent dropped it")
+            })?;
+            let pid = child.pid();
+            drop(child);
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Err(Errno::ECHILD) => Ok(()),
+                other => bail!(
+                    "child {pid} was not reaped when its Child was dropped: waitpid said {other:?}"
+                ),
+            }
         }),
     ])
 }

@@ -20,8 +20,9 @@ const BIN: &str = "ch02-pid";
 const ORPHAN_MAKER: &str = "sh -c 'sleep 0.2 &'; exec sleep 3";
 
 /// Starts `args`, waits until the container's PID 1 exists, lets the orphan
-/// die, and counts the zombies in the container's PID namespace.
-fn zombies_after_orphan(args: &[&str]) -> Result<usize> {
+/// die, and counts the processes in the container's PID namespace: the
+/// zombies, and those still running (the command, `sleep 3`, and an init).
+fn zombies_after_orphan(args: &[&str]) -> Result<(usize, usize)> {
     let bg = Background::start(chapter(BIN, args))?;
     let pid1 = wait_for(Duration::from_secs(5), || {
         children(bg.pid()).first().copied()
@@ -29,12 +30,12 @@ fn zombies_after_orphan(args: &[&str]) -> Result<usize> {
     .context("the runtime has no child: no PID 1 was started")?;
     let pid_ns = ns_inode(&pid1.to_string(), "pid")?;
     std::thread::sleep(Duration::from_millis(1200));
-    let zombies = processes_in_ns("pid", pid_ns)
-        .iter()
-        .filter(|pid| state(pid) == Some('Z'))
-        .count();
+    let (zombies, running): (Vec<_>, Vec<_>) = processes_in_ns("pid", pid_ns)
+        .into_iter()
+        .map(|pid| state(&pid))
+        .partition(|state| *state == Some('Z'));
     bg.finish(Duration::from_secs(10))?.expect_code(0)?;
-    Ok(zombies)
+    Ok((zombies.len(), running.len()))
 }
 
 /// Hints that follow the failure (see `cfs_tests::lab::hints`).
@@ -130,7 +131,7 @@ fn main() -> ExitCode {
             "the runtime on the host must wait for its own child only (supervise(pid, Reap::MainOnly) \
              waits on that pid, not on -1) and exit with its code",
             || {
-                let zombies = zombies_after_orphan(&["--", "sh", "-c", ORPHAN_MAKER])?;
+                let (zombies, _) = zombies_after_orphan(&["--", "sh", "-c", ORPHAN_MAKER])?;
                 ensure!(
                     zombies == 1,
                     "expected the orphan as a zombie, found {zombies}"
@@ -145,8 +146,17 @@ fn main() -> ExitCode {
             "with Reap::Orphans, supervise waits on pid -1 with WNOHANG until StillAlive, \
              reaping every child, not only main",
             || {
-                let zombies = zombies_after_orphan(&["--init", "--", "sh", "-c", ORPHAN_MAKER])?;
+                let (zombies, running) =
+                    zombies_after_orphan(&["--init", "--", "sh", "-c", ORPHAN_MAKER])?;
                 ensure!(zombies == 0, "found {zombies} zombie(s) under --init");
+                // An init that takes the orphan for the command ends the
+                // container with it, the command still sleeping (and exits
+                // with the orphan's code, 0, as the command would).
+                ensure!(
+                    running > 0,
+                    "the container was gone once its orphan ended, its command still to run: \
+                     the init took the orphan for the command"
+                );
                 Ok(())
             },
         ),

@@ -357,6 +357,32 @@ fn main() -> ExitCode {
                 Ok(())
             },
         ),
+        root("dev_and_its_mounts_run_no_set_user_id_programs", || {
+            // Like /proc, the filesystems mount_dev mounts hold no
+            // set-user-ID program, and those under /dev run none; /dev/shm
+            // holds no device.
+            let out = sh("grep -E ' /dev(/pts|/shm)? ' /proc/mounts")?;
+            out.expect_code(0)?;
+            for (target, wanted) in [
+                ("/dev", &["nosuid"][..]),
+                ("/dev/pts", &["nosuid", "noexec"][..]),
+                ("/dev/shm", &["nosuid", "nodev", "noexec"][..]),
+            ] {
+                let line = out
+                    .stdout
+                    .lines()
+                    .find(|line| line.split(' ').nth(1) == Some(target))
+                    .with_context(|| format!("no {target} in /proc/mounts inside: {out:?}"))?;
+                let options: Vec<&str> = line.split(' ').nth(3).unwrap_or("").split(',').collect();
+                for option in wanted {
+                    ensure!(
+                        options.contains(option),
+                        "{target} is mounted without {option}: {line}"
+                    );
+                }
+            }
+            Ok(())
+        }),
         root("environment_is_the_default_one", || {
             let rootfs = rootfs()?;
             let mut cmd = chapter(

@@ -122,21 +122,32 @@ where
 }
 
 /// With `CFS_BUILD_BINS=1`, builds the workspace's binaries first (`cargo
-/// build --workspace --bins`). The tests run the chapter binaries, which
-/// `cargo test -p cfs-tests` does not build: a tool that changes a chapter's
-/// code and runs only the tests, such as cargo-mutants (`CFS_BUILD_BINS=1
-/// cargo mutants ... -- --package cfs-tests --test ch03`), needs them rebuilt.
+/// build --workspace --bins`); with `CFS_BUILD_BINS=ch01-uts,ch02-pid`, those
+/// packages' binaries only. The tests run the chapter binaries, which `cargo
+/// test -p cfs-tests` does not build: a tool that changes a chapter's code and
+/// runs only the tests, such as cargo-mutants (`scripts/mutants`), needs them
+/// rebuilt, and naming the packages spares it the later chapters' binaries.
 fn build_bins() -> Result<()> {
-    if std::env::var("CFS_BUILD_BINS").as_deref() != Ok("1") {
+    let Ok(which) = std::env::var("CFS_BUILD_BINS") else {
         return Ok(());
+    };
+    let mut args = vec!["build".to_string(), "--bins".to_string()];
+    match which.as_str() {
+        "" | "0" => return Ok(()),
+        "1" => args.push("--workspace".to_string()),
+        packages => {
+            for package in packages.split(',') {
+                args.extend(["-p".to_string(), package.to_string()]);
+            }
+        }
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let status = std::process::Command::new(cargo)
-        .args(["build", "--workspace", "--bins"])
+        .args(&args)
         .current_dir(paths::workspace())
         .status()
-        .context("failed to run cargo build --workspace --bins")?;
-    anyhow::ensure!(status.success(), "cargo build --workspace --bins failed");
+        .with_context(|| format!("failed to run cargo {}", args.join(" ")))?;
+    anyhow::ensure!(status.success(), "cargo {} failed", args.join(" "));
     Ok(())
 }
 

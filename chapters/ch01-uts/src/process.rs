@@ -300,6 +300,18 @@ pub fn still_running(pid: i32, start_time: u64) -> bool {
 mod tests {
     use super::*;
 
+    /// No session shows a death by a signal, so this is where its narration
+    /// is checked.
+    #[test]
+    fn a_death_by_a_signal_is_narrated_with_its_name() {
+        let pid = Pid::from_raw(42);
+        assert_eq!(
+            describe_status(WaitStatus::Signaled(pid, Signal::SIGKILL, false)),
+            "killed by SIGKILL"
+        );
+        assert_eq!(describe_status(WaitStatus::Exited(pid, 3)), "exited 3");
+    }
+
     #[test]
     fn a_saved_process_is_told_apart_from_a_reused_pid_and_a_zombie() {
         let me = std::process::id() as i32;

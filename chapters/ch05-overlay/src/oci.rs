@@ -747,6 +747,10 @@ mod tests {
         let mut long = Verifier::new(Vec::new(), 2);
         assert!(long.write_all(b"{} ").is_err());
         assert!(digest_hex(&parse_digest(&sha256(b""))?).is_ok());
+        // Another algorithm is refused, even with 64 hex digits: the store
+        // names its files after sha256 digests only.
+        let other = format!("blake3:{}", "ab".repeat(32));
+        assert!(digest_hex(&parse_digest(&other)?).is_err(), "{other}");
         Ok(())
     }
 }

@@ -650,6 +650,9 @@ mod tests {
         let r: Reference = format!("localhost:5000/a/b@{digest}").parse()?;
         assert_eq!(r.tag, digest);
         assert_eq!(r.to_string(), format!("localhost:5000/a/b@{digest}"));
+        // A repository's parts may hold digits, dots, dashes, underscores.
+        let r: Reference = "localhost/my-org/app_2.0".parse()?;
+        assert_eq!(r.repository, "my-org/app_2.0");
         // No registry host, upper case, empty parts, a path in the tag.
         for bad in [
             "app:v1",

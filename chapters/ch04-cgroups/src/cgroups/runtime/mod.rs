@@ -616,6 +616,54 @@ mod tests {
         Ok(())
     }
 
+    /// Each memory knob of v1 is written also when it is the only one asked
+    /// for (above, the soft limit comes with the OOM killer).
+    #[test]
+    fn a_lone_memory_knob_on_v1() -> Result<()> {
+        let alone = [
+            (
+                Resources {
+                    memory_reservation: Some(4096),
+                    ..Resources::default()
+                },
+                r#"memory.soft_limit_in_bytes "4096""#,
+            ),
+            (
+                Resources {
+                    swappiness: Some(10),
+                    ..Resources::default()
+                },
+                r#"memory.swappiness "10""#,
+            ),
+            (
+                Resources {
+                    disable_oom_killer: true,
+                    ..Resources::default()
+                },
+                r#"memory.oom_control "1""#,
+            ),
+            (
+                Resources {
+                    kernel_tcp: Some(4096),
+                    ..Resources::default()
+                },
+                r#"memory.kmem.tcp.limit_in_bytes "4096""#,
+            ),
+        ];
+        for (resources, write) in alone {
+            let (files, h) = v1_machine(&["memory"]);
+            let limits = Limits {
+                resources,
+                ..Limits::default()
+            };
+            let path = CgroupsPath::Relative("x".into());
+            create(files, &h, Version::V1, &path, &limits)?.remove()?;
+            let wanted = format!("write /cg/memory/app/x/{write}");
+            assert!(files.log().contains(&wanted), "{wanted}: {:?}", files.log());
+        }
+        Ok(())
+    }
+
     /// Without the hugetlb hierarchy, hugepage limits are one error naming
     /// the field and the controller, before anything is made; on v1,
     /// `unified` is refused.
