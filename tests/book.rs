@@ -449,15 +449,7 @@ fn long_listings_are_folded() -> Result<()> {
 fn instructors_page_lists_mutants_and_ladders() -> Result<()> {
     let page = src().join("instructors.md");
     let mut text = fs::read_to_string(&page)?;
-    let mut labs: Vec<String> = fs::read_dir(workspace().join("labs/mutants"))?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_suffix(".txt").map(str::to_string)
-        })
-        .collect();
-    labs.sort();
-    ensure!(!labs.is_empty(), "no labs/mutants/chNN.txt");
+    let labs = cfs_tests::mutants::labs()?;
     let mut stale = Vec::new();
     for ch in &labs {
         let (begin, end) = (

@@ -579,14 +579,19 @@ fn resources() -> Result<()> {
         Ok(())
     });
     steps.step("manifests removed: no pod left", || {
-        for e in fs::read_dir(&node.manifests)? {
-            fs::remove_file(e?.path())?;
-        }
-        node.once()?;
-        no_pods_left(&node.sandbox, &mut cri)
+        remove_every_pod(&node, &mut cri)
     });
     drop(cri);
     node.finish(steps)
+}
+
+/// Removes every manifest, runs one pass, and requires that no pod is left.
+fn remove_every_pod(node: &Node, cri: &mut Cri) -> Result<()> {
+    for e in fs::read_dir(&node.manifests)? {
+        fs::remove_file(e?.path())?;
+    }
+    node.once()?;
+    no_pods_left(&node.sandbox, cri)
 }
 
 /// What the test saw of one container's attempts: attempt → (id, created_at in ns).
@@ -709,11 +714,7 @@ fn restarts() -> Result<()> {
         },
     );
     steps.step("manifests removed: no pod left", || {
-        for e in fs::read_dir(&node.manifests)? {
-            fs::remove_file(e?.path())?;
-        }
-        node.once()?;
-        no_pods_left(&node.sandbox, &mut cri)
+        remove_every_pod(&node, &mut cri)
     });
     drop(cri);
     node.finish(steps)

@@ -419,15 +419,7 @@ fn answer_key(all: &[Segment]) -> Result<String> {
 /// mistakes the lab test proves caught, what the scoreboard shows for the
 /// likeliest, and how many rungs its hint ladder (`labs/hints/chNN.txt`) has.
 fn lab_guide() -> Result<String> {
-    let mut labs: Vec<String> = fs::read_dir(workspace().join("labs/mutants"))?
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_suffix(".txt").map(str::to_string)
-        })
-        .collect();
-    labs.sort();
-    ensure!(!labs.is_empty(), "no labs/mutants/chNN.txt");
+    let labs = cfs_tests::mutants::labs()?;
     let rung = Regex::new(r"^\d+\. ")?;
     let mut out = String::from(
         "| lab | body | mistakes caught | the likeliest mistake | the scoreboard shows | hint rungs |\n\

@@ -25,6 +25,20 @@ pub struct Mutant {
     pub edits: Vec<(String, String)>,
 }
 
+/// The labs that have mutants (`labs/mutants/chNN.txt`), sorted; at least one.
+pub fn labs() -> Result<Vec<String>> {
+    let mut labs: Vec<String> = fs::read_dir(workspace().join("labs/mutants"))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".txt").map(str::to_string)
+        })
+        .collect();
+    labs.sort();
+    ensure!(!labs.is_empty(), "no labs/mutants/chNN.txt");
+    Ok(labs)
+}
+
 /// The mutants of lab `ch` and what each needs rebuilt (`bin`, `test`).
 pub fn mutants(ch: &str) -> Result<(Vec<String>, Vec<Mutant>)> {
     let path = workspace().join(format!("labs/mutants/{ch}.txt"));
