@@ -138,8 +138,17 @@ fn lifecycle() -> Result<()> {
     // here by SIGSTOP): start gives up after its 10 s, in one line, and
     // leaves it created.
     b.create("stalled")?.expect_code(0)?;
-    let stalled = Pid::from_raw(b.pid("stalled")?.parse()?);
+    let stalled_pid = b.pid("stalled")?;
+    let stalled = Pid::from_raw(stalled_pid.parse()?);
     nix::sys::signal::kill(stalled, nix::sys::signal::Signal::SIGSTOP)?;
+    // Stopped for real before start opens the fifo: a process that has not
+    // yet run to take the SIGSTOP (a loaded machine) would see start's open
+    // end its own open(O_WRONLY) first, then, continued after start gave up,
+    // die of SIGPIPE on its write, and the container would be stopped.
+    wait_for(Duration::from_secs(10), || {
+        (cfs_tests::kernel::state(&stalled_pid) == Some('T')).then_some(())
+    })
+    .context("the container's process did not stop on SIGSTOP")?;
     let out = output_within(b.cmd(&["start", "stalled"]), Duration::from_secs(30));
     nix::sys::signal::kill(stalled, nix::sys::signal::Signal::SIGCONT)?;
     let out = out.context(
