@@ -276,22 +276,17 @@ fn note_problems(s: &Segment) -> Result<(usize, Vec<String>)> {
         notes += 1;
         let (demo, ask) = (&c[1], &c[2]);
         let mut named = 0;
-        for m in session.captures_iter(demo) {
-            named += 1;
-            if !src().join(&m[1]).exists() {
-                problems.push(format!(
-                    "{place}: the demo names {}, which is missing",
-                    &m[1]
-                ));
-            }
-        }
-        for m in script.captures_iter(demo) {
-            named += 1;
-            if !workspace().join(&m[1]).exists() {
-                problems.push(format!(
-                    "{place}: the demo names {}, which is missing",
-                    &m[1]
-                ));
+        // A session or diff is named relative to the pages, a file of the
+        // repository relative to the workspace.
+        for (names, base) in [(&session, src()), (&script, workspace())] {
+            for m in names.captures_iter(demo) {
+                named += 1;
+                if !base.join(&m[1]).exists() {
+                    problems.push(format!(
+                        "{place}: the demo names {}, which is missing",
+                        &m[1]
+                    ));
+                }
             }
         }
         if named == 0 {
