@@ -482,17 +482,16 @@ impl Sandbox {
             // process of its namespace is reaped, also those this process
             // adopted as a subreaper (a lab check's: an nsenter that ended
             // before its child in the sandbox). Reap those as they die.
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while unshare.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                reap_adopted_zombies();
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            let wait_reaping = |unshare: &mut std::process::Child, seconds| {
+                let deadline = Instant::now() + Duration::from_secs(seconds);
+                while unshare.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                    reap_adopted_zombies();
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            };
+            wait_reaping(&mut unshare, 10);
             let _ = unshare.kill();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while unshare.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                reap_adopted_zombies();
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            wait_reaping(&mut unshare, 10);
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut errors = Vec::new();
