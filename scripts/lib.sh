@@ -5,7 +5,7 @@
 #   # shellcheck source=scripts/lib.sh
 #   source "$(dirname "$(readlink -f "$0")")/lib.sh"
 #
-# It sets PATH and defines step, die and usage; it runs nothing else.
+# It sets PATH and defines step, die, usage and put_olds; it runs nothing else.
 
 # Rust's tools (cargo, rustup, mdbook) as scripts/provision installs them:
 # for root, under ~/.cargo/bin, which sudo's PATH does not hold.
@@ -36,4 +36,22 @@ usage() {
 }
 usage_lines() {
     sed -n "$1,$2p" "$0" | sed 's/^# \{0,1\}//'
+}
+
+# put_olds BUILD_DIR: the put_old directories pivot_root attempts left in
+# BUILD_DIR or in a rootfs directly beneath it (chapters 3 to 6 make an empty
+# .oldroot-XXXXXX and remove it once the old root is unmounted, so one stays
+# only when a runtime is killed in between), one a line. Only empty ones,
+# not mounted on: one with files in it is not a put_old of the project's, and
+# is named on stderr and left.
+put_olds() {
+    local old
+    for old in "$1"/.oldroot-* "$1"/*/.oldroot-*; do
+        if [ ! -d "$old" ] || mountpoint -q "$old"; then continue; fi
+        if [ -n "$(ls -A "$old" 2>/dev/null)" ]; then
+            echo "$prog: leaving $old: it is not empty, so not a put_old directory of the project's; look inside before removing it" >&2
+        else
+            echo "$old"
+        fi
+    done
 }
